@@ -1,0 +1,37 @@
+# Two commands matter: `make up` (whole system on loopback) and `make test` (lint, types, tests).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PKGS := -e libs/schemas -e libs/runtime -e libs/testing -e services/prober -e services/correlator \
+        -e services/notifier -e services/reporter -e cli
+SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src services/correlator/src \
+       services/notifier/src services/reporter/src cli/src
+
+.PHONY: up test check lint typecheck pytest install ferretdb
+
+$(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop
+	touch $@
+
+install: $(BIN)/fao
+
+ferretdb: install
+	$(BIN)/fao dev build-ferretdb
+
+up: install
+	$(BIN)/fao dev up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy $(SRC) tests bench
+
+pytest: install ferretdb
+	$(BIN)/pytest -q
+
+check: lint typecheck pytest
+
+test: check

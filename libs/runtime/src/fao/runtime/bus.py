@@ -1,0 +1,85 @@
+"""JetStream streams and KV buckets, created idempotently at start-up by every service.
+
+Creating is safe to repeat: an existing stream with a different configuration is updated to this
+one (so a new release can change retention), never deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from fao.schemas import subjects
+
+log = structlog.get_logger()
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: list[str]
+    max_age: float
+    duplicate_window: float
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=self.subjects,
+            storage=StorageType.FILE,
+            max_age=self.max_age,
+            duplicate_window=self.duplicate_window,
+            discard=DiscardPolicy.OLD,
+        )
+
+
+STREAMS = [
+    # Raw results are only needed until the correlator has folded them into monitor state.
+    StreamSpec(subjects.RESULTS_STREAM, [subjects.RESULTS_SUBJECTS], max_age=HOUR, duplicate_window=120.0),
+    # The public incident history: long retention so the reporter can rebuild its read model.
+    StreamSpec(
+        subjects.INCIDENTS_STREAM, [subjects.INCIDENTS_SUBJECTS], max_age=400 * DAY, duplicate_window=DAY
+    ),
+    StreamSpec(
+        subjects.COMMANDS_STREAM, [subjects.COMMANDS_SUBJECTS], max_age=30 * DAY, duplicate_window=DAY
+    ),
+    StreamSpec(
+        subjects.DEAD_LETTER_STREAM, [subjects.DEAD_LETTER_SUBJECTS], max_age=90 * DAY, duplicate_window=120.0
+    ),
+]
+
+STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create every Fao stream, or bring an existing one to the current configuration."""
+    for spec in STREAMS:
+        try:
+            await js.add_stream(spec.config())
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
+                raise
+            await js.update_stream(spec.config())
+            log.info("stream_updated", stream=spec.name)
+
+
+async def monitors_bucket(js: JetStreamContext) -> KeyValue:
+    """The monitor definitions the probers follow (written by ``fao apply``)."""
+    try:
+        return await js.key_value(subjects.MONITORS_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=subjects.MONITORS_BUCKET, history=5, storage=StorageType.FILE)
+        )
+
+
+async def ensure_bus(js: JetStreamContext) -> None:
+    await ensure_streams(js)
+    await monitors_bucket(js)

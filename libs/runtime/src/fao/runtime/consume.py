@@ -1,0 +1,81 @@
+"""Deliberate JetStream acknowledgement for every Fao consumer.
+
+FastStream's default policy *terminates* a message whose handler raises, which would lose it. Fao
+handlers go through ``process`` instead:
+
+- the body does not match the contract → the raw message goes to ``fao.deadletter.<service>`` with
+  the validation error, a log line is written, and the message is acknowledged so it never blocks
+  the stream;
+- the handler raises (store or bus unavailable...) → ``nak`` with an exponential delay; the
+  message is redelivered and nothing is lost;
+- the handler returns → ``ack``, after its effects are durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from faststream.nats import NatsBroker, NatsMessage
+from prometheus_client import Counter
+from pydantic import BaseModel, ValidationError
+
+from fao.schemas import subjects
+
+log = structlog.get_logger()
+M = TypeVar("M", bound=BaseModel)
+
+MESSAGES = Counter("fao_messages_total", "Bus messages handled", ["service", "outcome"])
+
+
+def retry_delay(num_delivered: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """0.5 s, 1 s, 2 s ... capped: how long to wait before a failed message is redelivered."""
+    return float(min(cap, base * 2 ** max(0, num_delivered - 1)))
+
+
+async def dead_letter(broker: NatsBroker, service: str, msg: NatsMessage, reason: str) -> None:
+    headers = {"Fao-Reason": reason[:500], "Fao-Original-Subject": msg.raw_message.subject}
+    await broker.publish(
+        msg.body,
+        subjects.dead_letter_subject(service),
+        stream=subjects.DEAD_LETTER_STREAM,
+        headers=headers,
+        timeout=5.0,
+    )
+
+
+async def process(
+    broker: NatsBroker,
+    service: str,
+    msg: NatsMessage,
+    model: type[M],
+    handler: Callable[[M], Awaitable[None]],
+) -> None:
+    """Validate, handle, and settle one message as described in the module docstring."""
+    try:
+        item = model.model_validate_json(msg.body)
+    except ValidationError as exc:
+        reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        log.error("message_rejected", subject=msg.raw_message.subject, reason=reason)
+        await dead_letter(broker, service, msg, reason)
+        await msg.ack()
+        MESSAGES.labels(service, "dead_letter").inc()
+        return
+    try:
+        await handler(item)
+    except Exception as exc:
+        delivered = msg.raw_message.metadata.num_delivered or 1
+        delay = retry_delay(delivered)
+        log.warning(
+            "message_retry",
+            subject=msg.raw_message.subject,
+            delivered=delivered,
+            delay_s=delay,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        await msg.nack(delay=delay)
+        MESSAGES.labels(service, "retry").inc()
+        return
+    await msg.ack()
+    MESSAGES.labels(service, "ok").inc()

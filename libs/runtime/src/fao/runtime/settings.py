@@ -1,0 +1,22 @@
+"""Settings common to every service, read from ``FAO_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings; each service subclasses this and adds its own (documented in README)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAO_", extra="ignore", frozen=True)
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    mongo_url: str = "mongodb://127.0.0.1:27017/?directConnection=true&serverSelectionTimeoutMS=5000"
+    mongo_db: str = "fao"
+    http_host: str = "127.0.0.1"
+    # 0 picks a free port (the chosen port is logged); -1 disables /healthz and /metrics.
+    http_port: int = 0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"

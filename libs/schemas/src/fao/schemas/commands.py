@@ -1,0 +1,36 @@
+"""Requests to change an incident (acknowledge, resolve, note, open by hand)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from fao.schemas.base import FaoModel, Identifier, UtcDatetime
+
+CommandAction = Literal["ack", "resolve", "note", "open_manual"]
+CommandSource = Literal["line", "api", "cli"]
+
+
+class Command(FaoModel):
+    """One operator action; ``command_id`` makes a repeated delivery harmless."""
+
+    schema_version: Literal[1] = 1
+    command_id: UUID
+    action: CommandAction
+    actor: str = Field(min_length=1, max_length=200)
+    source: CommandSource
+    at: UtcDatetime
+    incident_id: str | None = None
+    system_id: Identifier | None = None
+    text: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _target(self) -> Command:
+        if self.action == "open_manual":
+            if not self.text:
+                raise ValueError("open_manual needs the report text")
+        elif self.incident_id is None:
+            raise ValueError(f"{self.action} needs an incident_id")
+        return self

@@ -1,0 +1,76 @@
+"""Inventory models: teams, systems and monitors as written in the config files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fao.schemas.base import FaoModel, Identifier, Seconds
+from fao.schemas.checks import CheckSpec
+from fao.schemas.events import Severity
+
+# A LINE group id is "C" + 32 hex digits (rooms start with "R", users with "U").
+LineTarget = Annotated[str, Field(pattern=r"^[CRU][0-9a-f]{32}$")]
+
+
+class Team(FaoModel):
+    """People responsible for systems, and where their alerts go."""
+
+    schema_version: Literal[1] = 1
+    id: Identifier
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    line_groups: list[LineTarget] = Field(default_factory=list)
+
+
+class System(FaoModel):
+    """A service the ministry runs (portal, e-service, mail...); monitors belong to one."""
+
+    schema_version: Literal[1] = 1
+    id: Identifier
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name_th: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    team: Identifier
+    severity: Severity = "major"
+    depends_on: list[Identifier] = Field(default_factory=list)
+
+    @property
+    def display_name_th(self) -> str:
+        return self.name_th or self.name
+
+
+class ConfirmPolicy(FaoModel):
+    """X-of-Y confirmation: down when ``failures`` of the last ``of`` results failed."""
+
+    failures: Annotated[int, Field(ge=1, le=20)] = 2
+    of: Annotated[int, Field(ge=1, le=20)] = 3
+
+    @model_validator(mode="after")
+    def _failures_within_window(self) -> ConfirmPolicy:
+        if self.failures > self.of:
+            raise ValueError(f"failures ({self.failures}) cannot exceed of ({self.of})")
+        return self
+
+
+class Monitor(FaoModel):
+    """One check of one system, run by the probers of each listed zone."""
+
+    schema_version: Literal[1] = 1
+    id: Identifier
+    system: Identifier
+    name: Annotated[str, Field(max_length=200)] | None = None
+    check: CheckSpec
+    interval: Annotated[Seconds, Field(ge=0.2, le=86400)] = 60.0
+    timeout: Annotated[Seconds, Field(gt=0, le=120)] = 10.0
+    recheck_interval: Annotated[Seconds, Field(ge=0.1, le=3600)] = 10.0
+    confirm: ConfirmPolicy = Field(default_factory=ConfirmPolicy)
+    recover_after: Annotated[int, Field(ge=1, le=20)] = 1
+    zones: list[Identifier] = Field(default_factory=lambda: ["default"], min_length=1)
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> Monitor:
+        if self.timeout > self.interval:
+            raise ValueError(f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)")
+        return self

@@ -1,0 +1,204 @@
+"""Load the inventory (teams, systems, monitors) from YAML files, with ``path:line: field: message`` errors.
+
+Each ``*.yaml``/``*.yml`` file in the directory may hold any of the top-level lists ``teams``,
+``systems`` and ``monitors``. Loading either returns a complete, cross-checked ``Inventory`` or
+raises ``ConfigError`` listing every problem; it never returns a partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from fao.schemas.config import Monitor, System, Team
+
+SECTIONS: dict[str, type[BaseModel]] = {"teams": Team, "systems": System, "monitors": Monitor}
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``problems`` lists each one with its file and line."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class Inventory:
+    """A validated, cross-referenced configuration."""
+
+    teams: list[Team] = field(default_factory=list)
+    systems: list[System] = field(default_factory=list)
+    monitors: list[Monitor] = field(default_factory=list)
+
+
+@dataclass
+class _Located:
+    model: Team | System | Monitor
+    path: str
+    line: int
+
+
+def _without_tags(item: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """Drop discriminated-union tags (``check.http.url`` → ``check.url``) from a pydantic location."""
+    out: list[int | str] = []
+    for part in loc:
+        if isinstance(item, dict) and isinstance(part, str) and part not in item and item.get("type") == part:
+            continue
+        out.append(part)
+        if isinstance(item, dict):
+            item = item.get(part)
+        elif isinstance(item, list) and isinstance(part, int) and part < len(item):
+            item = item[part]
+        else:
+            item = None
+    return out
+
+
+def _node_at(node: yaml.Node, loc: Sequence[int | str]) -> yaml.Node:
+    """Follow a pydantic error location into the YAML node tree, as deep as it goes."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            nxt = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+    return node
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(document)"
+
+
+def _parse_file(path: Path, problems: list[ConfigProblem]) -> Iterator[tuple[str, _Located]]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        problems.append(ConfigProblem(name, 1, "(file)", f"not UTF-8 text: {exc.reason}"))
+        return
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        problems.append(ConfigProblem(name, line, "(yaml)", str(exc.problem or exc)))
+        return
+    if root is None or data is None:
+        return
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        problems.append(ConfigProblem(name, root.start_mark.line + 1, "(document)", "expected a mapping"))
+        return
+    for key, items in data.items():
+        if key not in SECTIONS:
+            node = _node_at(root, [key])
+            allowed = ", ".join(SECTIONS)
+            problems.append(
+                ConfigProblem(name, node.start_mark.line + 1, str(key), f"unknown section (use {allowed})")
+            )
+            continue
+        section_node = _node_at(root, [key])
+        if not isinstance(items, list):
+            problems.append(ConfigProblem(name, section_node.start_mark.line + 1, key, "expected a list"))
+            continue
+        for index, item in enumerate(items):
+            item_node = _node_at(root, [key, index])
+            try:
+                model = SECTIONS[key].model_validate(item)
+                assert isinstance(model, Team | System | Monitor)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = [key, index, *_without_tags(item, err["loc"])]
+                    node = _node_at(root, loc)
+                    message = err["msg"].removeprefix("Value error, ")
+                    problems.append(ConfigProblem(name, node.start_mark.line + 1, _field_name(loc), message))
+                continue
+            yield key, _Located(model, name, item_node.start_mark.line + 1)
+
+
+def _check_references(located: dict[str, list[_Located]], problems: list[ConfigProblem]) -> None:
+    ids: dict[str, set[str]] = {}
+    for section, items in located.items():
+        seen: dict[str, _Located] = {}
+        for item in items:
+            item_id = str(item.model.id)
+            if item_id in seen:
+                first = seen[item_id]
+                problems.append(
+                    ConfigProblem(
+                        item.path,
+                        item.line,
+                        f"{section}.id",
+                        f"duplicate id {item_id!r} (first defined at {first.path}:{first.line})",
+                    )
+                )
+            seen[item_id] = item
+        ids[section] = set(seen)
+
+    def missing(item: _Located, fld: str, ref: str, section: str) -> None:
+        if ref not in ids[section]:
+            problems.append(ConfigProblem(item.path, item.line, fld, f"unknown {section[:-1]} {ref!r}"))
+
+    for item in located["systems"]:
+        system = item.model
+        assert isinstance(system, System)
+        missing(item, "systems.team", system.team, "teams")
+        for parent in system.depends_on:
+            missing(item, "systems.depends_on", parent, "systems")
+            if parent == system.id:
+                problems.append(
+                    ConfigProblem(item.path, item.line, "systems.depends_on", "depends on itself")
+                )
+    for item in located["monitors"]:
+        monitor = item.model
+        assert isinstance(monitor, Monitor)
+        missing(item, "monitors.system", monitor.system, "systems")
+
+
+def _models(items: list[_Located], kind: type[M]) -> list[M]:
+    return [item.model for item in items if isinstance(item.model, kind)]
+
+
+def load_inventory(directory: Path) -> Inventory:
+    """Validate every YAML file under ``directory``; raise ``ConfigError`` with all problems found."""
+    if not directory.is_dir():
+        raise ConfigError([ConfigProblem(str(directory), 0, "(directory)", "not a directory")])
+    files = sorted(p for p in directory.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
+    if not files:
+        raise ConfigError([ConfigProblem(str(directory), 0, "(directory)", "no .yaml files found")])
+    problems: list[ConfigProblem] = []
+    located: dict[str, list[_Located]] = {section: [] for section in SECTIONS}
+    for path in files:
+        for section, item in _parse_file(path, problems):
+            located[section].append(item)
+    _check_references(located, problems)
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line)))
+    return Inventory(
+        teams=_models(located["teams"], Team),
+        systems=_models(located["systems"], System),
+        monitors=_models(located["monitors"], Monitor),
+    )

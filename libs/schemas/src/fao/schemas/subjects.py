@@ -1,0 +1,51 @@
+"""Every stream, subject, consumer and bucket name Fao uses, in one place.
+
+Public (documented in docs/asyncapi.yaml): the incident stream ``fao.incidents.v1.<event>``.
+Internal: results, commands, dead letters, and the KV buckets.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RESULTS_STREAM: Final = "FAO_RESULTS"
+RESULTS_SUBJECTS: Final = "fao.results.>"
+
+INCIDENTS_STREAM: Final = "FAO_INCIDENTS"
+INCIDENTS_SUBJECTS: Final = "fao.incidents.v1.>"
+
+COMMANDS_STREAM: Final = "FAO_COMMANDS"
+COMMANDS_SUBJECTS: Final = "fao.commands.v1.>"
+
+DEAD_LETTER_STREAM: Final = "FAO_DEAD_LETTERS"
+DEAD_LETTER_SUBJECTS: Final = "fao.deadletter.>"
+
+MONITORS_BUCKET: Final = "fao-monitors"
+PROBERS_BUCKET: Final = "fao-probers"
+
+# Durable consumer names, one per reading service.
+CORRELATOR_RESULTS_CONSUMER: Final = "correlator-results"
+CORRELATOR_COMMANDS_CONSUMER: Final = "correlator-commands"
+NOTIFIER_CONSUMER: Final = "notifier-incidents"
+REPORTER_CONSUMER: Final = "reporter-incidents"
+
+
+def result_subject(monitor_id: str) -> str:
+    return f"fao.results.{monitor_id}"
+
+
+def incident_subject(event_type: str) -> str:
+    return f"fao.incidents.v1.{event_type}"
+
+
+def command_subject(action: str) -> str:
+    return f"fao.commands.v1.{action}"
+
+
+def dead_letter_subject(service: str) -> str:
+    return f"fao.deadletter.{service}"
+
+
+def monitor_key(monitor_id: str) -> str:
+    """KV key of a monitor definition in ``MONITORS_BUCKET``."""
+    return f"monitor.{monitor_id}"

@@ -1,0 +1,94 @@
+"""The correlator's collections: ``monitor_state`` and ``incidents`` (it is their only writer).
+
+Only ``_id`` lookups and ``_id``-keyed writes: the one shape FerretDB pushes down to SQLite, and
+atomic on both FerretDB and MongoDB.
+"""
+
+from __future__ import annotations
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from fao.correlator.state_machine import MonitorState, Sample
+from fao.runtime.inventory import SYSTEMS, from_doc
+from fao.runtime.store import Document, IndexSpec
+from fao.schemas import Incident, System
+
+STATE = "monitor_state"
+INCIDENTS = "incidents"
+
+INDEXES = [
+    IndexSpec(INCIDENTS, [("system_id", 1), ("started_at", -1)]),
+    IndexSpec(INCIDENTS, [("status", 1)]),
+]
+
+
+def state_to_doc(state: MonitorState, open_incident_id: str | None) -> Document:
+    return {
+        "_id": state.monitor_id,
+        "status": state.status,
+        "window": [{"ok": s.ok, "at": s.at, "detail": s.detail} for s in state.window],
+        "ok_streak": state.ok_streak,
+        "ok_since": state.ok_since,
+        "down_since": state.down_since,
+        "cause": state.cause,
+        "applied": [{"source": k, "at": v} for k, v in state.applied.items()],
+        "open_incident_id": open_incident_id,
+    }
+
+
+def state_from_doc(doc: Document) -> tuple[MonitorState, str | None]:
+    state = MonitorState(
+        monitor_id=doc["_id"],
+        status=doc["status"],
+        window=tuple(Sample(s["ok"], s["at"], s.get("detail", "")) for s in doc.get("window", [])),
+        ok_streak=doc.get("ok_streak", 0),
+        ok_since=doc.get("ok_since"),
+        down_since=doc.get("down_since"),
+        cause=doc.get("cause", ""),
+        applied={a["source"]: a["at"] for a in doc.get("applied", [])},
+    )
+    return state, doc.get("open_incident_id")
+
+
+class CorrelatorStore:
+    """MongoDB adapter for the correlator (FerretDB-safe: no transactions, no find_one_and_*)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
+
+    async def load_state(self, monitor_id: str) -> tuple[MonitorState, str | None] | None:
+        doc = await self._db[STATE].find_one({"_id": monitor_id})
+        return state_from_doc(doc) if doc else None
+
+    async def save_state(self, state: MonitorState, open_incident_id: str | None) -> None:
+        doc = state_to_doc(state, open_incident_id)
+        await self._db[STATE].replace_one({"_id": state.monitor_id}, doc, upsert=True)
+
+    async def insert_incident(self, incident: Incident) -> Incident:
+        """Insert; if this id exists already (a retried transition), return the stored one."""
+        try:
+            await self._db[INCIDENTS].insert_one(_incident_doc(incident))
+        except DuplicateKeyError:
+            stored = await self.get_incident(incident.id)
+            assert stored is not None
+            return stored
+        return incident
+
+    async def save_incident(self, incident: Incident) -> None:
+        await self._db[INCIDENTS].replace_one({"_id": incident.id}, _incident_doc(incident), upsert=True)
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        doc = await self._db[INCIDENTS].find_one({"_id": incident_id})
+        if doc is None:
+            return None
+        doc.pop("_id")
+        return Incident.model_validate(doc)
+
+    async def get_system(self, system_id: str) -> System | None:
+        doc = await self._db[SYSTEMS].find_one({"_id": system_id})
+        return from_doc(System, doc) if doc else None
+
+
+def _incident_doc(incident: Incident) -> Document:
+    return {"_id": incident.id, **incident.model_dump(mode="python")}

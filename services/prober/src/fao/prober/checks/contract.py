@@ -1,0 +1,65 @@
+"""What every checker promises: ``run(spec, timeout) -> Outcome``, never raising.
+
+Outcomes are data. A checker translates its library's exceptions into an ``ErrorKind`` plus a short,
+single-line ``detail`` (no tracebacks) at this boundary, so nothing above it handles exceptions from
+aiohttp, sockets or resolvers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from fao.schemas import ErrorKind
+
+DETAIL_MAX = 200
+"""Longest ``detail`` a checker reports; longer text is cut with an ellipsis."""
+
+SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one check, before the runner stamps it with monitor, zone and time."""
+
+    ok: bool
+    latency_ms: float
+    error_kind: ErrorKind = ErrorKind.NONE
+    detail: str = ""
+    http_status: int | None = None
+
+    @classmethod
+    def success(cls, latency_ms: float, http_status: int | None = None) -> Outcome:
+        return cls(True, latency_ms, ErrorKind.NONE, "", http_status)
+
+    @classmethod
+    def failure(
+        cls, kind: ErrorKind, detail: str, latency_ms: float, http_status: int | None = None
+    ) -> Outcome:
+        return cls(False, latency_ms, kind, short_detail(detail), http_status)
+
+
+def short_detail(text: str) -> str:
+    """One line of at most ``DETAIL_MAX`` characters."""
+    line = " ".join(text.split())
+    if len(line) <= DETAIL_MAX:
+        return line
+    return line[: DETAIL_MAX - 1] + "…"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ClassName: message`` (or just the class name), shortened; never a traceback."""
+    message = str(exc)
+    return short_detail(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+
+
+class Checker(Protocol[SpecT_contra]):
+    """One check type. ``run`` never raises (except ``CancelledError``); failures are ``Outcome`` data."""
+
+    async def run(self, spec: SpecT_contra, timeout: float) -> Outcome:
+        """Run one check of ``spec``, giving up after ``timeout`` seconds."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release long-lived resources (sessions, pools). Safe to call more than once."""
+        ...
