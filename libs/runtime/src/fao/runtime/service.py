@@ -29,13 +29,18 @@ log = structlog.get_logger()
 
 @dataclass
 class Runtime:
-    """What a running service gets: its settings, the broker, JetStream and its database."""
+    """What a running service gets: its settings, the broker, JetStream and (if used) its database."""
 
     settings: ServiceSettings
     broker: NatsBroker
     js: JetStreamContext
-    mongo: AsyncMongoClient[Document]
-    db: AsyncDatabase[Document]
+    mongo: AsyncMongoClient[Document] | None
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        if self.mongo is None:
+            raise RuntimeError("this service was built with uses_mongo=False")
+        return self.mongo[self.settings.mongo_db]
 
 
 Hook = Callable[[Runtime], Awaitable[None]]
@@ -64,6 +69,7 @@ class ServiceApp:
     on_start: Hook | None = None
     on_stop: Hook | None = None
     extra_health: dict[str, HealthCheck] = field(default_factory=dict)
+    uses_mongo: bool = True
 
 
 async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> None:
@@ -75,14 +81,23 @@ async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    mongo = connect(settings.mongo_url)
-    await _wait_mongo(mongo)
-    db = mongo[settings.mongo_db]
-    await ensure_indexes(db, svc.indexes)
+    mongo: AsyncMongoClient[Document] | None = None
+    checks = dict(svc.extra_health)
+    if svc.uses_mongo:
+        mongo = connect(settings.mongo_url)
+        await _wait_mongo(mongo)
+        await ensure_indexes(mongo[settings.mongo_db], svc.indexes)
+        client = mongo
+
+        async def mongo_ok() -> bool:
+            await client.admin.command("ping")
+            return True
+
+        checks["mongo"] = mongo_ok
     await broker.connect()
     js = broker.connection.jetstream()
     await ensure_bus(js)
-    runtime = Runtime(settings, broker, js, mongo, db)
+    runtime = Runtime(settings, broker, js, mongo)
     if svc.on_start is not None:
         await svc.on_start(runtime)
     await broker.start()
@@ -90,13 +105,9 @@ async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> Non
     async def nats_ok() -> bool:
         return bool(broker.connection.is_connected)
 
-    async def mongo_ok() -> bool:
-        await mongo.admin.command("ping")
-        return True
-
+    checks["nats"] = nats_ok
     ops: OpsServer | None = None
     if settings.http_port >= 0:
-        checks = {"nats": nats_ok, "mongo": mongo_ok, **svc.extra_health}
         ops = OpsServer(settings.http_host, settings.http_port, checks)
         await ops.start()
     log.info("service_started", nats=settings.nats_url, db=settings.mongo_db)
@@ -104,12 +115,13 @@ async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         log.info("service_stopping")
-        await broker.stop()
         if svc.on_stop is not None:
-            await svc.on_stop(runtime)
+            await svc.on_stop(runtime)  # before the broker stops: it may still publish
+        await broker.stop()
         if ops is not None:
             await ops.stop()
-        await mongo.close()
+        if mongo is not None:
+            await mongo.close()
         log.info("service_stopped")
 
 

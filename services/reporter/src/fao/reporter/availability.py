@@ -44,7 +44,7 @@ from typing import Annotated, Final, NamedTuple
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
-from fao.reporter.thai_calendar import Month
+from fao.runtime.thai import Month
 
 _ZERO: Final = timedelta(0)
 _MICROSECOND: Final = timedelta(microseconds=1)

@@ -20,7 +20,7 @@ from typing import Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from fao.reporter.availability import IncidentLine, MonthlyReport, ReportTotals, SystemSummary
-from fao.reporter.thai_calendar import (
+from fao.runtime.thai import (
     format_thai_date,
     format_thai_datetime,
     format_thai_duration,

@@ -7,6 +7,8 @@ aiohttp, sockets or resolvers.
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -53,10 +55,19 @@ def describe_exception(exc: BaseException) -> str:
     return short_detail(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
+def classify_os_error(exc: OSError) -> tuple[ErrorKind, str]:
+    """Kind and detail of a socket-level failure (shared by the checkers that open sockets)."""
+    if isinstance(exc, socket.gaierror):
+        return ErrorKind.DNS, short_detail(f"DNS lookup failed: {exc.strerror or exc}")
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return ErrorKind.CONNECTION_REFUSED, "connection refused"
+    return ErrorKind.CONNECTION_ERROR, describe_exception(exc)
+
+
 class Checker(Protocol[SpecT_contra]):
     """One check type. ``run`` never raises (except ``CancelledError``); failures are ``Outcome`` data."""
 
-    async def run(self, spec: SpecT_contra, timeout: float) -> Outcome:
+    async def run(self, spec: SpecT_contra, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         """Run one check of ``spec``, giving up after ``timeout`` seconds."""
         ...
 

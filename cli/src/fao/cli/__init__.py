@@ -1,0 +1,1 @@
+"""The ``fao`` command: apply config, run reports, start the embedded system."""

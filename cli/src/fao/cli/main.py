@@ -1,0 +1,90 @@
+"""``fao`` command line (typer). Connection settings come from the same ``FAO_*`` env as services."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fao.cli.apply import apply as run_apply
+from fao.cli.dev import DevConfig, up
+from fao.runtime.launch import LaunchError, ferretdb_binary
+from fao.runtime.settings import ServiceSettings
+from fao.schemas.loader import ConfigError
+
+app = typer.Typer(help="Fao (เฝ้า): monitoring and incident alerting.", no_args_is_help=True)
+dev = typer.Typer(help="Run Fao locally on loopback (embedded default).", no_args_is_help=True)
+app.add_typer(dev, name="dev")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+@app.command("apply")
+def apply_cmd(
+    directory: Annotated[Path, typer.Argument(help="Folder of YAML files (teams, systems, monitors).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff only.")] = False,
+) -> None:
+    """Validate the inventory, show what changes, write it to MongoDB and the monitors KV bucket."""
+    settings = ServiceSettings()
+    try:
+        plan = asyncio.run(
+            run_apply(directory, settings.mongo_url, settings.mongo_db, settings.nats_url, dry_run=dry_run)
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.secho(str(problem), fg=typer.colors.RED, err=True)
+        raise _fail(f"config rejected: {len(exc.problems)} problem(s); nothing was changed") from None
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"cannot reach NATS/MongoDB: {exc}") from None
+    for change in plan.changes:
+        typer.echo(str(change))
+    inv = plan.inventory
+    summary = f"{len(inv.teams)} teams, {len(inv.systems)} systems, {len(inv.monitors)} monitors"
+    verb = "would apply" if dry_run else "applied"
+    typer.echo(f"{verb}: {summary}; {len(plan.changes)} change(s)")
+
+
+@app.command("report")
+def report_cmd(
+    month: Annotated[str, typer.Argument(help="Month as YYYY-MM (CE), e.g. 2026-10.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
+) -> None:
+    """Write the monthly availability report (HTML and JSON) from the reporter's read model."""
+    from fao.reporter.monthly import write_report  # imported late: keeps `fao apply` start-up fast
+
+    settings = ServiceSettings()
+    try:
+        paths = asyncio.run(
+            write_report(settings.mongo_url, settings.mongo_db, month, out, datetime.now(UTC))
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    for path in paths:
+        typer.echo(str(path))
+
+
+@dev.command("up")
+def dev_up(
+    config: Annotated[Path, typer.Option(help="Inventory to apply.")] = Path("examples/config"),
+    data: Annotated[Path, typer.Option(help="Where NATS and FerretDB keep data.")] = Path("var/dev"),
+) -> None:
+    """Start NATS, FerretDB, every service and a demo target; Ctrl-C stops everything."""
+    try:
+        asyncio.run(up(DevConfig(data_dir=data.resolve(), config_dir=config)))
+    except (LaunchError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@dev.command("build-ferretdb")
+def dev_build_ferretdb() -> None:
+    """Build FerretDB v1.24.2 into the cache folder (once; later calls return at once)."""
+    try:
+        typer.echo(str(ferretdb_binary()))
+    except LaunchError as exc:
+        raise _fail(str(exc)) from None

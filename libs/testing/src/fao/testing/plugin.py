@@ -1,0 +1,100 @@
+"""pytest plugin (``-p fao.testing.plugin``): real nats-server and FerretDB for tests.
+
+- ``mongo_url``: FerretDB v1 (SQLite) started once per session on a free loopback port, or the
+  server named by ``FAO_TEST_MONGO_URL``. Each test gets its own database (``mongo_db_name``).
+- ``nats_url``: a fresh nats-server with JetStream per test (it starts in milliseconds, so streams
+  and durable consumers never leak between tests), or ``FAO_TEST_NATS_URL``, whose Fao streams
+  and buckets are then deleted before each test.
+- ``fake_line``: the fake LINE Messaging API server; the real line-bot-sdk talks to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.js.errors import NotFoundError
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.runtime.bus import STREAMS
+from fao.runtime.launch import start_ferretdb, start_nats
+from fao.runtime.store import Document, connect
+from fao.schemas import subjects
+from fao.testing.fake_line import FakeLineServer
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("FAO_TEST_MONGO_URL"):
+        yield url
+        return
+    server = start_ferretdb(tmp_path_factory.mktemp("ferretdb"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+async def _reset_shared_nats(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for spec in STREAMS:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(spec.name)
+        for bucket in (subjects.MONITORS_BUCKET, subjects.PROBERS_BUCKET):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_key_value(bucket)
+    finally:
+        await nc.close()
+
+
+@pytest_asyncio.fixture
+async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
+    if url := os.environ.get("FAO_TEST_NATS_URL"):
+        await _reset_shared_nats(url)
+        yield url
+        return
+    server = start_nats(tmp_path / "nats")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongo_db_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture
+async def mongo_client(mongo_url: str) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = connect(mongo_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def mongo_db(
+    mongo_client: AsyncMongoClient[Document], mongo_db_name: str
+) -> AsyncIterator[AsyncDatabase[Document]]:
+    db = mongo_client[mongo_db_name]
+    try:
+        yield db
+    finally:
+        await mongo_client.drop_database(mongo_db_name)
+
+
+@pytest_asyncio.fixture
+async def fake_line() -> AsyncIterator[FakeLineServer]:
+    async with FakeLineServer(access_token="test-token") as server:
+        yield server

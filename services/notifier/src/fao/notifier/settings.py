@@ -1,0 +1,41 @@
+"""``NotifierSettings``: the notifier's configuration, read from ``FAO_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from fao.runtime.settings import ServiceSettings
+
+Language = Literal["th", "en"]
+
+
+class NotifierSettings(ServiceSettings):
+    """Defaults are documented in services/notifier/README.md.
+
+    Without ``line_channel_access_token`` messages go to the ``outbox`` collection instead of LINE.
+    """
+
+    line_channel_access_token: SecretStr | None = None
+    line_api_base: str = "https://api.line.me"
+    # Seconds for one push request, connection included (the SDK's own default is 300 s).
+    line_timeout: float = Field(default=10.0, gt=0)
+    # Tries per delivery in one handling of an event, the first included; then the event is
+    # redelivered later by JetStream and the same retry key is used again.
+    line_max_attempts: int = Field(default=4, ge=1, le=20)
+    # Backoff before retry n (1-based): line_backoff_base * 2**(n-1), jittered ±50 %.
+    line_backoff_base: float = Field(default=0.5, ge=0)
+    language: Language = "th"
+    # Events fetched per pull. FastStream handles one batch concurrently, so 1 keeps an incident's
+    # "opened" and "resolved" messages in order.
+    events_batch: int = Field(default=1, ge=1, le=256)
+    # Seconds JetStream waits for an ack before redelivering; 0 derives it from the LINE settings.
+    ack_wait: float = Field(default=0.0, ge=0)
+
+    def effective_ack_wait(self) -> float:
+        """Long enough for one handling with every in-process retry, so no redelivery races it."""
+        if self.ack_wait > 0:
+            return self.ack_wait
+        worst_backoff = sum(self.line_backoff_base * 1.5 * 2**n for n in range(self.line_max_attempts - 1))
+        return max(30.0, self.line_max_attempts * self.line_timeout + worst_backoff + 10.0)
