@@ -38,7 +38,9 @@ async def snapshot(db: AsyncDatabase[Document]) -> dict[str, list[Document]]:
     return {name: await db[name].find({}).to_list() for name in ("teams", "systems", "monitors", "audit")}
 
 
-async def test_apply_writes_inventory_kv_and_audit(nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]) -> None:
+async def test_apply_writes_inventory_kv_and_audit(
+    nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
     plan = await apply(EXAMPLES, mongo_url, mongo_db.name, nats_url, dry_run=False)
     assert {str(c) for c in plan.changes} >= {"+ team noc", "+ system e-service", "+ monitor e-service-home"}
     kv = await kv_monitors(nats_url)
@@ -82,7 +84,9 @@ async def test_bad_config_is_rejected_with_file_line_and_changes_nothing(
     url_line = next(i for i, line in enumerate(lines) if "url:" in line)
     lines[url_line] = "      url: ftp//nowhere"
     monitors.write_text("\n".join(lines) + "\n")
-    (config / "systems.yaml").write_text((config / "systems.yaml").read_text().replace("team: apps", "team: nobody"))
+    (config / "systems.yaml").write_text(
+        (config / "systems.yaml").read_text().replace("team: apps", "team: nobody")
+    )
 
     with pytest.raises(ConfigError) as caught:
         await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)

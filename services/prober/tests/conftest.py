@@ -109,7 +109,7 @@ class Target:
 async def target_server() -> AsyncIterator[tuple[str, Target]]:
     """A real aiohttp.web server on 127.0.0.1; yields its base URL and handler state."""
     target = Target()
-    runner = web.AppRunner(target.app(), access_log=None)
+    runner = web.AppRunner(target.app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -1,0 +1,102 @@
+"""Helpers for end-to-end tests: an HTTP target to break, the running system, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.runtime.store import Document
+from fao.testing.fake_line import FakeLineServer
+from fao.testing.processes import ServiceProcess
+
+GROUP = "C" + "a1" * 16
+OTHER_GROUP = "C" + "b2" * 16
+SYSTEM_TH = "ระบบบริการอิเล็กทรอนิกส์"
+
+CONFIG = f"""
+teams:
+  - id: apps
+    name: ทีมพัฒนาระบบงาน
+    line_groups: ["{GROUP}"]
+  - id: noc
+    name: NOC
+    line_groups: ["{OTHER_GROUP}"]
+systems:
+  - id: e-service
+    name: e-Service portal
+    name_th: {SYSTEM_TH}
+    team: apps
+  - id: network
+    name: Network
+    team: noc
+monitors:
+  - id: e-service-home
+    system: e-service
+    name: หน้าแรก
+    check: {{type: http, url: "http://127.0.0.1:{{port}}/", expected_status: [200], keyword: "e-Service"}}
+    interval: 1s
+    timeout: 500ms
+    recheck_interval: 200ms
+    confirm: {{failures: 2, of: 3}}
+"""
+
+
+class Target:
+    """An HTTP service on 127.0.0.1 that a test switches down (HTTP 503) and up."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.requests = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _page(self, _: web.Request) -> web.Response:
+        self.requests += 1
+        if self.down:
+            return web.Response(status=503, text="unavailable")
+        return web.Response(text="<h1>e-Service</h1>")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@dataclass
+class Fao:
+    db: AsyncDatabase[Document]
+    line: FakeLineServer
+    target: Target
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def restart(self, name: str) -> None:
+        self.services[name].kill()
+        self.services[name].start()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{s.output()}" for n, s in self.services.items())
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, fao: Fao | None = None
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {within}s waiting for: {what}\n{fao.logs() if fao else ''}")
