@@ -111,9 +111,15 @@ class DeliveryStore:
             update["$set"]["last_error"] = error[:1000]
         await self._col.update_one({"_id": claim.id}, update)
 
-    async def finish(self, claim: Claim, status: DeliveryStatus, now: datetime, **fields: Any) -> None:
-        """Set the final ``status`` (and e.g. ``line_request_id``, ``sent_message_ids``, ``error``)."""
-        await self._col.update_one({"_id": claim.id}, {"$set": {"status": status, "updated_at": now, **fields}})
+    async def finish(
+        self, claim: Claim, status: DeliveryStatus, now: datetime, *, attempted: bool = True, **fields: Any
+    ) -> None:
+        """Set the final ``status`` (with e.g. ``line_request_id``, ``sent_message_ids``, ``error``);
+        ``attempted`` counts the send that led to it."""
+        update: dict[str, Any] = {"$set": {"status": status, "updated_at": now, **fields}}
+        if attempted:
+            update["$inc"] = {"attempts": 1}
+        await self._col.update_one({"_id": claim.id}, update)
 
     async def record_unroutable(self, event: IncidentEvent, problem: str, now: datetime) -> bool:
         """Record that ``event`` had nowhere to go; False when it was recorded before."""

@@ -113,7 +113,7 @@ def classify_api_error(exc: ApiException) -> SendReceipt | DeliveryError:
     if isinstance(details, list) and details:
         reason += " (" + "; ".join(f"{d.get('property')}: {d.get('message')}" for d in details[:5]) + ")"
     message = f"LINE answered {status}: {reason}"
-    transient = status in TRANSIENT_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR or status == 0
+    transient = status in TRANSIENT_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR
     return DeliveryError(message, permanent=not transient, status=status)
 
 
@@ -150,7 +150,10 @@ class LineChannel:
         """One push of up to 5 messages to ``target`` with ``X-Line-Retry-Key: retry_key``."""
         if self._api is None:
             raise RuntimeError("LineChannel.send called before start()")
-        request = PushMessageRequest(to=target, messages=[to_flex_message(m) for m in messages])
+        try:
+            request = PushMessageRequest(to=target, messages=[to_flex_message(m) for m in messages])
+        except (ValueError, TypeError) as exc:  # the SDK's pydantic.v1 ValidationError is a ValueError
+            raise DeliveryError(f"LINE would refuse this message: {exc}", permanent=True) from exc
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._api.push_message_with_http_info(
