@@ -100,3 +100,11 @@ async def eventually(
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {within}s waiting for: {what}\n{fao.logs() if fao else ''}")
+
+
+async def wait_pushes(fao: Fao, n: int, within: float) -> list[dict[str, object]]:
+    """``FakeLineServer.wait_for_pushes`` with the services' logs attached on failure."""
+    try:
+        return await fao.line.wait_for_pushes(n, timeout=within)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{fao.logs()}") from None

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.integration.harness import GROUP, SYSTEM_TH, Fao, eventually
+from tests.integration.harness import GROUP, SYSTEM_TH, Fao, eventually, wait_pushes
 
 from fao.reporter.monthly import write_report
 from fao.runtime.thai import Month
@@ -40,7 +40,7 @@ async def test_outage_gives_one_alert_one_resolution_and_a_report_line(
     await wait_up(fao)
     fao.target.down = True
     went_down = time.monotonic()
-    pushes = await fao.line.wait_for_pushes(1, timeout=20)
+    pushes = await wait_pushes(fao, 1, 20)
     assert pushes[0]["to"] == GROUP
     assert any(SYSTEM_TH in text for text in fao.line.texts(GROUP)), fao.line.texts(GROUP)
     await asyncio.sleep(3)  # the outage goes on: more failing results, still one alert
@@ -48,7 +48,7 @@ async def test_outage_gives_one_alert_one_resolution_and_a_report_line(
 
     fao.target.down = False
     came_up = time.monotonic()
-    pushes = await fao.line.wait_for_pushes(2, timeout=20)
+    pushes = await wait_pushes(fao, 2, 20)
     assert [p["to"] for p in pushes] == [GROUP, GROUP]
     resolved_texts = [t for m in pushes[1]["messages"] for t in _texts(m)]
     assert any(SYSTEM_TH in t for t in resolved_texts)
@@ -102,13 +102,13 @@ async def test_crashes_mid_outage_and_a_line_500_give_no_duplicates(fao: Fao) ->
     await asyncio.sleep(1.5)  # failing results pile up while they are down
     await asyncio.to_thread(fao.services["correlator"].start)
     await asyncio.to_thread(fao.services["notifier"].start)
-    await fao.line.wait_for_pushes(1, timeout=20)
+    await wait_pushes(fao, 1, 20)
     await asyncio.sleep(3)
     assert len(fao.line.pushes) == 1, fao.line.texts()
     assert len(await incidents(fao)) == 1
 
     fao.target.down = False
-    await fao.line.wait_for_pushes(2, timeout=20)
+    await wait_pushes(fao, 2, 20)
     await asyncio.sleep(2)
     assert len(fao.line.pushes) == 2
     docs = await incidents(fao)

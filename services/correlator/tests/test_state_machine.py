@@ -86,7 +86,7 @@ def test_recovery_closes_at_first_success() -> None:
 
 
 def test_recover_after_needs_consecutive_successes() -> None:
-    state, decisions = run("xxoxoo", recover_after=2)
+    _, decisions = run("xxoxoo", recover_after=2)
     assert kinds(decisions) == ["down", "up"]
     assert decisions[2].state.status == "recovering"
     assert decisions[3].state.status == "down", "a failure during recovery falls back to down"
@@ -132,21 +132,23 @@ def test_older_result_from_same_prober_is_ignored_but_other_zone_counts() -> Non
     assert other.transition.kind == "down"
 
 
-@pytest.mark.parametrize(("failures", "of", "outcomes", "expected"), [
-    (3, 5, "xxoox", ["down"]),
-    (3, 5, "xooxo", []),
-    (2, 2, "xox", []),
-    (2, 2, "xx", ["down"]),
-])
+@pytest.mark.parametrize(
+    ("failures", "of", "outcomes", "expected"),
+    [
+        (3, 5, "xxoox", ["down"]),
+        (3, 5, "xooxo", []),
+        (2, 2, "xox", []),
+        (2, 2, "xx", ["down"]),
+    ],
+)
 def test_x_of_y_windows(failures: int, of: int, outcomes: str, expected: list[str]) -> None:
     _, decisions = run(outcomes, policy=ConfirmPolicy(failures=failures, of=of))
     assert kinds(decisions) == expected
 
 
 def test_state_round_trips_through_store_document() -> None:
-    from fao.correlator.store import state_from_doc, state_to_doc
+    from fao.correlator.store import StoredState, state_from_doc, state_to_doc
 
     state, _ = run("oxx")
-    restored, open_id = state_from_doc(state_to_doc(state, "inc-1"))
-    assert restored == state
-    assert open_id == "inc-1"
+    stored = StoredState(state, "inc-1")
+    assert state_from_doc(state_to_doc(stored)) == stored

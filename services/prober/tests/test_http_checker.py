@@ -39,7 +39,9 @@ async def test_expected_status_is_up(checker: HttpChecker, base_url: str) -> Non
     assert 0.0 < outcome.latency_ms < 5000.0
 
 
-async def test_unexpected_status_is_http_status_with_short_detail(checker: HttpChecker, base_url: str) -> None:
+async def test_unexpected_status_is_http_status_with_short_detail(
+    checker: HttpChecker, base_url: str
+) -> None:
     outcome = await checker.run(_spec(f"{base_url}/status/503"), timeout=5.0)
     assert not outcome.ok
     assert outcome.error_kind is ErrorKind.HTTP_STATUS

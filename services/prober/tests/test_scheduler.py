@@ -99,6 +99,7 @@ def test_failure_after_success_is_rechecked_at_recheck_interval(make_monitor: Mo
     dues = scheduler.pop_due(due_at)
     next_due = scheduler.record("web", False, due_at + 2.0)
     assert dues[0].attempt == "scheduled"
+    assert next_due is not None
     assert next_due == pytest.approx(due_at + 2.0 + 10.0)
     assert [d.attempt for d in scheduler.pop_due(next_due)] == ["recheck"]
 
@@ -161,11 +162,11 @@ def test_recovery_rechecks_use_recheck_interval(make_monitor: MonitorFactory) ->
         make_monitor(confirm={"failures": 1, "of": 1}, recover_after=2, recheck_interval=7.0), now=0.0
     )
     _run(scheduler, ok=False)
-    _, next_due = _run(scheduler, ok=True, latency=0.5)
-    due_at = scheduler.due_at("web")
-    assert next_due == due_at
-    dues = scheduler.pop_due(next_due)
-    assert dues[0].attempt == "recheck"
+    due, next_due = _run(scheduler, ok=True, latency=0.5)
+    assert next_due is not None
+    assert next_due == pytest.approx(due.due_at + 0.5 + 7.0)
+    assert next_due == scheduler.due_at("web")
+    assert [d.attempt for d in scheduler.pop_due(next_due)] == ["recheck"]
 
 
 def test_failure_during_recovery_starts_a_new_confirm_window(make_monitor: MonitorFactory) -> None:

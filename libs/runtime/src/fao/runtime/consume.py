@@ -9,10 +9,15 @@ handlers go through ``process`` instead:
 - the handler raises (store or bus unavailable...) → ``nak`` with an exponential delay; the
   message is redelivered and nothing is lost;
 - the handler returns → ``ack``, after its effects are durable.
+
+Consumers use a short ``ACK_WAIT`` so a message held by a crashed process is redelivered within
+seconds; while a handler is still working, ``process`` tells the server so (``in_progress``)
+every ``HEARTBEAT`` seconds, so a slow handler is not mistaken for a dead one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,6 +30,9 @@ from fao.schemas import subjects
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
+
+ACK_WAIT = 10.0
+HEARTBEAT = 3.0
 
 MESSAGES = Counter("fao_messages_total", "Bus messages handled", ["service", "outcome"])
 
@@ -45,6 +53,12 @@ async def dead_letter(broker: NatsBroker, service: str, msg: NatsMessage, reason
     )
 
 
+async def _heartbeat(msg: NatsMessage) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT)
+        await msg.in_progress()
+
+
 async def process(
     broker: NatsBroker,
     service: str,
@@ -62,6 +76,7 @@ async def process(
         await msg.ack()
         MESSAGES.labels(service, "dead_letter").inc()
         return
+    beat = asyncio.create_task(_heartbeat(msg))
     try:
         await handler(item)
     except Exception as exc:
@@ -77,5 +92,7 @@ async def process(
         await msg.nack(delay=delay)
         MESSAGES.labels(service, "retry").inc()
         return
+    finally:
+        beat.cancel()
     await msg.ack()
     MESSAGES.labels(service, "ok").inc()

@@ -29,7 +29,13 @@ class ServiceProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
-        env = {**os.environ, **self.env, "FAO_HTTP_PORT": str(self.port), "FAO_HTTP_HOST": "127.0.0.1"}
+        env = {
+            **os.environ,
+            **self.env,
+            "FAO_HTTP_PORT": str(self.port),
+            "FAO_HTTP_HOST": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",  # a SIGKILLed service must not take its last log lines with it
+        }
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", f"fao.{self.service}"], env=env, stdout=log, stderr=subprocess.STDOUT

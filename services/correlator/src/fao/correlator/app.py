@@ -1,30 +1,36 @@
 """The correlator process: results in, incidents (MongoDB) and incident events (JetStream) out.
 
-For every result, in this order, so a crash at any point is repaired by redelivery:
+For every result, in this order, so a crash at any point loses nothing and repeats nothing:
 1. decide the next monitor state (pure);
-2. on a transition, write the incident (deterministic id: a repeat is a no-op);
-3. publish the incident event (deterministic Nats-Msg-Id: a repeat is dropped by the stream);
-4. save the monitor state; 5. acknowledge the result.
+2. save the monitor state document, carrying any new incident events as ``pending`` — one atomic
+   single-document write, the commit point;
+3. for each pending event: write its incident snapshot (by ``_id``) and publish it (deterministic
+   ``Nats-Msg-Id``: a repeat is dropped by the stream), then clear ``pending``;
+4. acknowledge the result.
+A crash after 2 is finished on restart (``recover``) or on the monitor's next result; a crash
+before 2 is repaired by redelivery. A result older than the newest one applied from its prober is
+ignored, so redelivery never counts a result twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from prometheus_client import Counter
 
 from fao.correlator.incidents import make_event, open_incident, resolve_incident
-from fao.correlator.state_machine import MonitorState, decide
-from fao.correlator.store import INDEXES, CorrelatorStore
-from fao.runtime.consume import process
+from fao.correlator.state_machine import MonitorState, Transition, decide
+from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
+from fao.runtime.consume import ACK_WAIT, process
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp
 from fao.runtime.settings import ServiceSettings
-from fao.schemas import CheckResult, Incident, IncidentEvent, IncidentEventType
+from fao.schemas import CheckResult, IncidentEvent, IncidentEventType, Monitor
 from fao.schemas import subjects as s
 
 log = structlog.get_logger()
@@ -46,15 +52,23 @@ class Correlator:
         self._broker = broker
         self._store = store
         self._catalog = catalog
-        self._states: dict[str, tuple[MonitorState, str | None]] = {}
+        self._states: dict[str, StoredState] = {}
         self._lock = asyncio.Lock()
 
-    async def _state(self, monitor_id: str) -> tuple[MonitorState, str | None]:
-        cached = self._states.get(monitor_id)
-        if cached is None:
-            cached = await self._store.load_state(monitor_id) or (MonitorState(monitor_id), None)
-            self._states[monitor_id] = cached
-        return cached
+    async def _stored(self, monitor_id: str) -> StoredState:
+        stored = self._states.get(monitor_id)
+        if stored is None:
+            stored = await self._store.load_state(monitor_id) or StoredState(MonitorState(monitor_id))
+            if stored.pending:
+                stored = await self._complete(stored)
+            self._states[monitor_id] = stored
+        return stored
+
+    async def recover(self) -> None:
+        """At start-up: finish transitions a crashed instance committed but did not publish."""
+        async with self._lock:
+            for stored in await self._store.states_with_pending():
+                self._states[stored.state.monitor_id] = await self._complete(stored)
 
     async def publish(self, event: IncidentEvent) -> None:
         await self._broker.publish(
@@ -68,52 +82,68 @@ class Correlator:
             "incident_event", type=event.type, incident=event.incident.id, system=event.incident.system_id
         )
 
+    async def _complete(self, stored: StoredState) -> StoredState:
+        """Write each pending event's incident and publish the event; both are safe to repeat."""
+        for event in stored.pending:
+            await self._store.save_incident(event.incident)
+            await self.publish(event)
+        done = replace(stored, pending=())
+        await self._store.save_state(done)
+        return done
+
+    async def _events(
+        self, stored: StoredState, transition: Transition, monitor: Monitor, zone: str
+    ) -> list[IncidentEvent]:
+        if transition.kind == "down":
+            system = await self._store.get_system(monitor.system)
+            incident = open_incident(transition, monitor, system, zone)
+            return [make_event("opened", incident, incident.started_at)]
+        current = await self._store.get_incident(stored.open_incident_id) if stored.open_incident_id else None
+        if current is None:
+            log.error("recovery_without_open_incident", monitor=monitor.id)
+            return []
+        resolved = resolve_incident(current, transition)
+        assert resolved.resolved_at is not None
+        return [make_event("resolved", resolved, resolved.resolved_at)]
+
     async def apply(self, result: CheckResult) -> None:
+        """Fold one result in. The state document (with any new events as ``pending``) is the
+        commit point: a crash after it is finished by ``_complete`` on the next load or start."""
         monitor = self._catalog.monitors.get(result.monitor_id)
         if monitor is None:
             log.warning("result_for_unknown_monitor", monitor=result.monitor_id)
             RESULTS.labels("unknown_monitor").inc()
             return
         async with self._lock:
-            state, open_id = await self._state(result.monitor_id)
-            decision = decide(state, result, monitor.confirm, monitor.recover_after)
+            stored = await self._stored(result.monitor_id)
+            decision = decide(stored.state, result, monitor.confirm, monitor.recover_after)
             if not decision.applied:
                 RESULTS.labels("duplicate").inc()
                 return
-            transition = decision.transition
-            if transition is not None and transition.kind == "down":
-                system = await self._store.get_system(monitor.system)
-                incident = await self._store.insert_incident(
-                    open_incident(transition, monitor, system, result.zone)
-                )
-                await self.publish(make_event("opened", incident, incident.started_at))
-                open_id = incident.id
-            elif transition is not None and transition.kind == "up" and open_id is not None:
-                current: Incident | None = await self._store.get_incident(open_id)
-                if current is not None and current.status != "resolved":
-                    current = resolve_incident(current, transition)
-                    await self._store.save_incident(current)
-                if current is not None:
-                    assert current.resolved_at is not None
-                    await self.publish(make_event("resolved", current, current.resolved_at))
-                open_id = None
-            if transition is not None:
-                TRANSITIONS.labels(transition.kind).inc()
-            await self._store.save_state(decision.state, open_id)
-            self._states[result.monitor_id] = (decision.state, open_id)
+            nxt = replace(stored, state=decision.state)
+            if decision.transition is not None:
+                TRANSITIONS.labels(decision.transition.kind).inc()
+                events = await self._events(stored, decision.transition, monitor, result.zone)
+                opened = next((e.incident.id for e in events if e.type == "opened"), None)
+                nxt = replace(nxt, open_incident_id=opened, pending=tuple(events))
+            await self._store.save_state(nxt)
+            self._states[result.monitor_id] = nxt
+            if nxt.pending:
+                self._states[result.monitor_id] = await self._complete(nxt)
             RESULTS.labels("applied").inc()
 
 
 def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     """Wire the subscribers and publishers; nothing connects until ``serve``."""
     settings = settings or CorrelatorSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.WARNING)
+    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
     ready: dict[str, Correlator] = {}
 
     @broker.subscriber(
         s.RESULTS_SUBJECTS,
         stream=JStream(s.RESULTS_STREAM, declare=False),
         durable=s.CORRELATOR_RESULTS_CONSUMER,
+        config=ConsumerConfig(ack_wait=ACK_WAIT),
         pull_sub=PullSub(batch_size=settings.results_batch, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
         title="correlator/results",
@@ -134,6 +164,8 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     async def on_start(rt: Runtime) -> None:
         catalog = MonitorCatalog(rt.js)
         await catalog.start()
-        ready["correlator"] = Correlator(broker, CorrelatorStore(rt.db), catalog)
+        correlator = Correlator(broker, CorrelatorStore(rt.db), catalog)
+        await correlator.recover()
+        ready["correlator"] = correlator
 
     return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start)

@@ -6,13 +6,14 @@ atomic on both FerretDB and MongoDB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from fao.correlator.state_machine import MonitorState, Sample
 from fao.runtime.inventory import SYSTEMS, from_doc
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import Incident, System
+from fao.schemas import Incident, IncidentEvent, System
 
 STATE = "monitor_state"
 INCIDENTS = "incidents"
@@ -23,7 +24,18 @@ INDEXES = [
 ]
 
 
-def state_to_doc(state: MonitorState, open_incident_id: str | None) -> Document:
+@dataclass(frozen=True)
+class StoredState:
+    """A monitor's state plus what the correlator keeps next to it in the same document."""
+
+    state: MonitorState
+    open_incident_id: str | None = None
+    # Events of a committed transition not yet written/published (see app.py).
+    pending: tuple[IncidentEvent, ...] = ()
+
+
+def state_to_doc(stored: StoredState) -> Document:
+    state = stored.state
     return {
         "_id": state.monitor_id,
         "status": state.status,
@@ -33,11 +45,12 @@ def state_to_doc(state: MonitorState, open_incident_id: str | None) -> Document:
         "down_since": state.down_since,
         "cause": state.cause,
         "applied": [{"source": k, "at": v} for k, v in state.applied.items()],
-        "open_incident_id": open_incident_id,
+        "open_incident_id": stored.open_incident_id,
+        "pending": [e.model_dump(mode="json") for e in stored.pending],
     }
 
 
-def state_from_doc(doc: Document) -> tuple[MonitorState, str | None]:
+def state_from_doc(doc: Document) -> StoredState:
     state = MonitorState(
         monitor_id=doc["_id"],
         status=doc["status"],
@@ -48,7 +61,8 @@ def state_from_doc(doc: Document) -> tuple[MonitorState, str | None]:
         cause=doc.get("cause", ""),
         applied={a["source"]: a["at"] for a in doc.get("applied", [])},
     )
-    return state, doc.get("open_incident_id")
+    pending = tuple(IncidentEvent.model_validate(e) for e in doc.get("pending", []))
+    return StoredState(state, doc.get("open_incident_id"), pending)
 
 
 class CorrelatorStore:
@@ -57,23 +71,17 @@ class CorrelatorStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    async def load_state(self, monitor_id: str) -> tuple[MonitorState, str | None] | None:
+    async def load_state(self, monitor_id: str) -> StoredState | None:
         doc = await self._db[STATE].find_one({"_id": monitor_id})
         return state_from_doc(doc) if doc else None
 
-    async def save_state(self, state: MonitorState, open_incident_id: str | None) -> None:
-        doc = state_to_doc(state, open_incident_id)
-        await self._db[STATE].replace_one({"_id": state.monitor_id}, doc, upsert=True)
+    async def save_state(self, stored: StoredState) -> None:
+        doc = state_to_doc(stored)
+        await self._db[STATE].replace_one({"_id": stored.state.monitor_id}, doc, upsert=True)
 
-    async def insert_incident(self, incident: Incident) -> Incident:
-        """Insert; if this id exists already (a retried transition), return the stored one."""
-        try:
-            await self._db[INCIDENTS].insert_one(_incident_doc(incident))
-        except DuplicateKeyError:
-            stored = await self.get_incident(incident.id)
-            assert stored is not None
-            return stored
-        return incident
+    async def states_with_pending(self) -> list[StoredState]:
+        docs = await self._db[STATE].find({"pending.0": {"$exists": True}}).to_list()
+        return [state_from_doc(doc) for doc in docs]
 
     async def save_incident(self, incident: Incident) -> None:
         await self._db[INCIDENTS].replace_one({"_id": incident.id}, _incident_doc(incident), upsert=True)

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fao.notifier.settings import Language
 from fao.runtime.thai import BANGKOK, format_thai_datetime, format_thai_duration
@@ -42,6 +42,18 @@ LABEL_COLOR: Final = "#8C8C8C"
 TEXT_COLOR: Final = "#333333"
 
 RenderedType = Literal["opened", "resolved"]
+
+# The values a catalogue's altText templates may use, as ``{name}``.
+PLACEHOLDERS: Final = (
+    "system",
+    "title",
+    "cause",
+    "severity",
+    "started_at",
+    "resolved_at",
+    "duration",
+    "incident",
+)
 
 
 class _Strict(BaseModel):
@@ -97,6 +109,18 @@ class Catalogue(_Strict):
     buttons: _Buttons
     calendar: _Calendar | None = None
 
+    @model_validator(mode="after")
+    def _templates_use_known_placeholders(self) -> Catalogue:
+        blanks = dict.fromkeys(PLACEHOLDERS, "")
+        for event_type in ("opened", "resolved"):
+            try:
+                self.alt_text.of(event_type).format_map(blanks)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"alt_text.{event_type}: unknown or malformed placeholder {exc}") from exc
+        if self.dates == "gregorian" and self.calendar is None:
+            raise ValueError("dates: gregorian needs a calendar section (months and units)")
+        return self
+
     def format_datetime(self, value: datetime) -> str:
         if self.dates == "thai" or self.calendar is None:
             return format_thai_datetime(value)
@@ -110,7 +134,9 @@ class Catalogue(_Strict):
         days, rest = divmod(max(0, int(delta.total_seconds())), 86400)
         hours, rest = divmod(rest, 3600)
         minutes, seconds = divmod(rest, 60)
-        shown = [f"{n} {unit}" for n, unit in ((days, cal.day), (hours, cal.hour), (minutes, cal.minute)) if n]
+        shown = [
+            f"{n} {unit}" for n, unit in ((days, cal.day), (hours, cal.hour), (minutes, cal.minute)) if n
+        ]
         return " ".join(shown) if shown else f"{seconds} {cal.second}"
 
 
@@ -177,9 +203,6 @@ class MessageFields:
 
     def placeholders(self) -> dict[str, str]:
         return {key: getattr(self, key) for key in PLACEHOLDERS}
-
-
-PLACEHOLDERS: Final = ("system", "title", "cause", "severity", "started_at", "resolved_at", "duration", "incident")
 
 
 def message_fields(event: IncidentEvent, system: System | None, cat: Catalogue) -> MessageFields:

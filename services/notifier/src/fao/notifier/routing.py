@@ -43,7 +43,7 @@ class RouteResolver:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    async def _load(self, collection: str, key: str, kind: type[M]) -> M | None | ValidationError:
+    async def _load(self, collection: str, key: str, kind: type[M]) -> M | ValidationError | None:
         doc = await self._db[collection].find_one({"_id": key})
         if doc is None:
             return None

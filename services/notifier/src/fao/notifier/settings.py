@@ -38,4 +38,4 @@ class NotifierSettings(ServiceSettings):
         if self.ack_wait > 0:
             return self.ack_wait
         worst_backoff = sum(self.line_backoff_base * 1.5 * 2**n for n in range(self.line_max_attempts - 1))
-        return max(30.0, self.line_max_attempts * self.line_timeout + worst_backoff + 10.0)
+        return float(max(30.0, self.line_max_attempts * self.line_timeout + worst_backoff + 10.0))

@@ -95,7 +95,7 @@ class Prober:
 
 def build(settings: ProberSettings | None = None) -> ServiceApp:
     settings = settings or ProberSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.WARNING)
+    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
     running: list[Prober] = []
 
     async def on_start(rt: Runtime) -> None:

@@ -6,11 +6,11 @@ import logging
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import DeliverPolicy
 
 from fao.reporter.read_model import INDEXES, FactStore
-from fao.runtime.consume import process
+from fao.runtime.consume import ACK_WAIT, process
 from fao.runtime.service import Runtime, ServiceApp
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import IncidentEvent
@@ -22,7 +22,7 @@ SERVICE = "reporter"
 
 def build(settings: ServiceSettings | None = None) -> ServiceApp:
     settings = settings or ServiceSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.WARNING)
+    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
     ready: dict[str, FactStore] = {}
 
     async def record(event: IncidentEvent) -> None:
@@ -34,6 +34,7 @@ def build(settings: ServiceSettings | None = None) -> ServiceApp:
         stream=JStream(s.INCIDENTS_STREAM, declare=False),
         durable=s.REPORTER_CONSUMER,
         deliver_policy=DeliverPolicy.ALL,
+        config=ConsumerConfig(ack_wait=ACK_WAIT),
         pull_sub=PullSub(batch_size=64, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
         title="reporter/incidents",

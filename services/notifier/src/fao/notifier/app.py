@@ -1,0 +1,98 @@
+"""The notifier process: incident events in, LINE messages (or outbox entries) out.
+
+One durable pull consumer (``notifier-incidents``) on the incident stream, manual acks through
+``fao.runtime.consume.process``: an event is acknowledged only after every delivery of it is
+recorded as final (sent, outbox, failed_permanent, unroutable); a delivery still failing after the
+in-process retries naks it for redelivery; a body that is not an ``IncidentEvent`` is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+
+from fao.notifier import deliveries, outbox
+from fao.notifier.deliveries import DeliveryStore
+from fao.notifier.dispatcher import Notifier
+from fao.notifier.line_channel import LineChannel
+from fao.notifier.outbox import Outbox
+from fao.notifier.render import load_catalogue
+from fao.notifier.routing import RouteResolver
+from fao.notifier.settings import NotifierSettings
+from fao.runtime.consume import process
+from fao.runtime.service import Runtime, ServiceApp
+from fao.schemas import IncidentEvent
+from fao.schemas import subjects as s
+
+log = structlog.get_logger()
+
+SERVICE = "notifier"
+INDEXES = [*deliveries.INDEXES, *outbox.INDEXES]
+
+__all__ = ["INDEXES", "SERVICE", "NotifierSettings", "build"]
+
+
+def build(settings: NotifierSettings | None = None) -> ServiceApp:
+    """Wire the subscriber; nothing connects until ``serve`` (which calls ``on_start``)."""
+    settings = settings or NotifierSettings()
+    # FastStream's log_level is the level its own per-message lines ("Received", "Processed") are
+    # written at, not a threshold: DEBUG keeps them out of the service's info-level output.
+    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)
+    catalogue = load_catalogue(settings.language)
+    token = settings.line_channel_access_token
+    line = (
+        LineChannel(
+            base_url=settings.line_api_base,
+            access_token=token.get_secret_value(),
+            timeout=settings.line_timeout,
+        )
+        if token is not None and token.get_secret_value()
+        else None
+    )
+    ready: dict[str, Notifier] = {}
+
+    @broker.subscriber(
+        s.INCIDENTS_SUBJECTS,
+        stream=JStream(s.INCIDENTS_STREAM, declare=False),
+        durable=s.NOTIFIER_CONSUMER,
+        config=ConsumerConfig(ack_wait=settings.effective_ack_wait()),
+        pull_sub=PullSub(batch_size=settings.events_batch, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+        title="notifier/incidents",
+        description="Incident events; opened and resolved ones are sent to the owning team's LINE groups.",
+    )
+    async def on_event(msg: NatsMessage) -> None:
+        await process(broker, SERVICE, msg, IncidentEvent, ready[SERVICE].handle)
+
+    async def on_start(rt: Runtime) -> None:
+        if line is not None:
+            await line.start()
+        ready[SERVICE] = Notifier(
+            routes=RouteResolver(rt.db),
+            deliveries=DeliveryStore(rt.db),
+            outbox=Outbox(rt.db),
+            sender=line,
+            catalogue=catalogue,
+            max_attempts=settings.line_max_attempts,
+            backoff_base=settings.line_backoff_base,
+        )
+        if line is None:
+            log.warning(
+                "line_not_configured", hint="set FAO_LINE_CHANNEL_ACCESS_TOKEN; messages go to the outbox"
+            )
+        else:
+            log.info("line_configured", api=settings.line_api_base, language=settings.language)
+
+    async def on_stop(rt: Runtime) -> None:
+        # serve() calls this while the broker still feeds the handler: drain first, so no
+        # request in flight loses its HTTP session, then close the LINE client.
+        notifier = ready.get(SERVICE)
+        if notifier is not None:
+            await notifier.drain(timeout=settings.line_timeout + 1.0)
+        if line is not None:
+            await line.stop()
+
+    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)

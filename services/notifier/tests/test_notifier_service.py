@@ -1,0 +1,267 @@
+"""End-to-end behaviour of the notifier process: real nats-server, real FerretDB, fake LINE API.
+
+Each test serves ``fao.notifier.app.build(...)`` in-process (conftest's ``stack``), publishes
+incident events to the incident stream the way the correlator does, and checks what the fake LINE
+server accepted, what ``deliveries``/``outbox`` hold, and that the durable consumer ends with
+nothing left unacknowledged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.notifier.deliveries import claim_id, retry_key
+from fao.notifier.settings import NotifierSettings
+from fao.runtime.store import Document
+from fao.schemas import Incident, IncidentEvent, IncidentEventType, System
+from fao.testing.fake_line import FAILED_TO_SEND, PUSH_PATH, FakeLineServer, RecordedRequest
+
+
+class Running(Protocol):
+    async def stop(self) -> None: ...
+
+
+class Stack(Protocol):
+    """The part of conftest's ``Stack`` these tests use."""
+
+    group: ClassVar[str]
+    group_2: ClassVar[str]
+    unknown_group: ClassVar[str]
+    system_id: ClassVar[str]
+    system_name_th: ClassVar[str]
+    db: AsyncDatabase[Document]
+    line: FakeLineServer
+
+    def settings(self, **changes: Any) -> NotifierSettings: ...
+    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
+    async def add_inventory(
+        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ...
+    ) -> System: ...
+    @staticmethod
+    def event(
+        event_type: IncidentEventType = "opened", incident: Incident | None = None
+    ) -> IncidentEvent: ...
+    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
+    async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
+    async def delivery(self, claim: str) -> Document: ...
+    async def wait_delivery(self, claim: str, status: str, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
+
+
+def push_requests(line: FakeLineServer) -> list[RecordedRequest]:
+    """Every push request the fake received, whatever it answered."""
+    return [r for r in line.requests if r.path == PUSH_PATH]
+
+
+def flex(body: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = body["messages"][0]
+    assert message["type"] == "flex"
+    return message
+
+
+async def test_opened_event_pushes_one_flex_message_to_the_team_group_naming_the_system(
+    stack: Stack,
+) -> None:
+    """An ``opened`` event → exactly one push, to the owning team's group, with the Thai system
+    name in altText and bubble, the claim's retry key, and a ``sent`` delivery record."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier()
+    event = stack.event("opened")
+    await stack.publish(event)
+
+    [body] = await stack.line.wait_for_pushes(1)
+    await stack.settled()
+    assert body["to"] == stack.group
+    message = flex(body)
+    assert stack.system_name_th in message["altText"]
+    assert "ระบบขัดข้อง" in message["altText"]
+    assert stack.system_name_th in str(message["contents"]["body"])
+    [request] = push_requests(stack.line)
+    claim = claim_id(event.event_id, stack.group)
+    assert request.headers["x-line-retry-key"] == retry_key(claim)
+    assert request.headers["authorization"] == "Bearer test-channel-token"
+    doc = await stack.delivery(claim)
+    assert doc["status"] == "sent"
+    assert doc["attempts"] == 1
+    assert doc["incident_id"] == event.incident.id
+    assert len(doc["sent_message_ids"]) == 1
+    assert doc["line_request_id"]
+
+
+async def test_redelivered_event_is_not_pushed_again_and_resolved_adds_one_push(stack: Stack) -> None:
+    """The same event again (new Nats-Msg-Id, as a redelivery) → no second request to LINE at all;
+    the ``resolved`` event → one more push, saying the system is back and for how long."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier()
+    opened = stack.event("opened")
+    await stack.publish(opened)
+    await stack.line.wait_for_pushes(1)
+    await stack.settled()
+
+    await stack.publish(opened, msg_id=f"{opened.event_id}-again")
+    await stack.settled()
+    assert len(push_requests(stack.line)) == 1
+
+    resolved = stack.event("resolved", opened.incident)
+    await stack.publish(resolved)
+    pushes = await stack.line.wait_for_pushes(2)
+    await stack.settled()
+    assert len(pushes) == 2
+    alt_text = flex(pushes[1])["altText"]
+    assert stack.system_name_th in alt_text
+    assert "กลับมาใช้งานได้ตามปกติ" in alt_text
+    assert "1 ชม. 12 นาที" in alt_text
+    assert "footer" not in flex(pushes[1])["contents"]
+
+
+async def test_line_500_is_retried_with_the_same_retry_key_and_accepted_once(stack: Stack) -> None:
+    """A 500 on the first try → retried in-process with the same X-Line-Retry-Key; one message."""
+    await stack.add_inventory([stack.group])
+    stack.line.fail_next(500)
+    await stack.start_notifier()
+    event = stack.event("opened")
+    await stack.publish(event)
+
+    await stack.line.wait_for_pushes(1)
+    await stack.settled()
+    requests = push_requests(stack.line)
+    assert [r.status for r in requests] == [500, 200]
+    claim = claim_id(event.event_id, stack.group)
+    assert {r.headers["x-line-retry-key"] for r in requests} == {retry_key(claim)}
+    doc = await stack.delivery(claim)
+    assert doc["status"] == "sent"
+    assert doc["attempts"] == 2
+
+
+async def test_failures_beyond_max_attempts_nak_the_event_and_the_redelivery_sends_it(stack: Stack) -> None:
+    """Still failing after ``line_max_attempts`` → the event is nak'ed, not lost: JetStream
+    redelivers it, the open claim is resumed with the same key, and exactly one message arrives."""
+    await stack.add_inventory([stack.group])
+    stack.line.fail_next(503, count=2)
+    await stack.start_notifier(stack.settings(line_max_attempts=2))
+    event = stack.event("opened")
+    await stack.publish(event)
+
+    await stack.line.wait_for_pushes(1)
+    await stack.settled()
+    requests = push_requests(stack.line)
+    assert [r.status for r in requests] == [503, 503, 200]
+    claim = claim_id(event.event_id, stack.group)
+    assert {r.headers["x-line-retry-key"] for r in requests} == {retry_key(claim)}
+    doc = await stack.delivery(claim)
+    assert doc["status"] == "sent"
+    assert doc["attempts"] == 3
+
+
+async def test_persistent_400_marks_the_delivery_failed_permanent_and_acknowledges(stack: Stack) -> None:
+    """A group LINE refuses (400) → one request only, ``failed_permanent`` with LINE's reason, and
+    the event acknowledged (no redelivery loop)."""
+    await stack.add_inventory([stack.unknown_group])
+    await stack.start_notifier()
+    event = stack.event("opened")
+    await stack.publish(event)
+
+    claim = claim_id(event.event_id, stack.unknown_group)
+    doc = await stack.wait_delivery(claim, "failed_permanent")
+    await stack.settled()
+    assert FAILED_TO_SEND in doc["error"]
+    assert doc["http_status"] == 400
+    assert [r.status for r in push_requests(stack.line)] == [400]
+    assert stack.line.pushes == []
+
+
+async def test_without_token_messages_go_to_the_outbox_once_and_never_to_line(stack: Stack) -> None:
+    """No access token → one outbox document per group (with the Thai text and the Flex JSON),
+    deliveries ``outbox``, not a single LINE request, and no duplicate after a redelivery."""
+    await stack.add_inventory([stack.group, stack.group_2])
+    await stack.start_notifier(stack.settings(line_channel_access_token=None))
+    event = stack.event("opened")
+    await stack.publish(event)
+    await stack.publish(event, msg_id=f"{event.event_id}-again")
+    await stack.settled()
+
+    assert stack.line.requests == []
+    docs = await stack.db["outbox"].find({}).to_list()
+    assert sorted(d["target"] for d in docs) == sorted([stack.group, stack.group_2])
+    for doc in docs:
+        assert doc["_id"] == claim_id(event.event_id, doc["target"])
+        assert stack.system_name_th in doc["text"]
+        assert "ระบบขัดข้อง" in doc["text"]
+        assert stack.system_name_th in doc["flex"]
+        assert doc["incident_id"] == event.incident.id
+        assert doc["event_type"] == "opened"
+        assert (await stack.delivery(doc["_id"]))["status"] == "outbox"
+
+
+async def test_restart_after_claim_resends_with_the_same_key_and_line_409_counts_as_sent(
+    stack: Stack,
+) -> None:
+    """LINE accepted the push but the answer never reached notifier A (timeout), which is then
+    stopped with the claim still ``claimed``. Notifier B takes the redelivery over, sends again
+    with the same key, LINE answers 409, and the group has exactly one message."""
+    await stack.add_inventory([stack.group])
+    stack.line.delay_next(2.0)  # the push is accepted at once; its answer comes too late for A
+    first = await stack.start_notifier(stack.settings(line_timeout=0.3, line_max_attempts=1))
+    event = stack.event("opened")
+    await stack.publish(event)
+    await stack.line.wait_for_pushes(1)
+    await first.stop()
+
+    claim = claim_id(event.event_id, stack.group)
+    assert (await stack.delivery(claim))["status"] == "claimed"
+
+    await stack.start_notifier()
+    doc = await stack.wait_delivery(claim, "sent")
+    await stack.settled()
+    requests = push_requests(stack.line)
+    assert [r.status for r in requests] == [200, 409]
+    assert {r.headers["x-line-retry-key"] for r in requests} == {retry_key(claim)}
+    assert len(stack.line.pushes) == 1
+    assert doc["already_accepted"] is True
+    assert doc["accepted_request_id"]
+    assert len(doc["sent_message_ids"]) == 1
+
+
+async def test_stopping_lets_the_send_in_flight_finish(stack: Stack) -> None:
+    """``serve`` runs the stop hook while the broker still runs: the notifier drains before closing
+    its LINE client, so a push whose answer is on its way is recorded ``sent`` and acknowledged."""
+    await stack.add_inventory([stack.group])
+    stack.line.delay_next(0.5)
+    running = await stack.start_notifier()
+    event = stack.event("opened")
+    await stack.publish(event)
+    await stack.line.wait_for_pushes(1)
+    await running.stop()
+
+    doc = await stack.delivery(claim_id(event.event_id, stack.group))
+    assert doc["status"] == "sent"
+    await stack.settled()
+    assert [r.status for r in push_requests(stack.line)] == [200]
+
+
+async def test_unroutable_event_is_recorded_and_acknowledged(stack: Stack) -> None:
+    """A system nobody owns in the inventory → no LINE request, an ``unroutable`` delivery saying
+    why, and the event acknowledged."""
+    await stack.start_notifier()
+    event = stack.event("opened")
+    await stack.publish(event)
+    await stack.settled()
+
+    docs = await stack.db["deliveries"].find({}).to_list()
+    assert [(d["status"], d["error"], d["incident_id"]) for d in docs] == [
+        ("unroutable", "unknown_system", event.incident.id)
+    ]
+    assert stack.line.requests == []
+
+
+async def test_events_other_than_opened_and_resolved_are_acknowledged_without_a_message(
+    stack: Stack,
+) -> None:
+    """``acknowledged`` (and the other not-yet-rendered types) → acknowledged, nothing sent."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier()
+    await stack.publish(stack.event("acknowledged"))
+    await stack.settled()
+    assert stack.line.requests == []
+    assert await stack.db["deliveries"].count_documents({}) == 0
