@@ -176,7 +176,6 @@ class Stack:
             "line_api_base": self.line.base_url,
             "line_backoff_base": 0.05,
             "line_timeout": 5.0,
-            "ack_wait": 10.0,
             **changes,
         }
         return NotifierSettings(**values)

@@ -291,3 +291,12 @@ async def test_run_cannot_be_started_twice(make_monitor: MonitorFactory) -> None
     with pytest.raises(RuntimeError, match="already running"):
         await runner.run()
     await _stop(runner, task)
+
+
+async def test_stop_before_run_starts_makes_run_return_at_once(make_monitor: MonitorFactory) -> None:
+    gate = GateChecker()
+    runner = _runner(CheckerRegistry({"tcp": gate}), MemorySink())
+    runner.upsert(make_monitor())
+    runner.stop()
+    await asyncio.wait_for(runner.run(), 1.0)
+    assert gate.started == 0

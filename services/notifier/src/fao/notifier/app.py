@@ -22,7 +22,7 @@ from fao.notifier.outbox import Outbox
 from fao.notifier.render import load_catalogue
 from fao.notifier.routing import RouteResolver
 from fao.notifier.settings import NotifierSettings
-from fao.runtime.consume import process
+from fao.runtime.consume import ACK_WAIT, process
 from fao.runtime.service import Runtime, ServiceApp
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
@@ -58,7 +58,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         s.INCIDENTS_SUBJECTS,
         stream=JStream(s.INCIDENTS_STREAM, declare=False),
         durable=s.NOTIFIER_CONSUMER,
-        config=ConsumerConfig(ack_wait=settings.effective_ack_wait()),
+        config=ConsumerConfig(ack_wait=ACK_WAIT),  # a long send is kept alive by process()'s heartbeat
         pull_sub=PullSub(batch_size=settings.events_batch, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
         title="notifier/incidents",

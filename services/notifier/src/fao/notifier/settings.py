@@ -30,12 +30,3 @@ class NotifierSettings(ServiceSettings):
     # Events fetched per pull. FastStream handles one batch concurrently, so 1 keeps an incident's
     # "opened" and "resolved" messages in order.
     events_batch: int = Field(default=1, ge=1, le=256)
-    # Seconds JetStream waits for an ack before redelivering; 0 derives it from the LINE settings.
-    ack_wait: float = Field(default=0.0, ge=0)
-
-    def effective_ack_wait(self) -> float:
-        """Long enough for one handling with every in-process retry, so no redelivery races it."""
-        if self.ack_wait > 0:
-            return self.ack_wait
-        worst_backoff = sum(self.line_backoff_base * 1.5 * 2**n for n in range(self.line_max_attempts - 1))
-        return float(max(30.0, self.line_max_attempts * self.line_timeout + worst_backoff + 10.0))

@@ -89,7 +89,10 @@ class ProbeRunner:
         self._wake.set()
 
     def stop(self) -> None:
-        """Ask ``run()`` to return after in-flight checks finish (at most ``drain_timeout``)."""
+        """Ask ``run()`` to return after in-flight checks finish (at most ``drain_timeout``).
+
+        Called before ``run()`` has started, it makes that ``run()`` return at once.
+        """
         self._stopping = True
         self._wake.set()
 
@@ -98,7 +101,6 @@ class ProbeRunner:
         if self._running:
             raise RuntimeError("ProbeRunner.run() is already running")
         self._running = True
-        self._stopping = False
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -122,6 +124,7 @@ class ProbeRunner:
         finally:
             self._sleep_until = -math.inf
             self._running = False
+            self._stopping = False  # a stopped runner may be run again
 
     async def _wait_for_due(self) -> Due | None:
         """The next due run (marked running by the scheduler), or ``None`` once stopping."""

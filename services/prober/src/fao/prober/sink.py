@@ -126,6 +126,9 @@ class BatchingSink:
         loop = asyncio.get_running_loop()
         while True:
             await self._has_items.wait()
+            if not self._buffer:
+                self._has_items.clear()
+                continue
             if len(self._buffer) < self._max_size:
                 delay = self._first_at + self._max_delay - loop.time()
                 if delay > 0:
