@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy $(SRC) tests bench
+	$(BIN)/mypy libs services cli tests bench
 
 pytest: install ferretdb
 	$(BIN)/pytest -q

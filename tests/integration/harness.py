@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
@@ -102,7 +103,7 @@ async def eventually(
     raise AssertionError(f"timed out after {within}s waiting for: {what}\n{fao.logs() if fao else ''}")
 
 
-async def wait_pushes(fao: Fao, n: int, within: float) -> list[dict[str, object]]:
+async def wait_pushes(fao: Fao, n: int, within: float) -> list[dict[str, Any]]:
     """``FakeLineServer.wait_for_pushes`` with the services' logs attached on failure."""
     try:
         return await fao.line.wait_for_pushes(n, timeout=within)

@@ -29,7 +29,7 @@ async def kv_monitors(nats_url: str) -> dict[str, Monitor]:
             keys = await kv.keys()
         except NoKeysError:
             return {}
-        return {k: Monitor.model_validate_json((await kv.get(k)).value) for k in keys}
+        return {k: Monitor.model_validate_json((await kv.get(k)).value or b"") for k in keys}
     finally:
         await nc.close()
 

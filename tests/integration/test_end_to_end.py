@@ -11,14 +11,16 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from tests.integration.harness import GROUP, SYSTEM_TH, Fao, eventually, wait_pushes
+from tests.integration.harness import GROUP, OTHER_GROUP, SYSTEM_TH, Fao, eventually, wait_pushes
 
 from fao.reporter.monthly import write_report
 from fao.runtime.thai import Month
+from fao.testing.fake_line import message_texts
 
 
-async def incidents(fao: Fao) -> list[dict[str, object]]:
+async def incidents(fao: Fao) -> list[dict[str, Any]]:
     return await fao.db["incidents"].find({}).to_list()
 
 
@@ -50,9 +52,9 @@ async def test_outage_gives_one_alert_one_resolution_and_a_report_line(
     came_up = time.monotonic()
     pushes = await wait_pushes(fao, 2, 20)
     assert [p["to"] for p in pushes] == [GROUP, GROUP]
-    resolved_texts = [t for m in pushes[1]["messages"] for t in _texts(m)]
+    resolved_texts = [t for m in pushes[1]["messages"] for t in message_texts(m)]
     assert any(SYSTEM_TH in t for t in resolved_texts)
-    assert not fao.line.pushes_to("C" + "b2" * 16), "the other team's group gets nothing"
+    assert not fao.line.pushes_to(OTHER_GROUP), "the other team's group gets nothing"
 
     docs = await incidents(fao)
     assert len(docs) == 1
@@ -79,12 +81,6 @@ async def test_outage_gives_one_alert_one_resolution_and_a_report_line(
     html = next(p for p in out if p.suffix == ".html").read_text()
     assert SYSTEM_TH in html
     assert str(month.be_year) in html
-
-
-def _texts(message: dict[str, object]) -> list[str]:
-    from fao.testing.fake_line import message_texts
-
-    return message_texts(message)
 
 
 async def test_crashes_mid_outage_and_a_line_500_give_no_duplicates(fao: Fao) -> None:

@@ -4,7 +4,7 @@ Publishing one bus message per check would cost more CPU than the check itself, 
 buffered and handed to an async ``flush(batch)`` callable (the lead's NATS publisher) when
 ``max_size`` results are waiting or the oldest has waited ``max_delay`` seconds.
 
-A failing ``flush`` is logged and retried with capped exponential backoff; the batch stays at the
+A failing ``flush`` is logged and retried with capped exponential backoff; the batch goes back to the
 head of the buffer, so results are delivered in order and none is lost while the bus is down. The
 buffer is bounded by ``max_buffered``: beyond it the *oldest* results are dropped (fresh results
 matter more to an alerting system), counted in ``dropped`` and logged. ``flush`` may therefore see a
