@@ -1,8 +1,7 @@
 """Fixtures for the notifier tests: real servers, the fake LINE API, and a running notifier.
 
-- ``ferretdb``: one FerretDB (SQLite backend) per session; each test gets its own database name.
-- ``nats_server``: one nats-server per test (it starts in milliseconds), so the durable consumer
-  and the streams never carry messages from one test into the next.
+- ``db``: this test's database on the session's FerretDB; ``nats_url`` is a nats-server of its
+  own (both from ``fao.testing.plugin``).
 - ``line``: a `FakeLineServer` that knows the test groups (a push to any other group gets 400).
 - ``stack``: ties them together: publishes events, inserts inventory, starts and stops notifier
   processes in-process with ``serve``, and waits for the consumer to settle.
@@ -15,10 +14,9 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
 import nats
@@ -32,9 +30,8 @@ from fao.notifier.app import build
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.bus import ensure_streams
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
-from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.service import serve
-from fao.runtime.store import Document, connect
+from fao.runtime.store import Document
 from fao.schemas import Incident, IncidentEvent, IncidentEventType, System, Team
 from fao.schemas import subjects as s
 from fao.testing.fake_line import FakeLineServer
@@ -58,33 +55,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-@pytest.fixture(scope="session")
-def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    server = start_ferretdb(tmp_path_factory.mktemp("ferretdb"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[LocalServer]:
-    server = start_nats(tmp_path / "nats")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def db_name() -> str:
-    return "notifier_" + uuid.uuid4().hex[:12]
-
-
-@pytest.fixture
-async def db(ferretdb: LocalServer, db_name: str) -> AsyncIterator[AsyncDatabase[Document]]:
-    client = connect(ferretdb.url)
-    try:
-        yield client[db_name]
-    finally:
-        await client.drop_database(db_name)
-        await client.close()
+def db(mongo_db: AsyncDatabase[Document]) -> AsyncDatabase[Document]:
+    """This test's own database on the session's FerretDB (``fao.testing.plugin``)."""
+    return mongo_db
 
 
 @pytest.fixture
@@ -252,16 +226,15 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    nats_server: LocalServer,
-    ferretdb: LocalServer,
+    nats_url: str,
+    mongo_url: str,
     db: AsyncDatabase[Document],
-    db_name: str,
     line: FakeLineServer,
 ) -> AsyncIterator[Stack]:
-    nc = await nats.connect(nats_server.url)
+    nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
-    st = Stack(nats_server.url, ferretdb.url, db_name, db, line, nc, js)
+    st = Stack(nats_url, mongo_url, db.name, db, line, nc, js)
     try:
         yield st
     finally:

@@ -33,6 +33,11 @@ M = TypeVar("M", bound=BaseModel)
 
 ACK_WAIT = 10.0
 HEARTBEAT = 3.0
+# How long one pull request lingers when the stream is idle (a message still arrives at once).
+# Short values make a nats-py race likelier: fetch() can raise asyncio.TimeoutError, which
+# FastStream 0.7.8's pull loop does not suppress; its supervisor restarts the loop and logs an
+# error with a traceback. 5 s keeps that rare; shutdown waits at most this long for the fetch.
+PULL_TIMEOUT = 5.0
 
 MESSAGES = Counter("fao_messages_total", "Bus messages handled", ["service", "outcome"])
 

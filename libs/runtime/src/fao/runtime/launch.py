@@ -103,6 +103,18 @@ def ferretdb_binary(*, build: bool = True, log: IO[str] | None = None) -> Path:
     return target
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,13 +137,7 @@ class LocalServer:
     _cleanup: list[Path] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=10)
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from fao.runtime.launch import free_port
+from fao.runtime.launch import free_port, terminate
 
 
 class ServiceProcess:
@@ -65,13 +65,8 @@ class ServiceProcess:
             self._proc.wait()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            terminate(self._proc, timeout=15)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""

@@ -26,7 +26,7 @@ from prometheus_client import Counter
 from fao.correlator.incidents import make_event, open_incident, resolve_incident
 from fao.correlator.state_machine import MonitorState, Transition, decide
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
-from fao.runtime.consume import ACK_WAIT, process
+from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp
 from fao.runtime.settings import ServiceSettings
@@ -144,7 +144,7 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         stream=JStream(s.RESULTS_STREAM, declare=False),
         durable=s.CORRELATOR_RESULTS_CONSUMER,
         config=ConsumerConfig(ack_wait=ACK_WAIT),
-        pull_sub=PullSub(batch_size=settings.results_batch, timeout=1.0),
+        pull_sub=PullSub(batch_size=settings.results_batch, timeout=PULL_TIMEOUT),
         ack_policy=AckPolicy.MANUAL,
         title="correlator/results",
         description="Check results from every prober; folded into per-monitor state.",

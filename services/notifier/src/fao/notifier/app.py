@@ -22,7 +22,7 @@ from fao.notifier.outbox import Outbox
 from fao.notifier.render import load_catalogue
 from fao.notifier.routing import RouteResolver
 from fao.notifier.settings import NotifierSettings
-from fao.runtime.consume import ACK_WAIT, process
+from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
 from fao.runtime.service import Runtime, ServiceApp
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
@@ -59,7 +59,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         stream=JStream(s.INCIDENTS_STREAM, declare=False),
         durable=s.NOTIFIER_CONSUMER,
         config=ConsumerConfig(ack_wait=ACK_WAIT),  # a long send is kept alive by process()'s heartbeat
-        pull_sub=PullSub(batch_size=settings.events_batch, timeout=1.0),
+        pull_sub=PullSub(batch_size=settings.events_batch, timeout=PULL_TIMEOUT),
         ack_policy=AckPolicy.MANUAL,
         title="notifier/incidents",
         description="Incident events; opened and resolved ones are sent to the owning team's LINE groups.",

@@ -10,7 +10,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Pu
 from nats.js.api import DeliverPolicy
 
 from fao.reporter.read_model import INDEXES, FactStore
-from fao.runtime.consume import ACK_WAIT, process
+from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
 from fao.runtime.service import Runtime, ServiceApp
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import IncidentEvent
@@ -35,7 +35,7 @@ def build(settings: ServiceSettings | None = None) -> ServiceApp:
         durable=s.REPORTER_CONSUMER,
         deliver_policy=DeliverPolicy.ALL,
         config=ConsumerConfig(ack_wait=ACK_WAIT),
-        pull_sub=PullSub(batch_size=64, timeout=1.0),
+        pull_sub=PullSub(batch_size=64, timeout=PULL_TIMEOUT),
         ack_policy=AckPolicy.MANUAL,
         title="reporter/incidents",
         description="Every incident event; folded into the report read model.",

@@ -1,0 +1,15 @@
+# One image recipe for every service: docker build --build-arg SERVICE=correlator -t fao-correlator .
+FROM python:3.11-slim
+ARG SERVICE
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FAO_SERVICE=${SERVICE}
+WORKDIR /app
+COPY constraints.txt ./
+COPY libs/schemas libs/schemas
+COPY libs/runtime libs/runtime
+COPY services/${SERVICE} services/${SERVICE}
+RUN test -n "${SERVICE}" && \
+    pip install --no-cache-dir -c constraints.txt ./libs/schemas ./libs/runtime ./services/${SERVICE} uvloop tzdata
+USER nobody
+EXPOSE 9100
+ENV FAO_HTTP_HOST=0.0.0.0 FAO_HTTP_PORT=9100
+CMD ["sh", "-c", "exec python -m fao.${FAO_SERVICE}"]
