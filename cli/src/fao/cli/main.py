@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from nats.errors import Error as NatsError
+from pymongo.errors import PyMongoError
 
 from fao.cli.apply import apply as run_apply
 from fao.cli.dev import DevConfig, up
 from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.runtime.settings import ServiceSettings
 from fao.schemas.loader import ConfigError
+
+# What a down or misconfigured NATS/MongoDB raises; reported as one line, never a traceback.
+UNREACHABLE = (OSError, TimeoutError, PyMongoError, NatsError)
 
 app = typer.Typer(help="Fao (เฝ้า): monitoring and incident alerting.", no_args_is_help=True)
 dev = typer.Typer(help="Run Fao locally on loopback (embedded default).", no_args_is_help=True)
@@ -40,8 +45,8 @@ def apply_cmd(
         for problem in exc.problems:
             typer.secho(str(problem), fg=typer.colors.RED, err=True)
         raise _fail(f"config rejected: {len(exc.problems)} problem(s); nothing was changed") from None
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach NATS/MongoDB: {exc}") from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
     for change in plan.changes:
         typer.echo(str(change))
     inv = plan.inventory
@@ -65,6 +70,8 @@ def report_cmd(
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
     for path in paths:
         typer.echo(str(path))
 

@@ -72,8 +72,10 @@ class ServiceApp:
     uses_mongo: bool = True
 
 
-async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> None:
-    """Run one service until SIGTERM/SIGINT (or ``stop_event``)."""
+async def serve(
+    svc: ServiceApp, stop_event: asyncio.Event | None = None, ready: asyncio.Event | None = None
+) -> None:
+    """Run one service until SIGTERM/SIGINT (or ``stop_event``); ``ready`` is set once it consumes."""
     settings, broker = svc.settings, svc.broker
     configure_logging(svc.name, settings.log_level, settings.log_format)
     stop = stop_event or asyncio.Event()
@@ -111,6 +113,8 @@ async def serve(svc: ServiceApp, stop_event: asyncio.Event | None = None) -> Non
         ops = OpsServer(settings.http_host, settings.http_port, checks)
         await ops.start()
     log.info("service_started", nats=settings.nats_url, db=settings.mongo_db)
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:

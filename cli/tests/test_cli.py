@@ -1,0 +1,94 @@
+"""The `fao` command as a user runs it: exit codes and messages, against real NATS and FerretDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fao.cli.demo_target import DemoTarget
+from fao.cli.main import app
+from fao.runtime.launch import free_port
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
+
+
+@pytest.fixture
+def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAO_NATS_URL", nats_url)
+    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
+    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+
+
+def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["apply", str(EXAMPLES)])
+    assert first.exit_code == 0, first.output
+    assert "+ monitor e-service-home" in first.output
+    assert "applied: 2 teams, 2 systems, 2 monitors; 6 change(s)" in first.output
+    again = runner.invoke(app, ["apply", str(EXAMPLES)])
+    assert again.exit_code == 0
+    assert "0 change(s)" in again.output
+
+
+def test_apply_bad_file_exits_1_with_file_line_and_no_traceback(env: None, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    (config / "teams.yaml").write_text("teams:\n  - id: Bad Id\n    name: x\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["apply", str(config)])
+    assert result.exit_code == 1
+    assert f"{config / 'teams.yaml'}:2: teams[0].id: String should match pattern" in result.output
+    assert "nothing was changed" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_apply_dry_run_writes_nothing(env: None) -> None:
+    runner = CliRunner()
+    dry = runner.invoke(app, ["apply", "--dry-run", str(EXAMPLES)])
+    assert dry.exit_code == 0
+    assert "would apply" in dry.output
+    real = runner.invoke(app, ["apply", str(EXAMPLES)])
+    assert "6 change(s)" in real.output, "the dry run changed nothing"
+
+
+def test_unreachable_database_is_one_clear_line(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    closed = free_port()
+    monkeypatch.setenv("FAO_NATS_URL", nats_url)
+    monkeypatch.setenv("FAO_MONGO_URL", f"mongodb://127.0.0.1:{closed}/?serverSelectionTimeoutMS=300")
+    for args in (["apply", str(EXAMPLES)], ["report", "2026-10", "--out", str(tmp_path)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, args
+        assert "cannot reach" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_report_rejects_a_bad_month_clearly(env: None, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", "2026-13", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "month must be 01-12" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_report_writes_html_and_json_for_an_empty_month(env: None, tmp_path: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["apply", str(EXAMPLES)])
+    result = runner.invoke(app, ["report", "2026-10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
+    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service"}
+    assert all(row["incident_count"] == 0 for row in data["systems"])
+    assert "ตุลาคม" in (tmp_path / "fao-report-2026-10.html").read_text()
+
+
+def test_demo_target_is_down_for_the_end_of_each_period() -> None:
+    demo = DemoTarget("127.0.0.1", 0, period=120, outage=40, started=1000.0)
+    assert not demo.is_down(1000.0)
+    assert not demo.is_down(1079.9)
+    assert demo.is_down(1080.0)
+    assert demo.is_down(1119.9)
+    assert not demo.is_down(1120.0)
