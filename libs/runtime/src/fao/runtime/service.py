@@ -8,6 +8,7 @@ streams and buckets), runs the service's own start hook, starts FastStream subsc
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class Runtime:
 
 
 Hook = Callable[[Runtime], Awaitable[None]]
+
+
+def new_broker(settings: ServiceSettings) -> NatsBroker:
+    """The broker every service uses. FastStream logs through the stdlib logger ``fao.faststream``
+    (so its lines come out as the same JSON as ours), and its per-message "Received/Processed"
+    lines are at DEBUG: ``log_level`` is the level FastStream writes them at, not a filter."""
+    return NatsBroker(settings.nats_url, logger=logging.getLogger("fao.faststream"), log_level=logging.DEBUG)
 
 
 async def _wait_mongo(client: AsyncMongoClient[Document], attempts: int = 30) -> None:

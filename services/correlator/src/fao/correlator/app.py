@@ -15,7 +15,6 @@ ignored, so redelivery never counts a result twice.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
 
 import structlog
@@ -28,7 +27,7 @@ from fao.correlator.state_machine import MonitorState, Transition, decide
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
 from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
 from fao.runtime.inventory import MonitorCatalog
-from fao.runtime.service import Runtime, ServiceApp
+from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import CheckResult, IncidentEvent, IncidentEventType, Monitor
 from fao.schemas import subjects as s
@@ -136,7 +135,7 @@ class Correlator:
 def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     """Wire the subscribers and publishers; nothing connects until ``serve``."""
     settings = settings or CorrelatorSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
+    broker = new_broker(settings)
     ready: dict[str, Correlator] = {}
 
     @broker.subscriber(

@@ -8,11 +8,9 @@ in-process retries naks it for redelivery; a body that is not an ``IncidentEvent
 
 from __future__ import annotations
 
-import logging
-
 import structlog
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
 from fao.notifier import deliveries, outbox
 from fao.notifier.deliveries import DeliveryStore
@@ -23,7 +21,7 @@ from fao.notifier.render import load_catalogue
 from fao.notifier.routing import RouteResolver
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
-from fao.runtime.service import Runtime, ServiceApp
+from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
 
@@ -40,7 +38,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
     settings = settings or NotifierSettings()
     # FastStream's log_level is the level its own per-message lines ("Received", "Processed") are
     # written at, not a threshold: DEBUG keeps them out of the service's info-level output.
-    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)
+    broker = new_broker(settings)
     catalogue = load_catalogue(settings.language)
     token = settings.line_channel_access_token
     line = (

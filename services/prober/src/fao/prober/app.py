@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import socket
 
 import structlog
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
@@ -23,7 +21,7 @@ from fao.prober.runner import ProbeRunner
 from fao.prober.scheduler import Scheduler
 from fao.prober.sink import BatchingSink
 from fao.runtime.inventory import MonitorCatalog
-from fao.runtime.service import Runtime, ServiceApp
+from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import CheckResult, Monitor
 from fao.schemas.subjects import result_subject
@@ -95,7 +93,7 @@ class Prober:
 
 def build(settings: ProberSettings | None = None) -> ServiceApp:
     settings = settings or ProberSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
+    broker = new_broker(settings)
     running: list[Prober] = []
 
     async def on_start(rt: Runtime) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import structlog
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 from nats.js.api import DeliverPolicy
 
 from fao.reporter.read_model import INDEXES, FactStore
 from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
-from fao.runtime.service import Runtime, ServiceApp
+from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
@@ -22,7 +20,7 @@ SERVICE = "reporter"
 
 def build(settings: ServiceSettings | None = None) -> ServiceApp:
     settings = settings or ServiceSettings()
-    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG)  # per-message logs: debug only
+    broker = new_broker(settings)
     ready: dict[str, FactStore] = {}
 
     async def record(event: IncidentEvent) -> None:
