@@ -1,13 +1,15 @@
 """Service behaviour through real NATS and FerretDB, services run in-process.
 
 - the prober follows the monitors bucket live: an applied change is probed with no restart;
-- a result that breaks the contract is dead-lettered with its reason and never blocks the stream.
+- a result that breaks the contract is dead-lettered with its reason and never blocks the stream;
+- the correlator skips writes for healthy results without losing correctness across a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -21,7 +23,7 @@ from fao.correlator.app import build as build_correlator
 from fao.prober.app import ProberSettings
 from fao.prober.app import build as build_prober
 from fao.runtime.store import Document
-from fao.schemas import CheckResult
+from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
 from fao.testing.inprocess import serving
 
@@ -117,5 +119,63 @@ async def test_malformed_result_is_dead_lettered_and_does_not_block(
         assert dead.headers is not None
         assert "ok" in dead.headers["Fao-Reason"]
         assert dead.headers["Fao-Original-Subject"] == s.result_subject("e-service-home")
+    finally:
+        await nc.close()
+
+
+def _result(i: int, ok: bool) -> CheckResult:
+    return CheckResult(
+        monitor_id="e-service-home", system_id="e-service", zone="default", prober_id="p1",
+        started_at=datetime(2026, 11, 25, 1, 0, tzinfo=UTC) + timedelta(seconds=i), ok=ok, latency_ms=1.0,
+        error_kind=ErrorKind.NONE if ok else ErrorKind.HTTP_STATUS, detail="" if ok else "HTTP 503",
+    )  # fmt: skip
+
+
+async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_correctly(
+    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Successes on a settled monitor are not written; after a restart the stored (older) settled
+    state still decides the next outage exactly: one incident, starting at its first failure."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "inventory.yaml").write_text(CONFIG.replace("{port}", "9"), encoding="utf-8")
+    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+    settings = CorrelatorSettings(
+        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1
+    )
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+
+    async def publish(i: int, ok: bool) -> None:
+        r = _result(i, ok)
+        await js.publish(
+            s.result_subject(r.monitor_id), r.model_dump_json().encode(), headers={"Nats-Msg-Id": r.msg_id}
+        )
+
+    async def drained() -> bool:
+        info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    try:
+        async with serving(build_correlator(settings)):
+            for i in range(6):
+                await publish(i, ok=True)
+            await eventually(drained, 10, "six successes applied")
+        doc = await mongo_db["monitor_state"].find_one({"_id": "e-service-home"})
+        assert doc is not None
+        assert doc["applied"][0]["at"] == _result(0, True).started_at, "only the first success was written"
+
+        async with serving(build_correlator(settings)):
+            await publish(10, ok=False)
+            await publish(11, ok=False)
+
+            async def opened() -> bool:
+                return await mongo_db["incidents"].count_documents({}) == 1
+
+            await eventually(opened, 10, "incident after restart")
+            await eventually(drained, 10, "failures applied")
+        [incident] = await mongo_db["incidents"].find({}).to_list()
+        assert incident["started_at"] == _result(10, False).started_at
+        assert incident["status"] == "open"
     finally:
         await nc.close()

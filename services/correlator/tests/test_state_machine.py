@@ -152,3 +152,15 @@ def test_state_round_trips_through_store_document() -> None:
     state, _ = run("oxx")
     stored = StoredState(state, "inc-1")
     assert state_from_doc(state_to_doc(stored)) == stored
+
+
+def test_settled_only_when_up_with_clean_window() -> None:
+    from fao.correlator.state_machine import is_settled
+
+    assert not is_settled(MonitorState("web"))
+    assert is_settled(run("ooo")[0])
+    assert not is_settled(run("ox")[0]), "suspect"
+    assert not is_settled(run("oxo")[0]), "up again, but a failure is still in the window"
+    assert is_settled(run("oxooo")[0])
+    assert not is_settled(run("xx")[0]), "down"
+    assert is_settled(run("xxo")[0]), "recovered: the window restarts with the success"

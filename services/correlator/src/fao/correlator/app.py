@@ -23,7 +23,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Pu
 from prometheus_client import Counter
 
 from fao.correlator.incidents import make_event, open_incident, resolve_incident
-from fao.correlator.state_machine import MonitorState, Transition, decide
+from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
 from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
 from fao.runtime.inventory import MonitorCatalog
@@ -52,6 +52,9 @@ class Correlator:
         self._store = store
         self._catalog = catalog
         self._states: dict[str, StoredState] = {}
+        # Monitors whose *stored* state is settled (up, no failure in the window): further
+        # successes need not be written, see ``apply``.
+        self._settled: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def _stored(self, monitor_id: str) -> StoredState:
@@ -60,6 +63,8 @@ class Correlator:
             stored = await self._store.load_state(monitor_id) or StoredState(MonitorState(monitor_id))
             if stored.pending:
                 stored = await self._complete(stored)
+            elif is_settled(stored.state):
+                self._settled.add(monitor_id)
             self._states[monitor_id] = stored
         return stored
 
@@ -87,8 +92,16 @@ class Correlator:
             await self._store.save_incident(event.incident)
             await self.publish(event)
         done = replace(stored, pending=())
-        await self._store.save_state(done)
+        await self._save(done)
         return done
+
+    async def _save(self, stored: StoredState) -> None:
+        await self._store.save_state(stored)
+        monitor_id = stored.state.monitor_id
+        if is_settled(stored.state) and not stored.pending:
+            self._settled.add(monitor_id)
+        else:
+            self._settled.discard(monitor_id)
 
     async def _events(
         self, stored: StoredState, transition: Transition, monitor: Monitor, zone: str
@@ -107,7 +120,13 @@ class Correlator:
 
     async def apply(self, result: CheckResult) -> None:
         """Fold one result in. The state document (with any new events as ``pending``) is the
-        commit point: a crash after it is finished by ``_complete`` on the next load or start."""
+        commit point: a crash after it is finished by ``_complete`` on the next load or start.
+
+        A success on a monitor whose stored state is already settled (up, no failure in the
+        window) is applied in memory only: after a crash the stored state is settled too, and the
+        only results it has not seen are successes, so replaying them changes nothing that
+        matters. Every failure and every transition is written. This removes the database write
+        from the common case (a healthy monitor)."""
         monitor = self._catalog.monitors.get(result.monitor_id)
         if monitor is None:
             log.warning("result_for_unknown_monitor", monitor=result.monitor_id)
@@ -120,12 +139,16 @@ class Correlator:
                 RESULTS.labels("duplicate").inc()
                 return
             nxt = replace(stored, state=decision.state)
+            if decision.transition is None and is_settled(nxt.state) and result.monitor_id in self._settled:
+                self._states[result.monitor_id] = nxt
+                RESULTS.labels("applied_in_memory").inc()
+                return
             if decision.transition is not None:
                 TRANSITIONS.labels(decision.transition.kind).inc()
                 events = await self._events(stored, decision.transition, monitor, result.zone)
                 opened = next((e.incident.id for e in events if e.type == "opened"), None)
                 nxt = replace(nxt, open_incident_id=opened, pending=tuple(events))
-            await self._store.save_state(nxt)
+            await self._save(nxt)
             self._states[result.monitor_id] = nxt
             if nxt.pending:
                 self._states[result.monitor_id] = await self._complete(nxt)

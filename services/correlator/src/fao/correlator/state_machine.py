@@ -62,6 +62,11 @@ class Decision:
     applied: bool = True
 
 
+def is_settled(state: MonitorState) -> bool:
+    """Up with no failure left in the window: one more success cannot start anything."""
+    return state.status == "up" and all(sample.ok for sample in state.window)
+
+
 def _source(result: CheckResult) -> str:
     return f"{result.zone}/{result.prober_id}"
 
