@@ -179,3 +179,70 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
         assert incident["status"] == "open"
     finally:
         await nc.close()
+
+
+TWO_MONITORS = """
+teams:
+  - {id: apps, name: Apps, line_groups: ["C0123456789abcdef0123456789abcdef"]}
+systems:
+  - {id: e-service, name: e-Service, team: apps}
+monitors:
+  - {id: web, system: e-service, check: {type: http, url: "http://127.0.0.1:9/"}, interval: 30s}
+  - {id: api, system: e-service, check: {type: tcp, host: 127.0.0.1, port: 9}, interval: 30s}
+"""
+
+
+async def test_monitors_of_one_system_share_one_incident(
+    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Two monitors of a system fail: one incident (opened, then noted), one alert; it resolves
+    only when the last monitor recovers, at that monitor's first success."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "inventory.yaml").write_text(TWO_MONITORS, encoding="utf-8")
+    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+    settings = CorrelatorSettings(
+        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1
+    )
+    t0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+
+    async def publish(monitor: str, second: int, ok: bool) -> None:
+        r = CheckResult(
+            monitor_id=monitor, system_id="e-service", zone="default", prober_id="p1",
+            started_at=t0 + timedelta(seconds=second), ok=ok, latency_ms=1.0,
+            error_kind=ErrorKind.NONE if ok else ErrorKind.TIMEOUT,
+        )  # fmt: skip
+        await js.publish(
+            s.result_subject(monitor), r.model_dump_json().encode(), headers={"Nats-Msg-Id": r.msg_id}
+        )
+
+    async def drained() -> bool:
+        info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    try:
+        async with serving(build_correlator(settings)):
+            for monitor, second, ok in [
+                ("web", 0, False), ("web", 1, False),    # web down: incident opened
+                ("api", 2, False), ("api", 3, False),    # api down too: same incident
+                ("web", 10, True),                        # web back, api still down: stays open
+            ]:  # fmt: skip
+                await publish(monitor, second, ok)
+            await eventually(drained, 10, "first results applied")
+            [incident] = await mongo_db["incidents"].find({}).to_list()
+            assert incident["status"] == "open"
+            assert incident["monitor_ids"] == ["api", "web"]
+            await publish("api", 20, True)
+            await eventually(drained, 10, "recovery applied")
+        [incident] = await mongo_db["incidents"].find({}).to_list()
+        assert incident["status"] == "resolved"
+        assert incident["started_at"] == t0
+        assert incident["resolved_at"] == t0 + timedelta(seconds=20)
+        sub = await js.pull_subscribe(s.INCIDENTS_SUBJECTS, durable="t", stream=s.INCIDENTS_STREAM)
+        events = [json.loads(m.data) for m in await sub.fetch(10, timeout=2)]
+        assert [e["type"] for e in events] == ["opened", "noted", "resolved"]
+        assert len({e["incident"]["id"] for e in events}) == 1
+    finally:
+        await nc.close()

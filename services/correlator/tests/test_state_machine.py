@@ -150,7 +150,7 @@ def test_state_round_trips_through_store_document() -> None:
     from fao.correlator.store import StoredState, state_from_doc, state_to_doc
 
     state, _ = run("oxx")
-    stored = StoredState(state, "inc-1")
+    stored = StoredState(state, system_id="portal", open_incident_id="inc-1")
     assert state_from_doc(state_to_doc(stored)) == stored
 
 

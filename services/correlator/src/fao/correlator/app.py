@@ -22,7 +22,7 @@ from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from prometheus_client import Counter
 
-from fao.correlator.incidents import make_event, open_incident, resolve_incident
+from fao.correlator.incidents import attach_monitor, make_event, open_incident, resolve_incident
 from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
 from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
@@ -37,7 +37,8 @@ log = structlog.get_logger()
 SERVICE = "correlator"
 TRANSITIONS = Counter("fao_correlator_transitions_total", "Confirmed monitor transitions", ["kind"])
 RESULTS = Counter("fao_correlator_results_total", "Results folded into monitor state", ["outcome"])
-EVENT_TYPES: tuple[IncidentEventType, ...] = ("opened", "resolved")
+EVENT_TYPES: tuple[IncidentEventType, ...] = ("opened", "noted", "resolved")
+DOWN: tuple[str, ...] = ("down", "recovering")
 
 
 class CorrelatorSettings(ServiceSettings):
@@ -45,7 +46,8 @@ class CorrelatorSettings(ServiceSettings):
 
 
 class Correlator:
-    """Holds per-monitor state (cached, persisted after each change) and applies results."""
+    """Holds every monitor's state in memory (loaded at start, persisted as described in
+    ``apply``), applies results, and groups a system's failing monitors into one incident."""
 
     def __init__(self, broker: NatsBroker, store: CorrelatorStore, catalog: MonitorCatalog) -> None:
         self._broker = broker
@@ -57,22 +59,33 @@ class Correlator:
         self._settled: set[str] = set()
         self._lock = asyncio.Lock()
 
-    async def _stored(self, monitor_id: str) -> StoredState:
-        stored = self._states.get(monitor_id)
-        if stored is None:
-            stored = await self._store.load_state(monitor_id) or StoredState(MonitorState(monitor_id))
-            if stored.pending:
-                stored = await self._complete(stored)
-            elif is_settled(stored.state):
-                self._settled.add(monitor_id)
-            self._states[monitor_id] = stored
-        return stored
-
     async def recover(self) -> None:
-        """At start-up: finish transitions a crashed instance committed but did not publish."""
+        """At start-up: load every monitor's state, and finish transitions a crashed instance
+        committed but did not publish."""
         async with self._lock:
-            for stored in await self._store.states_with_pending():
-                self._states[stored.state.monitor_id] = await self._complete(stored)
+            for stored in await self._store.all_states():
+                monitor_id = stored.state.monitor_id
+                if stored.pending:
+                    stored = await self._complete(stored)
+                elif is_settled(stored.state):
+                    self._settled.add(monitor_id)
+                self._states[monitor_id] = stored
+
+    def _stored(self, monitor: Monitor) -> StoredState:
+        stored = self._states.get(monitor.id) or StoredState(MonitorState(monitor.id), monitor.system)
+        return stored if stored.system_id == monitor.system else replace(stored, system_id=monitor.system)
+
+    def _open_in_system(self, system_id: str, incident_id: str | None, exclude: str) -> list[StoredState]:
+        """Other monitors of ``system_id`` that are down in an open incident (``incident_id`` if given)."""
+        return [
+            st
+            for st in self._states.values()
+            if st.system_id == system_id
+            and st.state.monitor_id != exclude
+            and st.open_incident_id is not None
+            and st.state.status in DOWN
+            and (incident_id is None or st.open_incident_id == incident_id)
+        ]
 
     async def publish(self, event: IncidentEvent) -> None:
         await self._broker.publish(
@@ -105,18 +118,28 @@ class Correlator:
 
     async def _events(
         self, stored: StoredState, transition: Transition, monitor: Monitor, zone: str
-    ) -> list[IncidentEvent]:
+    ) -> tuple[list[IncidentEvent], str | None]:
+        """The events of one transition and the incident the monitor is part of afterwards."""
         if transition.kind == "down":
+            for sibling in self._open_in_system(monitor.system, None, monitor.id):
+                assert sibling.open_incident_id is not None
+                current = await self._store.get_incident(sibling.open_incident_id)
+                if current is not None and current.status != "resolved":
+                    joined = attach_monitor(current, monitor, zone)
+                    return [make_event("noted", joined, transition.since)], joined.id
             system = await self._store.get_system(monitor.system)
             incident = open_incident(transition, monitor, system, zone)
-            return [make_event("opened", incident, incident.started_at)]
-        current = await self._store.get_incident(stored.open_incident_id) if stored.open_incident_id else None
-        if current is None:
-            log.error("recovery_without_open_incident", monitor=monitor.id)
-            return []
+            return [make_event("opened", incident, incident.started_at)], incident.id
+        open_id = stored.open_incident_id
+        if open_id is None or self._open_in_system(monitor.system, open_id, monitor.id):
+            return [], None  # other monitors of the system are still down: the incident stays open
+        current = await self._store.get_incident(open_id)
+        if current is None or current.status == "resolved":
+            log.error("recovery_without_open_incident", monitor=monitor.id, incident=open_id)
+            return [], None
         resolved = resolve_incident(current, transition)
         assert resolved.resolved_at is not None
-        return [make_event("resolved", resolved, resolved.resolved_at)]
+        return [make_event("resolved", resolved, resolved.resolved_at)], None
 
     async def apply(self, result: CheckResult) -> None:
         """Fold one result in. The state document (with any new events as ``pending``) is the
@@ -133,7 +156,7 @@ class Correlator:
             RESULTS.labels("unknown_monitor").inc()
             return
         async with self._lock:
-            stored = await self._stored(result.monitor_id)
+            stored = self._stored(monitor)
             decision = decide(stored.state, result, monitor.confirm, monitor.recover_after)
             if not decision.applied:
                 RESULTS.labels("duplicate").inc()
@@ -145,9 +168,8 @@ class Correlator:
                 return
             if decision.transition is not None:
                 TRANSITIONS.labels(decision.transition.kind).inc()
-                events = await self._events(stored, decision.transition, monitor, result.zone)
-                opened = next((e.incident.id for e in events if e.type == "opened"), None)
-                nxt = replace(nxt, open_incident_id=opened, pending=tuple(events))
+                events, incident_id = await self._events(stored, decision.transition, monitor, result.zone)
+                nxt = replace(nxt, open_incident_id=incident_id, pending=tuple(events))
             await self._save(nxt)
             self._states[result.monitor_id] = nxt
             if nxt.pending:

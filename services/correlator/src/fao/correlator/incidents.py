@@ -1,5 +1,9 @@
 """From transitions to incidents and their public events. Pure: ids are derived, never random.
 
+One incident per system problem: while a system has an open incident, a further monitor of it
+that goes down is attached to that incident (event ``noted``, no new alert), and the incident is
+resolved when the last of its monitors recovers.
+
 Deterministic ids make every step safe to repeat after a crash: the same transition always yields
 the same incident id (a second insert is a no-op) and the same event id (the incident stream's
 duplicate window drops the second publish).
@@ -44,6 +48,16 @@ def open_incident(transition: Transition, monitor: Monitor, system: System | Non
         cause=transition.cause,
         started_at=transition.since,
         zones=[zone],
+    )
+
+
+def attach_monitor(incident: Incident, monitor: Monitor, zone: str) -> Incident:
+    """Another monitor of the incident's system failed: same problem, same incident, no new alert."""
+    return incident.model_copy(
+        update={
+            "monitor_ids": sorted({*incident.monitor_ids, monitor.id}),
+            "zones": sorted({*incident.zones, zone}),
+        }
     )
 
 

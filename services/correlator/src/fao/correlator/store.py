@@ -29,6 +29,7 @@ class StoredState:
     """A monitor's state plus what the correlator keeps next to it in the same document."""
 
     state: MonitorState
+    system_id: str = ""
     open_incident_id: str | None = None
     # Events of a committed transition not yet written/published (see app.py).
     pending: tuple[IncidentEvent, ...] = ()
@@ -45,6 +46,7 @@ def state_to_doc(stored: StoredState) -> Document:
         "down_since": state.down_since,
         "cause": state.cause,
         "applied": [{"source": k, "at": v} for k, v in state.applied.items()],
+        "system_id": stored.system_id,
         "open_incident_id": stored.open_incident_id,
         "pending": [e.model_dump(mode="json") for e in stored.pending],
     }
@@ -62,7 +64,7 @@ def state_from_doc(doc: Document) -> StoredState:
         applied={a["source"]: a["at"] for a in doc.get("applied", [])},
     )
     pending = tuple(IncidentEvent.model_validate(e) for e in doc.get("pending", []))
-    return StoredState(state, doc.get("open_incident_id"), pending)
+    return StoredState(state, doc.get("system_id", ""), doc.get("open_incident_id"), pending)
 
 
 class CorrelatorStore:
@@ -71,17 +73,13 @@ class CorrelatorStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    async def load_state(self, monitor_id: str) -> StoredState | None:
-        doc = await self._db[STATE].find_one({"_id": monitor_id})
-        return state_from_doc(doc) if doc else None
-
     async def save_state(self, stored: StoredState) -> None:
         doc = state_to_doc(stored)
         await self._db[STATE].replace_one({"_id": stored.state.monitor_id}, doc, upsert=True)
 
-    async def states_with_pending(self) -> list[StoredState]:
-        docs = await self._db[STATE].find({"pending.0": {"$exists": True}}).to_list()
-        return [state_from_doc(doc) for doc in docs]
+    async def all_states(self) -> list[StoredState]:
+        """Every monitor's state (one document per monitor: small enough to hold in memory)."""
+        return [state_from_doc(doc) for doc in await self._db[STATE].find({}).to_list()]
 
     async def save_incident(self, incident: Incident) -> None:
         await self._db[INCIDENTS].replace_one({"_id": incident.id}, _incident_doc(incident), upsert=True)
