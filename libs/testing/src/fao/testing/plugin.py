@@ -2,9 +2,9 @@
 
 - ``mongo_url``: FerretDB v1 (SQLite) started once per session on a free loopback port, or the
   server named by ``FAO_TEST_MONGO_URL``. Each test gets its own database (``mongo_db_name``).
-- ``nats_url``: a fresh nats-server with JetStream per test (it starts in milliseconds, so streams
-  and durable consumers never leak between tests), or ``FAO_TEST_NATS_URL``, whose Fao streams
-  and buckets are then deleted before each test.
+- ``nats_url``: nats-server with JetStream started once per session on a free loopback port, or
+  the server named by ``FAO_TEST_NATS_URL``. Before each test every Fao stream (with its durable
+  consumers) and bucket is deleted, so nothing leaks from one test into the next.
 - ``fake_line``: the fake LINE Messaging API server; the real line-bot-sdk talks to it.
 """
 
@@ -14,7 +14,6 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -56,17 +55,22 @@ async def _reset_shared_nats(url: str) -> None:
         await nc.close()
 
 
-@pytest_asyncio.fixture
-async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
+@pytest.fixture(scope="session")
+def nats_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("FAO_TEST_NATS_URL"):
-        await _reset_shared_nats(url)
         yield url
         return
-    server = start_nats(tmp_path / "nats")
+    server = start_nats(tmp_path_factory.mktemp("nats"))
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest_asyncio.fixture
+async def nats_url(nats_server_url: str) -> str:
+    await _reset_shared_nats(nats_server_url)
+    return nats_server_url
 
 
 @pytest.fixture
