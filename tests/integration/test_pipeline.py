@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nats
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 from tests.integration.harness import CONFIG, Target, eventually
 
@@ -222,6 +223,10 @@ async def test_monitors_of_one_system_share_one_incident(
         info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
+    def gauge(status: str) -> float:
+        return REGISTRY.get_sample_value("fao_correlator_monitors", {"status": status}) or 0.0
+
+    up_before, down_before = gauge("up"), gauge("down")
     try:
         async with serving(build_correlator(settings)):
             for monitor, second, ok in [
@@ -234,6 +239,7 @@ async def test_monitors_of_one_system_share_one_incident(
             [incident] = await mongo_db["incidents"].find({}).to_list()
             assert incident["status"] == "open"
             assert incident["monitor_ids"] == ["api", "web"]
+            assert (gauge("up") - up_before, gauge("down") - down_before) == (1, 1), "/metrics counts states"
             await publish("api", 20, True)
             await eventually(drained, 10, "recovery applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()

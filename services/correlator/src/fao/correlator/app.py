@@ -20,7 +20,7 @@ from dataclasses import replace
 import structlog
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from fao.correlator.incidents import attach_monitor, make_event, open_incident, resolve_incident
 from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
@@ -36,6 +36,9 @@ log = structlog.get_logger()
 
 SERVICE = "correlator"
 TRANSITIONS = Counter("fao_correlator_transitions_total", "Confirmed monitor transitions", ["kind"])
+MONITORS = Gauge(
+    "fao_correlator_monitors", "Monitors by state (unknown, up, suspect, down, recovering)", ["status"]
+)
 RESULTS = Counter("fao_correlator_results_total", "Results folded into monitor state", ["outcome"])
 EVENT_TYPES: tuple[IncidentEventType, ...] = ("opened", "noted", "resolved")
 DOWN: tuple[str, ...] = ("down", "recovering")
@@ -69,7 +72,16 @@ class Correlator:
                     stored = await self._complete(stored)
                 elif is_settled(stored.state):
                     self._settled.add(monitor_id)
-                self._states[monitor_id] = stored
+                self._remember(stored)
+
+    def _remember(self, stored: StoredState) -> None:
+        """Keep ``stored`` as the monitor's current state and count it in the status gauge."""
+        previous = self._states.get(stored.state.monitor_id)
+        if previous is None or previous.state.status != stored.state.status:
+            if previous is not None:
+                MONITORS.labels(previous.state.status).dec()
+            MONITORS.labels(stored.state.status).inc()
+        self._states[stored.state.monitor_id] = stored
 
     def _stored(self, monitor: Monitor) -> StoredState:
         stored = self._states.get(monitor.id) or StoredState(MonitorState(monitor.id), monitor.system)
@@ -163,7 +175,7 @@ class Correlator:
                 return
             nxt = replace(stored, state=decision.state)
             if decision.transition is None and is_settled(nxt.state) and result.monitor_id in self._settled:
-                self._states[result.monitor_id] = nxt
+                self._remember(nxt)
                 RESULTS.labels("applied_in_memory").inc()
                 return
             if decision.transition is not None:
@@ -171,9 +183,9 @@ class Correlator:
                 events, incident_id = await self._events(stored, decision.transition, monitor, result.zone)
                 nxt = replace(nxt, open_incident_id=incident_id, pending=tuple(events))
             await self._save(nxt)
-            self._states[result.monitor_id] = nxt
+            self._remember(nxt)
             if nxt.pending:
-                self._states[result.monitor_id] = await self._complete(nxt)
+                self._remember(await self._complete(nxt))
             RESULTS.labels("applied").inc()
 
 
