@@ -92,3 +92,37 @@ def test_demo_target_is_down_for_the_end_of_each_period() -> None:
     assert demo.is_down(1080.0)
     assert demo.is_down(1119.9)
     assert not demo.is_down(1120.0)
+
+
+def test_incidents_lists_open_ones_with_thai_names(env: None, mongo_db_name: str, mongo_url: str) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from fao.runtime.store import connect
+    from fao.schemas import Incident
+
+    runner = CliRunner()
+    runner.invoke(app, ["apply", str(EXAMPLES)])
+    assert "no open incidents" in runner.invoke(app, ["incidents"]).output
+
+    async def insert() -> None:
+        client = connect(mongo_url)
+        for i, status in enumerate(("open", "resolved")):
+            inc = Incident(
+                id=f"inc-{i}", system_id="e-service", status=status, title="หน้าแรก: HTTP 503",
+                started_at=datetime(2026, 11, 25, 1, i, tzinfo=UTC),
+                resolved_at=datetime(2026, 11, 25, 2, 0, tzinfo=UTC) if status == "resolved" else None,
+            )  # fmt: skip
+            await client[mongo_db_name]["incidents"].insert_one({"_id": inc.id, **inc.model_dump()})
+        await client.close()
+
+    asyncio.run(insert())
+    open_only = runner.invoke(app, ["incidents"])
+    assert open_only.exit_code == 0
+    assert "inc-0" in open_only.output
+    assert "inc-1" not in open_only.output
+    assert "ระบบบริการอิเล็กทรอนิกส์ (e-Service)" in open_only.output
+    assert "25 พ.ย. 2569 08:00 น." in open_only.output
+    everything = runner.invoke(app, ["incidents", "--all"]).output.splitlines()
+    assert [line.split()[0] for line in everything] == ["inc-1", "inc-0"], "newest first"
+    assert "นาน 59 นาที" in everything[0]

@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 
 from fao.cli.apply import apply as run_apply
 from fao.cli.dev import DevConfig, up
+from fao.cli.incidents import list_incidents
 from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.runtime.settings import ServiceSettings
 from fao.schemas.loader import ConfigError
@@ -74,6 +75,25 @@ def report_cmd(
         raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
     for path in paths:
         typer.echo(str(path))
+
+
+@app.command("incidents")
+def incidents_cmd(
+    show_all: Annotated[bool, typer.Option("--all", help="Also resolved incidents.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """List open incidents (newest first), with Thai system names and times."""
+    settings = ServiceSettings()
+    try:
+        rows = asyncio.run(
+            list_incidents(settings.mongo_url, settings.mongo_db, datetime.now(UTC), show_all, limit)
+        )
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    if not rows:
+        typer.echo("no incidents" if show_all else "no open incidents")
+    for row in rows:
+        typer.echo(row)
 
 
 @dev.command("up")
