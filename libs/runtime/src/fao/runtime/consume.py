@@ -48,7 +48,14 @@ def retry_delay(num_delivered: int, base: float = 0.5, cap: float = 30.0) -> flo
 
 
 async def dead_letter(broker: NatsBroker, service: str, msg: NatsMessage, reason: str) -> None:
-    headers = {"Fao-Reason": reason[:500], "Fao-Original-Subject": msg.raw_message.subject}
+    """Keep the original body; the reason and origin go in headers (one line each: NATS headers
+    cannot hold line breaks). The stream sequence makes a repeated dead-lettering a duplicate."""
+    original = msg.raw_message
+    headers = {
+        "Fao-Reason": " ".join(reason.split())[:500],
+        "Fao-Original-Subject": original.subject,
+        "Nats-Msg-Id": f"{service}.{original.metadata.stream}.{original.metadata.sequence.stream}",
+    }
     await broker.publish(
         msg.body,
         subjects.dead_letter_subject(service),
@@ -59,9 +66,13 @@ async def dead_letter(broker: NatsBroker, service: str, msg: NatsMessage, reason
 
 
 async def _heartbeat(msg: NatsMessage) -> None:
-    while True:
-        await asyncio.sleep(HEARTBEAT)
-        await msg.in_progress()
+    """Tell the server the message is still being worked on; stops quietly if it cannot."""
+    try:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            await msg.in_progress()
+    except Exception as exc:  # the handler's own outcome decides ack/nak; this is only a keep-alive
+        log.debug("heartbeat_stopped", error=str(exc))
 
 
 async def process(

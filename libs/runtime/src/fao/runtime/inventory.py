@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from fao.runtime.bus import monitors_bucket
 from fao.runtime.store import Document
 from fao.schemas import Monitor
+from fao.schemas.subjects import MONITORS_BUCKET
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
@@ -54,33 +55,60 @@ class MonitorCatalog:
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
-    async def start(self) -> None:
-        """Replay the bucket (``ready`` is set once the initial values are in), then follow it."""
-        kv = await monitors_bucket(self._js)
-        watcher = await kv.watch("monitor.*")
-        self._task = asyncio.create_task(self._follow(watcher), name="monitor-catalog")
-        await self.ready.wait()
+    async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109  # a start-up deadline
+        """Replay the bucket, then follow it; returns once the initial values are in."""
+        self._task = asyncio.create_task(self._follow(), name="monitor-catalog")
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"could not read the {MONITORS_BUCKET} bucket within {timeout}s") from None
 
-    async def _follow(self, watcher: object) -> None:
-        updates = watcher.updates  # type: ignore[attr-defined]  # nats-py's KeyWatcher is untyped
+    async def _follow(self) -> None:
+        """Watch forever; after any failure (NATS restarting...) watch again from a full replay."""
         while True:
             try:
-                entry = await updates(timeout=5.0)
-            except NatsTimeoutError:
-                continue
-            if entry is None:  # the initial replay is complete
-                self.ready.set()
-                continue
-            monitor_id = entry.key.removeprefix("monitor.")
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._apply(monitor_id, None)
-                continue
-            try:
-                monitor = Monitor.model_validate_json(entry.value)
-            except ValidationError as exc:
-                log.error("monitor_definition_invalid", key=entry.key, error=str(exc))
-                continue
-            self._apply(monitor_id, monitor)
+                await self._watch_once()
+            except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # being stopped: never turn a cancellation into a retry
+                log.error("monitor_catalog_watch_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+
+    async def _watch_once(self) -> None:
+        kv = await monitors_bucket(self._js)
+        watcher = await kv.watch("monitor.*")
+        replayed: set[str] | None = set()  # ids present in the replay; None once it is complete
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+                except NatsTimeoutError:
+                    continue
+                if entry is None:  # the replay is complete: forget what was deleted meanwhile
+                    if replayed is not None:
+                        for gone in set(self.monitors) - replayed:
+                            self._apply(gone, None)
+                        replayed = None
+                        self.ready.set()
+                    continue
+                monitor_id = entry.key.removeprefix("monitor.")
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    self._apply(monitor_id, None)
+                    continue
+                try:
+                    monitor = Monitor.model_validate_json(entry.value)
+                except ValidationError as exc:  # keep running the previous definition, if any
+                    log.error("monitor_definition_invalid", key=entry.key, error=str(exc))
+                    if monitor_id in self.monitors and replayed is not None:
+                        replayed.add(monitor_id)
+                    continue
+                if replayed is not None:
+                    replayed.add(monitor_id)
+                self._apply(monitor_id, monitor)
+        finally:
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
     def _apply(self, monitor_id: str, monitor: Monitor | None) -> None:
         if monitor is None:

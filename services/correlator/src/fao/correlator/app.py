@@ -217,11 +217,18 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
             description=f"Public: an incident was {event_type}. Nats-Msg-Id = event_id.",
         )
 
+    catalogs: list[MonitorCatalog] = []
+
     async def on_start(rt: Runtime) -> None:
         catalog = MonitorCatalog(rt.js)
         await catalog.start()
+        catalogs.append(catalog)
         correlator = Correlator(broker, CorrelatorStore(rt.db), catalog)
         await correlator.recover()
         ready["correlator"] = correlator
 
-    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start)
+    async def on_stop(_: Runtime) -> None:
+        for catalog in catalogs:
+            await catalog.stop()
+
+    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)
