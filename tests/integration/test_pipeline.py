@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
+import pytest
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 from tests.integration.harness import CONFIG, Target, eventually
@@ -37,16 +40,44 @@ EXTRA_MONITOR = """
 """
 
 
-async def test_prober_follows_applied_changes_live(
-    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
-) -> None:
-    target = Target()
-    await target.start()
+@dataclass
+class Env:
+    """A test's servers plus its inventory folder."""
+
+    nats_url: str
+    mongo_url: str
+    db: AsyncDatabase[Document]
+    config: Path
+
+    async def apply(self, inventory: str) -> None:
+        (self.config / "inventory.yaml").write_text(inventory, encoding="utf-8")
+        await apply(self.config, self.mongo_url, self.db.name, self.nats_url, dry_run=False)
+
+    def correlator(self) -> CorrelatorSettings:
+        return CorrelatorSettings(
+            nats_url=self.nats_url, mongo_url=self.mongo_url, mongo_db=self.db.name, http_port=-1
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]) -> Env:
     config = tmp_path / "config"
     config.mkdir()
-    inventory = config / "inventory.yaml"
-    inventory.write_text(CONFIG.replace("{port}", str(target.port)), encoding="utf-8")
-    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+    return Env(nats_url, mongo_url, mongo_db, config)
+
+
+async def results_drained(js: JetStreamContext) -> bool:
+    """Every published result was delivered to the correlator and acknowledged."""
+    info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def test_prober_follows_applied_changes_live(env: Env) -> None:
+    target = Target()
+    await target.start()
+    base = CONFIG.replace("{port}", str(target.port))
+    await env.apply(base)
+    nats_url = env.nats_url
 
     seen: list[CheckResult] = []
     nc = await nats.connect(nats_url)
@@ -65,18 +96,14 @@ async def test_prober_follows_applied_changes_live(
             await eventually(lambda: probed("e-service-home"), 10, "first monitor probed")
             assert not any(r.monitor_id == "network-tcp" for r in seen)
 
-            inventory.write_text(
-                inventory.read_text() + EXTRA_MONITOR.format(port=target.port), encoding="utf-8"
-            )
-            await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+            await env.apply(base + EXTRA_MONITOR.format(port=target.port))
             await eventually(lambda: probed("network-tcp"), 10, "added monitor probed without restart")
             new = next(r for r in seen if r.monitor_id == "network-tcp")
             assert new.ok
             assert new.zone == "default"
             assert new.prober_id == "p-live"
 
-            inventory.write_text(CONFIG.replace("{port}", str(target.port)), encoding="utf-8")
-            await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+            await env.apply(base)
             await asyncio.sleep(0.5)  # let a check already in flight land
             count = sum(1 for r in seen if r.monitor_id == "network-tcp")
             await asyncio.sleep(2.5)
@@ -86,20 +113,14 @@ async def test_prober_follows_applied_changes_live(
         await target.stop()
 
 
-async def test_malformed_result_is_dead_lettered_and_does_not_block(
-    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
-) -> None:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "inventory.yaml").write_text(CONFIG.replace("{port}", "9"), encoding="utf-8")
-    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
-    settings = CorrelatorSettings(
-        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1
-    )
-    nc = await nats.connect(nats_url)
+async def test_malformed_result_is_dead_lettered_and_does_not_block(env: Env) -> None:
+    await env.apply(CONFIG.replace("{port}", "9"))
+    settings, mongo_db = env.correlator(), env.db
+    nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
     try:
         async with serving(build_correlator(settings)):
+            await js.publish(s.result_subject("e-service-home"), b"\xff\xfe not even JSON")
             await js.publish(
                 s.result_subject("e-service-home"), b'{"monitor_id": "e-service-home", "ok": "maybe"}'
             )
@@ -114,7 +135,8 @@ async def test_malformed_result_is_dead_lettered_and_does_not_block(
 
             await eventually(state_saved, 10, "the valid result after the bad one is applied")
         sub = await js.pull_subscribe(s.DEAD_LETTER_SUBJECTS, durable="t", stream=s.DEAD_LETTER_STREAM)
-        [dead] = await sub.fetch(1, timeout=5)
+        [not_json, dead] = await sub.fetch(2, timeout=5)
+        assert not_json.data == b"\xff\xfe not even JSON"
         assert dead.subject == s.dead_letter_subject("correlator")
         assert json.loads(dead.data)["ok"] == "maybe", "the original body is kept"
         assert dead.headers is not None
@@ -132,19 +154,12 @@ def _result(i: int, ok: bool) -> CheckResult:
     )  # fmt: skip
 
 
-async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_correctly(
-    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
-) -> None:
+async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_correctly(env: Env) -> None:
     """Successes on a settled monitor are not written; after a restart the stored (older) settled
     state still decides the next outage exactly: one incident, starting at its first failure."""
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "inventory.yaml").write_text(CONFIG.replace("{port}", "9"), encoding="utf-8")
-    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
-    settings = CorrelatorSettings(
-        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1
-    )
-    nc = await nats.connect(nats_url)
+    await env.apply(CONFIG.replace("{port}", "9"))
+    settings, mongo_db = env.correlator(), env.db
+    nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
 
     async def publish(i: int, ok: bool) -> None:
@@ -153,15 +168,11 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
             s.result_subject(r.monitor_id), r.model_dump_json().encode(), headers={"Nats-Msg-Id": r.msg_id}
         )
 
-    async def drained() -> bool:
-        info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
-
     try:
         async with serving(build_correlator(settings)):
             for i in range(6):
                 await publish(i, ok=True)
-            await eventually(drained, 10, "six successes applied")
+            await eventually(lambda: results_drained(js), 10, "six successes applied")
         doc = await mongo_db["monitor_state"].find_one({"_id": "e-service-home"})
         assert doc is not None
         assert doc["applied"][0]["at"] == _result(0, True).started_at, "only the first success was written"
@@ -174,7 +185,7 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
                 return await mongo_db["incidents"].count_documents({}) == 1
 
             await eventually(opened, 10, "incident after restart")
-            await eventually(drained, 10, "failures applied")
+            await eventually(lambda: results_drained(js), 10, "failures applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()
         assert incident["started_at"] == _result(10, False).started_at
         assert incident["status"] == "open"
@@ -193,20 +204,13 @@ monitors:
 """
 
 
-async def test_monitors_of_one_system_share_one_incident(
-    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
-) -> None:
+async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
     """Two monitors of a system fail: one incident (opened, then noted), one alert; it resolves
     only when the last monitor recovers, at that monitor's first success."""
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "inventory.yaml").write_text(TWO_MONITORS, encoding="utf-8")
-    await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
-    settings = CorrelatorSettings(
-        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1
-    )
+    await env.apply(TWO_MONITORS)
+    settings, mongo_db = env.correlator(), env.db
     t0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
 
     async def publish(monitor: str, second: int, ok: bool) -> None:
@@ -218,10 +222,6 @@ async def test_monitors_of_one_system_share_one_incident(
         await js.publish(
             s.result_subject(monitor), r.model_dump_json().encode(), headers={"Nats-Msg-Id": r.msg_id}
         )
-
-    async def drained() -> bool:
-        info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     def gauge(status: str) -> float:
         return REGISTRY.get_sample_value("fao_correlator_monitors", {"status": status}) or 0.0
@@ -235,13 +235,16 @@ async def test_monitors_of_one_system_share_one_incident(
                 ("web", 10, True),                        # web back, api still down: stays open
             ]:  # fmt: skip
                 await publish(monitor, second, ok)
-            await eventually(drained, 10, "first results applied")
+            await eventually(lambda: results_drained(js), 10, "first results applied")
             [incident] = await mongo_db["incidents"].find({}).to_list()
-            assert incident["status"] == "open"
+            assert incident["status"] == "open", [
+                (d["_id"], d["status"], d["system_id"], d["open_incident_id"])
+                for d in await mongo_db["monitor_state"].find({}).to_list()
+            ]
             assert incident["monitor_ids"] == ["api", "web"]
             assert (gauge("up") - up_before, gauge("down") - down_before) == (1, 1), "/metrics counts states"
             await publish("api", 20, True)
-            await eventually(drained, 10, "recovery applied")
+            await eventually(lambda: results_drained(js), 10, "recovery applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()
         assert incident["status"] == "resolved"
         assert incident["started_at"] == t0

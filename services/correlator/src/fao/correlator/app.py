@@ -19,13 +19,13 @@ from dataclasses import replace
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
 from prometheus_client import Counter, Gauge
 
 from fao.correlator.incidents import attach_monitor, make_event, open_incident, resolve_incident
 from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
-from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
+from fao.runtime.consume import ACK_WAIT, ordered_pull, process, undecoded
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -45,7 +45,7 @@ DOWN: tuple[str, ...] = ("down", "recovering")
 
 
 class CorrelatorSettings(ServiceSettings):
-    results_batch: int = 64
+    """Only the common settings so far; a class of its own so additions have a home."""
 
 
 class Correlator:
@@ -200,13 +200,14 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         stream=JStream(s.RESULTS_STREAM, declare=False),
         durable=s.CORRELATOR_RESULTS_CONSUMER,
         config=ConsumerConfig(ack_wait=ACK_WAIT),
-        pull_sub=PullSub(batch_size=settings.results_batch, timeout=PULL_TIMEOUT),
+        pull_sub=ordered_pull(),
         ack_policy=AckPolicy.MANUAL,
+        decoder=undecoded,
         title="correlator/results",
         description="Check results from every prober; folded into per-monitor state.",
     )
     async def on_result(msg: NatsMessage) -> None:
-        await process(broker, SERVICE, msg, CheckResult, ready["correlator"].apply)
+        await process(broker, SERVICE, msg.raw_message, CheckResult, ready["correlator"].apply)
 
     for event_type in EVENT_TYPES:
         broker.publisher(

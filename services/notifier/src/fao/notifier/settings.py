@@ -27,6 +27,3 @@ class NotifierSettings(ServiceSettings):
     # Backoff before retry n (1-based): line_backoff_base * 2**(n-1), jittered ±50 %.
     line_backoff_base: float = Field(default=0.5, ge=0)
     language: Language = "th"
-    # Events fetched per pull. FastStream handles one batch concurrently, so 1 keeps an incident's
-    # "opened" and "resolved" messages in order.
-    events_batch: int = Field(default=1, ge=1, le=256)

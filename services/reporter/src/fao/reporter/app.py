@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsMessage
 from nats.js.api import DeliverPolicy
 
 from fao.reporter.read_model import INDEXES, FactStore
-from fao.runtime.consume import ACK_WAIT, PULL_TIMEOUT, process
+from fao.runtime.consume import ACK_WAIT, ordered_pull, process, undecoded
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import IncidentEvent
@@ -33,13 +33,14 @@ def build(settings: ServiceSettings | None = None) -> ServiceApp:
         durable=s.REPORTER_CONSUMER,
         deliver_policy=DeliverPolicy.ALL,
         config=ConsumerConfig(ack_wait=ACK_WAIT),
-        pull_sub=PullSub(batch_size=64, timeout=PULL_TIMEOUT),
+        pull_sub=ordered_pull(),
         ack_policy=AckPolicy.MANUAL,
+        decoder=undecoded,
         title="reporter/incidents",
         description="Every incident event; folded into the report read model.",
     )
     async def on_event(msg: NatsMessage) -> None:
-        await process(broker, SERVICE, msg, IncidentEvent, record)
+        await process(broker, SERVICE, msg.raw_message, IncidentEvent, record)
 
     async def on_start(rt: Runtime) -> None:
         ready["facts"] = FactStore(rt.db)
