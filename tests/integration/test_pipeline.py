@@ -98,6 +98,9 @@ async def test_prober_follows_applied_changes_live(env: Env) -> None:
 
             await env.apply(base + EXTRA_MONITOR.format(port=target.port))
             await eventually(lambda: probed("network-tcp"), 10, "added monitor probed without restart")
+            checks = REGISTRY.get_sample_value("fao_prober_checks_total") or 0
+            assert checks >= len(seen) > 0, "/metrics counts the prober's checks"
+            assert REGISTRY.get_sample_value("fao_prober_results_dropped_total") == 0
             new = next(r for r in seen if r.monitor_id == "network-tcp")
             assert new.ok
             assert new.zone == "default"

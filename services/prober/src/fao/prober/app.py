@@ -11,10 +11,13 @@ import contextlib
 import os
 import random
 import socket
+from collections.abc import Iterator
 
 import structlog
 from nats.js import JetStreamContext
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from fao.prober.checks.registry import CheckerRegistry
 from fao.prober.runner import ProbeRunner
@@ -39,6 +42,34 @@ class ProberSettings(ServiceSettings):
     concurrency: int = 100
 
 
+class ProberCollector(Collector):
+    """The runner's and sink's own counters, read at scrape time (no bookkeeping on the hot path)."""
+
+    def __init__(self, prober: Prober) -> None:
+        self._prober = prober
+
+    def collect(self) -> Iterator[Metric]:
+        runner, sink = self._prober.runner, self._prober.sink
+        yield CounterMetricFamily(
+            "fao_prober_checks", "Checks whose result reached the sink", value=runner.checks_completed
+        )
+        yield CounterMetricFamily(
+            "fao_prober_check_errors",
+            "Checks that failed inside the prober (logged)",
+            value=runner.checks_errored,
+        )
+        yield GaugeMetricFamily("fao_prober_checks_in_flight", "Checks running now", value=runner.in_flight)
+        yield GaugeMetricFamily(
+            "fao_prober_results_buffered", "Results waiting to be published", value=sink.pending
+        )
+        yield CounterMetricFamily(
+            "fao_prober_results_dropped", "Results dropped: buffer over its cap", value=sink.dropped
+        )
+        yield CounterMetricFamily(
+            "fao_prober_publish_failures", "Batch publishes that failed (retried)", value=sink.flush_failures
+        )
+
+
 class Prober:
     """The running parts: KV catalog → runner (scheduler + checkers) → batching sink → JetStream."""
 
@@ -53,6 +84,7 @@ class Prober:
         )  # fmt: skip
         self.catalog = MonitorCatalog(js, self._on_change)
         self._task: asyncio.Task[None] | None = None
+        self._collector: ProberCollector | None = None
 
     async def _publish(self, batch: list[CheckResult]) -> None:
         acks = await asyncio.gather(
@@ -74,6 +106,8 @@ class Prober:
         MONITORS.set(self.runner.monitor_count)
 
     async def start(self) -> None:
+        self._collector = ProberCollector(self)
+        REGISTRY.register(self._collector)
         self._task = asyncio.create_task(self.runner.run(), name="probe-runner")
         await self.catalog.start()
         log.info(
@@ -89,6 +123,8 @@ class Prober:
                 await self._task
         await self.sink.aclose()
         await self.registry.aclose()
+        if self._collector is not None:
+            REGISTRY.unregister(self._collector)
 
 
 def build(settings: ProberSettings | None = None) -> ServiceApp:

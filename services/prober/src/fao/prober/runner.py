@@ -52,7 +52,6 @@ class ProbeRunner:
         self._prober_id = prober_id
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._drain_timeout = drain_timeout
-        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._sleep_until = -math.inf  # when the loop sleeps: the time it will wake up by itself
