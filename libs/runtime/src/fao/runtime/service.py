@@ -134,6 +134,8 @@ async def serve(
             await ops.stop()
         if mongo is not None:
             await mongo.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         log.info("service_stopped")
 
 
@@ -141,8 +143,7 @@ def run(build: Callable[[], ServiceApp]) -> None:
     """Entry point of ``python -m fao.<service>``: uvloop when available, then ``serve``."""
     try:
         import uvloop  # optional speed-up, not a hard dependency
-
-        uvloop.install()
     except ImportError:
-        pass
-    asyncio.run(serve(build()))
+        asyncio.run(serve(build()))
+    else:
+        uvloop.run(serve(build()))
