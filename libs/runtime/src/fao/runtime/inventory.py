@@ -54,6 +54,7 @@ class MonitorCatalog:
         self.monitors: dict[str, Monitor] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self._stopping = False
 
     async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109  # a start-up deadline
         """Replay the bucket, then follow it; returns once the initial values are in."""
@@ -65,7 +66,7 @@ class MonitorCatalog:
 
     async def _follow(self) -> None:
         """Watch forever; after any failure (NATS restarting...) watch again from a full replay."""
-        while True:
+        while not self._stopping:
             try:
                 await self._watch_once()
             except Exception as exc:
@@ -80,9 +81,9 @@ class MonitorCatalog:
         watcher = await kv.watch("monitor.*")
         replayed: set[str] | None = set()  # ids present in the replay; None once it is complete
         try:
-            while True:
+            while not self._stopping:
                 try:
-                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
                 except NatsTimeoutError:
                     continue
                 if entry is None:  # the replay is complete: forget what was deleted meanwhile
@@ -119,7 +120,14 @@ class MonitorCatalog:
             self._listener(monitor_id, monitor)
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Stop following. Cancels, and also sets a flag the loops check: on Python 3.11,
+        ``asyncio.wait_for`` (inside nats-py's ``updates``) can swallow a cancellation that races
+        with a result, which once left a test waiting here forever."""
+        self._stopping = True
+        if self._task is None:
+            return
+        while not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=1.0)
+        if not self._task.cancelled() and (exc := self._task.exception()) is not None:
+            log.warning("monitor_catalog_stopped_with_error", error=f"{type(exc).__name__}: {exc}")
