@@ -124,7 +124,8 @@ class BatchingSink:
     async def _flush_loop(self) -> None:
         backoff = self._retry_initial
         loop = asyncio.get_running_loop()
-        while True:
+        # ``_closing`` ends the loop even if a cancellation is swallowed by Python 3.11's wait_for.
+        while not self._closing:
             await self._has_items.wait()
             if not self._buffer:
                 self._has_items.clear()
