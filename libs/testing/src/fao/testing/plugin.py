@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -23,22 +24,29 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.runtime.bus import STREAMS
-from fao.runtime.launch import start_ferretdb, start_nats
+from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import subjects
 from fao.testing.fake_line import FakeLineServer
 
 
-@pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if url := os.environ.get("FAO_TEST_MONGO_URL"):
+def _server_url(
+    env: str, start: Callable[[Path], LocalServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL in ``env`` if set, else a server of our own for the session."""
+    if url := os.environ.get(env):
         yield url
         return
-    server = start_ferretdb(tmp_path_factory.mktemp("ferretdb"))
+    server = start(tmp_path_factory.mktemp(env.lower()))
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _server_url("FAO_TEST_MONGO_URL", start_ferretdb, tmp_path_factory)
 
 
 async def _reset_shared_nats(url: str) -> None:
@@ -57,14 +65,7 @@ async def _reset_shared_nats(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def nats_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if url := os.environ.get("FAO_TEST_NATS_URL"):
-        yield url
-        return
-    server = start_nats(tmp_path_factory.mktemp("nats"))
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield from _server_url("FAO_TEST_NATS_URL", start_nats, tmp_path_factory)
 
 
 @pytest_asyncio.fixture
