@@ -126,3 +126,32 @@ def test_incidents_lists_open_ones_with_thai_names(env: None, mongo_db_name: str
     everything = runner.invoke(app, ["incidents", "--all"]).output.splitlines()
     assert [line.split()[0] for line in everything] == ["inc-1", "inc-0"], "newest first"
     assert "นาน 59 นาที" in everything[0]
+
+
+def test_check_runs_one_monitor_now_and_exits_by_outcome(tmp_path: Path) -> None:
+    """`fao check` probes from this machine: 0 and UP for a listening port, 1 and DOWN otherwise."""
+    import socket
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    open_port, closed_port = listening.getsockname()[1], free_port()
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    text = (config / "monitors.yaml").read_text()
+    (config / "monitors.yaml").write_text(text.replace("port: 18080", f"port: {open_port}"))
+    runner = CliRunner()
+    try:
+        up = runner.invoke(app, ["check", "core-gateway-tcp", "--config", str(config)])
+        assert up.exit_code == 0, up.output
+        assert "core-gateway-tcp [tcp] UP in" in up.output
+    finally:
+        listening.close()
+    (config / "monitors.yaml").write_text(text.replace("port: 18080", f"port: {closed_port}"))
+    down = runner.invoke(app, ["check", "core-gateway-tcp", "--config", str(config)])
+    assert down.exit_code == 1
+    assert "DOWN (connection_refused)" in down.output
+    unknown = runner.invoke(app, ["check", "nope", "--config", str(config)])
+    assert unknown.exit_code == 1
+    assert "no monitor 'nope'" in unknown.output
+    assert "core-gateway-tcp" in unknown.output

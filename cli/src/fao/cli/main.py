@@ -96,6 +96,30 @@ def incidents_cmd(
         typer.echo(row)
 
 
+@app.command("check")
+def check_cmd(
+    monitor_id: Annotated[str, typer.Argument(help="Monitor id from the config folder.")],
+    config: Annotated[Path, typer.Option(help="Config folder holding the monitor.")] = Path(
+        "examples/config"
+    ),
+) -> None:
+    """Run one monitor's check now from this machine (nothing is published); exit 1 when down."""
+    from fao.cli.check import UnknownMonitorError, describe, find_monitor, run_check
+
+    try:
+        monitor = find_monitor(config, monitor_id)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.secho(str(problem), fg=typer.colors.RED, err=True)
+        raise _fail(f"config rejected: {len(exc.problems)} problem(s)") from None
+    except UnknownMonitorError as exc:
+        raise _fail(str(exc)) from None
+    outcome = asyncio.run(run_check(monitor))
+    typer.echo(describe(monitor, outcome))
+    if not outcome.ok:
+        raise typer.Exit(code=1)
+
+
 @dev.command("up")
 def dev_up(
     config: Annotated[Path, typer.Option(help="Inventory to apply.")] = Path("examples/config"),
