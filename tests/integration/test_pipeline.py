@@ -26,6 +26,7 @@ from fao.correlator.app import CorrelatorSettings
 from fao.correlator.app import build as build_correlator
 from fao.prober.app import ProberSettings
 from fao.prober.app import build as build_prober
+from fao.runtime.bus import ensure_streams
 from fao.runtime.store import Document
 from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
@@ -256,5 +257,42 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
         events = [json.loads(m.data) for m in await sub.fetch(10, timeout=2)]
         assert [e["type"] for e in events] == ["opened", "noted", "resolved"]
         assert len({e["incident"]["id"] for e in events}) == 1
+    finally:
+        await nc.close()
+
+
+async def test_transition_whose_publish_failed_is_published_on_redelivery(env: Env) -> None:
+    """The incident stream is unavailable when a monitor goes down: the transition is committed
+    (pending) and the result nak'ed; once the stream is back, the redelivery publishes the event."""
+    await env.apply(CONFIG.replace("{port}", "9"))
+    nc = await nats.connect(env.nats_url)
+    js = nc.jetstream()
+    try:
+        async with serving(build_correlator(env.correlator())):
+            await js.delete_stream(s.INCIDENTS_STREAM)
+            for i in (0, 1):
+                r = _result(i, ok=False)
+                await js.publish(
+                    s.result_subject(r.monitor_id),
+                    r.model_dump_json().encode(),
+                    headers={"Nats-Msg-Id": r.msg_id},
+                )
+
+            async def committed() -> bool:
+                doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
+                return doc is not None and bool(doc["pending"])
+
+            await eventually(committed, 10, "transition committed with its event pending")
+            await ensure_streams(js)
+
+            async def published() -> bool:
+                info = await js.stream_info(s.INCIDENTS_STREAM)
+                return bool(info.state.messages == 1)
+
+            await eventually(published, 15, "the pending event published after the stream came back")
+            doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
+            assert doc is not None
+            assert doc["pending"] == []
+            assert await env.db["incidents"].count_documents({}) == 1
     finally:
         await nc.close()

@@ -169,6 +169,9 @@ class Correlator:
             return
         async with self._lock:
             stored = self._stored(monitor)
+            if stored.pending:  # an earlier attempt committed a transition but could not publish it
+                stored = await self._complete(stored)
+                self._remember(stored)
             decision = decide(stored.state, result, monitor.confirm, monitor.recover_after)
             if not decision.applied:
                 RESULTS.labels("duplicate").inc()
