@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 import structlog
-from faststream.nats import NatsBroker, PullSub
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
@@ -130,3 +131,34 @@ async def process(
         beat.cancel()
     await msg.ack()
     MESSAGES.labels(service, "ok").inc()
+
+
+def subscribe(
+    broker: NatsBroker,
+    service: str,
+    *,
+    subject: str,
+    stream: str,
+    durable: str,
+    model: type[M],
+    handler: Callable[[M], Awaitable[None]],
+    title: str,
+    description: str,
+) -> None:
+    """Register a durable, ordered consumer with Fao's whole policy in one place: stream owned by
+    ``fao.runtime.bus`` (not declared here), ``ACK_WAIT`` kept alive by the heartbeat, one message
+    per pull, manual ack, raw bytes (``undecoded``), and every message settled by ``process``."""
+
+    @broker.subscriber(
+        subject,
+        stream=JStream(stream, declare=False),
+        durable=durable,
+        config=ConsumerConfig(ack_wait=ACK_WAIT),
+        pull_sub=ordered_pull(),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=undecoded,
+        title=title,
+        description=description,
+    )
+    async def on_message(msg: NatsMessage) -> None:
+        await process(broker, service, msg.raw_message, model, handler)

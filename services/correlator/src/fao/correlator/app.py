@@ -18,14 +18,13 @@ import asyncio
 from dataclasses import replace
 
 import structlog
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
+from faststream.nats import JStream, NatsBroker
 from prometheus_client import Counter, Gauge
 
 from fao.correlator.incidents import attach_monitor, make_event, open_incident, resolve_incident
 from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
 from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
-from fao.runtime.consume import ACK_WAIT, ordered_pull, process, undecoded
+from fao.runtime.consume import subscribe
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -198,19 +197,15 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     broker = new_broker(settings)
     ready: dict[str, Correlator] = {}
 
-    @broker.subscriber(
-        s.RESULTS_SUBJECTS,
-        stream=JStream(s.RESULTS_STREAM, declare=False),
-        durable=s.CORRELATOR_RESULTS_CONSUMER,
-        config=ConsumerConfig(ack_wait=ACK_WAIT),
-        pull_sub=ordered_pull(),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=undecoded,
+    async def apply(result: CheckResult) -> None:
+        await ready["correlator"].apply(result)
+
+    subscribe(
+        broker, SERVICE, subject=s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM,
+        durable=s.CORRELATOR_RESULTS_CONSUMER, model=CheckResult, handler=apply,
         title="correlator/results",
         description="Check results from every prober; folded into per-monitor state.",
-    )
-    async def on_result(msg: NatsMessage) -> None:
-        await process(broker, SERVICE, msg.raw_message, CheckResult, ready["correlator"].apply)
+    )  # fmt: skip
 
     for event_type in EVENT_TYPES:
         broker.publisher(

@@ -9,8 +9,6 @@ in-process retries naks it for redelivery; a body that is not an ``IncidentEvent
 from __future__ import annotations
 
 import structlog
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsMessage
 
 from fao.notifier import deliveries, outbox
 from fao.notifier.deliveries import DeliveryStore
@@ -20,7 +18,7 @@ from fao.notifier.outbox import Outbox
 from fao.notifier.render import load_catalogue
 from fao.notifier.routing import RouteResolver
 from fao.notifier.settings import NotifierSettings
-from fao.runtime.consume import ACK_WAIT, ordered_pull, process, undecoded
+from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
@@ -52,19 +50,15 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
     )
     ready: dict[str, Notifier] = {}
 
-    @broker.subscriber(
-        s.INCIDENTS_SUBJECTS,
-        stream=JStream(s.INCIDENTS_STREAM, declare=False),
-        durable=s.NOTIFIER_CONSUMER,
-        config=ConsumerConfig(ack_wait=ACK_WAIT),  # a long send is kept alive by process()'s heartbeat
-        pull_sub=ordered_pull(),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=undecoded,
+    async def handle(event: IncidentEvent) -> None:
+        await ready[SERVICE].handle(event)
+
+    subscribe(
+        broker, SERVICE, subject=s.INCIDENTS_SUBJECTS, stream=s.INCIDENTS_STREAM,
+        durable=s.NOTIFIER_CONSUMER, model=IncidentEvent, handler=handle,
         title="notifier/incidents",
         description="Incident events; opened and resolved ones are sent to the owning team's LINE groups.",
-    )
-    async def on_event(msg: NatsMessage) -> None:
-        await process(broker, SERVICE, msg.raw_message, IncidentEvent, ready[SERVICE].handle)
+    )  # fmt: skip
 
     async def on_start(rt: Runtime) -> None:
         if line is not None:
