@@ -5,17 +5,30 @@ is a versioned, documented change (docs/contracts.md).
 """
 
 from fao.schemas.checks import CheckSpec, HttpCheck, TcpCheck
-from fao.schemas.commands import Command, CommandAction, CommandSource
+from fao.schemas.commands import Command, CommandAction, CommandRejected, CommandSource
 from fao.schemas.config import ConfirmPolicy, Monitor, System, Team
-from fao.schemas.events import Incident, IncidentEvent, IncidentEventType, IncidentStatus, Severity
+from fao.schemas.events import (
+    PLATFORM_SYSTEM,
+    Incident,
+    IncidentEvent,
+    IncidentEventType,
+    IncidentKind,
+    IncidentStatus,
+    MuteReason,
+    Severity,
+    TimeSpan,
+)
+from fao.schemas.maintenance import MaintenanceWindow, WeeklyRecurrence, occurrence_at
 from fao.schemas.results import Attempt, CheckResult, ErrorKind
 
 __all__ = [
+    "PLATFORM_SYSTEM",
     "Attempt",
     "CheckResult",
     "CheckSpec",
     "Command",
     "CommandAction",
+    "CommandRejected",
     "CommandSource",
     "ConfirmPolicy",
     "ErrorKind",
@@ -23,10 +36,16 @@ __all__ = [
     "Incident",
     "IncidentEvent",
     "IncidentEventType",
+    "IncidentKind",
     "IncidentStatus",
+    "MaintenanceWindow",
     "Monitor",
+    "MuteReason",
     "Severity",
     "System",
     "TcpCheck",
     "Team",
+    "TimeSpan",
+    "WeeklyRecurrence",
+    "occurrence_at",
 ]

@@ -10,9 +10,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Str
 
 
 class FaoModel(BaseModel):
-    """Base of every contract: immutable, unknown fields rejected."""
+    """Base of every contract: immutable, unknown fields rejected (config files are read strictly)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BusModel(FaoModel):
+    """Base of every message read from the bus: immutable, unknown fields *ignored*, so a newer
+    producer that adds an optional field never breaks an older consumer (docs/contracts.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 # Identifiers end up in NATS subjects and KV keys, so they are restricted to a safe alphabet.

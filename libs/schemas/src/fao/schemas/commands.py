@@ -1,4 +1,4 @@
-"""Requests to change an incident (acknowledge, resolve, note, open by hand)."""
+"""Requests to change an incident (acknowledge, resolve, note, open by hand) and their outcome."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from fao.schemas.base import FaoModel, Identifier, UtcDatetime
+from fao.schemas.base import BusModel, Identifier, UtcDatetime
 
 CommandAction = Literal["ack", "resolve", "note", "open_manual"]
 CommandSource = Literal["line", "api", "cli"]
 
 
-class Command(FaoModel):
+class Command(BusModel):
     """One operator action; ``command_id`` makes a repeated delivery harmless."""
 
     schema_version: Literal[1] = 1
@@ -34,3 +34,19 @@ class Command(FaoModel):
         elif self.incident_id is None:
             raise ValueError(f"{self.action} needs an incident_id")
         return self
+
+
+class CommandRejected(BusModel):
+    """A command the correlator could not apply (unknown incident, already resolved...), with why.
+
+    Published on ``fao.command-outcomes.v1.rejected`` so the sender (gateway, CLI) can tell the
+    person; an accepted command shows up as an incident event instead."""
+
+    schema_version: Literal[1] = 1
+    command_id: UUID
+    action: CommandAction
+    actor: str
+    source: CommandSource
+    incident_id: str | None = None
+    at: UtcDatetime
+    reason: str

@@ -21,6 +21,8 @@ class Team(FaoModel):
     id: Identifier
     name: Annotated[str, Field(min_length=1, max_length=200)]
     line_groups: list[LineTarget] = Field(default_factory=list)
+    # Runs Fao itself: receives zone problems and silent-prober incidents (not ministry outages).
+    platform: bool = False
 
 
 class System(FaoModel):
@@ -66,6 +68,12 @@ class Monitor(FaoModel):
     confirm: ConfirmPolicy = Field(default_factory=ConfirmPolicy)
     recover_after: Annotated[int, Field(ge=1, le=20)] = 1
     zones: list[Identifier] = Field(default_factory=lambda: ["default"], min_length=1)
+    # Zones that must confirm a failure before it is an outage; default: a majority of ``zones``.
+    quorum: Annotated[int, Field(ge=1, le=20)] | None = None
+    # How long a recovered monitor must stay up before its incident is resolved (and the
+    # "resolved" message sent); a failure within it continues the same incident. Default:
+    # twice the interval, at least 30 s and at most 10 min (``effective_quiet_period``).
+    quiet_period: Annotated[Seconds, Field(ge=0, le=86400)] | None = None
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list)
     enabled: bool = True
 
@@ -73,4 +81,24 @@ class Monitor(FaoModel):
     def _timeout_below_interval(self) -> Monitor:
         if self.timeout > self.interval:
             raise ValueError(f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)")
+        if len(set(self.zones)) != len(self.zones):
+            raise ValueError("zones must not repeat")
+        if self.quorum is not None and self.quorum > len(self.zones):
+            raise ValueError(f"quorum ({self.quorum}) cannot exceed the number of zones ({len(self.zones)})")
         return self
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.quorum or len(self.zones) // 2 + 1
+
+    @property
+    def effective_quiet_period(self) -> float:
+        if self.quiet_period is not None:
+            return self.quiet_period
+        return min(600.0, max(30.0, 2 * self.interval))
+
+    @property
+    def confirm_time(self) -> float:
+        """The longest a failing target can take to be confirmed down: the next scheduled check
+        plus a full window of re-checks, each up to the timeout."""
+        return self.interval + self.timeout + self.confirm.of * (self.recheck_interval + self.timeout)

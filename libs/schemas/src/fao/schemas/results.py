@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from fao.schemas.base import FaoModel, Identifier, UtcDatetime
+from fao.schemas.base import BusModel, Identifier, UtcDatetime
 
 
 class ErrorKind(StrEnum):
@@ -28,7 +28,7 @@ class ErrorKind(StrEnum):
 Attempt = Literal["scheduled", "recheck"]
 
 
-class CheckResult(FaoModel):
+class CheckResult(BusModel):
     """One check outcome. Failures are data (``error_kind``), never exceptions across services."""
 
     schema_version: Literal[1] = 1

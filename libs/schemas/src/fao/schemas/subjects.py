@@ -49,3 +49,17 @@ def dead_letter_subject(service: str) -> str:
 def monitor_key(monitor_id: str) -> str:
     """KV key of a monitor definition in ``MONITORS_BUCKET``."""
     return f"monitor.{monitor_id}"
+
+
+COMMAND_OUTCOMES_SUBJECTS: Final = "fao.command-outcomes.v1.>"
+MAINTENANCE_BUCKET: Final = "fao-maintenance"
+LEASES_BUCKET: Final = "fao-leases"
+
+
+def command_rejected_subject() -> str:
+    return "fao.command-outcomes.v1.rejected"
+
+
+def maintenance_key(window_id: str) -> str:
+    """KV key of a maintenance window in ``MAINTENANCE_BUCKET``."""
+    return f"window.{window_id}"
