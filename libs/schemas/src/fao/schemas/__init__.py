@@ -5,7 +5,7 @@ is a versioned, documented change (docs/contracts.md).
 """
 
 from fao.schemas.checks import CheckSpec, HttpCheck, TcpCheck
-from fao.schemas.commands import Command, CommandAction, CommandRejected, CommandSource
+from fao.schemas.commands import Command, CommandAction, CommandRejected, CommandSource, command_event_id
 from fao.schemas.config import ConfirmPolicy, Monitor, System, Team
 from fao.schemas.events import (
     PLATFORM_SYSTEM,
@@ -47,5 +47,6 @@ __all__ = [
     "Team",
     "TimeSpan",
     "WeeklyRecurrence",
+    "command_event_id",
     "occurrence_at",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-from uuid import UUID
+from typing import Final, Literal
+from uuid import UUID, uuid5
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,14 @@ from fao.schemas.base import BusModel, Identifier, UtcDatetime
 
 CommandAction = Literal["ack", "resolve", "note", "open_manual"]
 CommandSource = Literal["line", "api", "cli"]
+
+COMMAND_NAMESPACE: Final = UUID("9b7f3a52-1d0e-4c3b-8f61-2a4c5e6d7f80")
+
+
+def command_event_id(command_id: UUID) -> UUID:
+    """The ``event_id`` of the incident event an accepted command produces: whoever sent the
+    command can wait for exactly that event."""
+    return uuid5(COMMAND_NAMESPACE, str(command_id))
 
 
 class Command(BusModel):
