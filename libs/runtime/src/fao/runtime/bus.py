@@ -47,8 +47,13 @@ STREAMS = [
     StreamSpec(
         subjects.INCIDENTS_STREAM, [subjects.INCIDENTS_SUBJECTS], max_age=400 * DAY, duplicate_window=DAY
     ),
+    # Operator commands and the correlator's answers to them (rejections); the correlator reads
+    # only the commands, senders (gateway, CLI) watch the outcomes.
     StreamSpec(
-        subjects.COMMANDS_STREAM, [subjects.COMMANDS_SUBJECTS], max_age=30 * DAY, duplicate_window=DAY
+        subjects.COMMANDS_STREAM,
+        [subjects.COMMANDS_SUBJECTS, subjects.COMMAND_OUTCOMES_SUBJECTS],
+        max_age=30 * DAY,
+        duplicate_window=DAY,
     ),
     StreamSpec(
         subjects.DEAD_LETTER_STREAM, [subjects.DEAD_LETTER_SUBJECTS], max_age=90 * DAY, duplicate_window=120.0

@@ -7,8 +7,14 @@ handlers go through ``process`` instead:
   the validation error, a log line is written, and the message is acknowledged so it never blocks
   the stream;
 - the handler raises (store or bus unavailable...) → ``nak`` with an exponential delay; the
-  message is redelivered and nothing is lost;
+  message is redelivered and nothing is lost. A message whose handler still fails on its
+  ``max_deliveries``-th delivery (default ``MAX_DELIVERIES``) is dead-lettered with the reason
+  "gave up after N deliveries: <last error>" and acknowledged, so one poisoned message cannot
+  hold an ordered consumer forever;
 - the handler returns → ``ack``, after its effects are durable.
+
+Bodies are read tolerantly: bus models (``fao.schemas.base.BusModel``) ignore unknown fields, so a
+newer producer that adds an optional field never sends an older consumer's messages to dead letters.
 
 Consumers use a short ``ACK_WAIT`` so a message held by a crashed process is redelivered within
 seconds; while a handler is still working, ``process`` tells the server so (``in_progress``)
@@ -40,6 +46,9 @@ HEARTBEAT = 3.0
 # FastStream 0.7.8's pull loop does not suppress; its supervisor restarts the loop and logs an
 # error with a traceback. 5 s keeps that rare; shutdown waits at most this long for the fetch.
 PULL_TIMEOUT = 5.0
+# Deliveries of one message before a failing handler is given up on (dead-lettered). With
+# ``retry_delay`` the 20th delivery comes about 7 minutes after the first.
+MAX_DELIVERIES = 20
 
 
 def ordered_pull() -> PullSub[Literal[False]]:
@@ -99,6 +108,7 @@ async def process(
     msg: Msg,
     model: type[M],
     handler: Callable[[M], Awaitable[None]],
+    max_deliveries: int = MAX_DELIVERIES,
 ) -> None:
     """Validate, handle, and settle one JetStream message (nats-py's ``Msg``: FastStream's
     ``NatsMessage.raw_message``, or one item of a batch) as described in the module docstring."""
@@ -116,14 +126,11 @@ async def process(
         await handler(item)
     except Exception as exc:
         delivered = msg.metadata.num_delivered or 1
+        error = f"{type(exc).__name__}: {exc}"
+        if delivered >= max_deliveries and await _give_up(broker, service, msg, delivered, error):
+            return
         delay = retry_delay(delivered)
-        log.warning(
-            "message_retry",
-            subject=msg.subject,
-            delivered=delivered,
-            delay_s=delay,
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        log.warning("message_retry", subject=msg.subject, delivered=delivered, delay_s=delay, error=error)
         await msg.nak(delay=delay)
         MESSAGES.labels(service, "retry").inc()
         return
@@ -131,6 +138,23 @@ async def process(
         beat.cancel()
     await msg.ack()
     MESSAGES.labels(service, "ok").inc()
+
+
+async def _give_up(broker: NatsBroker, service: str, msg: Msg, delivered: int, error: str) -> bool:
+    """Dead-letter and ack a message whose handler failed on its last allowed delivery. False when
+    the dead letter could not be written: the caller naks, and the next delivery tries again."""
+    reason = f"gave up after {delivered} deliveries: {error}"
+    try:
+        await dead_letter(broker, service, msg, reason)
+    except Exception as exc:
+        log.error(
+            "dead_letter_failed", subject=msg.subject, reason=reason, error=f"{type(exc).__name__}: {exc}"
+        )
+        return False
+    log.error("message_given_up", subject=msg.subject, delivered=delivered, reason=reason)
+    await msg.ack()
+    MESSAGES.labels(service, "gave_up").inc()
+    return True
 
 
 def subscribe(
@@ -144,10 +168,14 @@ def subscribe(
     handler: Callable[[M], Awaitable[None]],
     title: str,
     description: str,
+    max_deliveries: int = MAX_DELIVERIES,
 ) -> None:
     """Register a durable, ordered consumer with Fao's whole policy in one place: stream owned by
     ``fao.runtime.bus`` (not declared here), ``ACK_WAIT`` kept alive by the heartbeat, one message
-    per pull, manual ack, raw bytes (``undecoded``), and every message settled by ``process``."""
+    per pull, manual ack, raw bytes (``undecoded``), and every message settled by ``process``
+    (dead-lettered once its handler has failed ``max_deliveries`` times)."""
+    if max_deliveries < 1:
+        raise ValueError("max_deliveries must be at least 1")
 
     @broker.subscriber(
         subject,
@@ -161,4 +189,4 @@ def subscribe(
         description=description,
     )
     async def on_message(msg: NatsMessage) -> None:
-        await process(broker, service, msg.raw_message, model, handler)
+        await process(broker, service, msg.raw_message, model, handler, max_deliveries)
