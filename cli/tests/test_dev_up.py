@@ -1,32 +1,69 @@
-"""`fao dev up` (what `make up` runs) brings the whole system up and shows an alert for the demo outage."""
+"""`fao dev up` (what `make up` runs): the whole system on loopback, probers per zone, the demo outage."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from fao.cli.demo_target import DemoTarget
 from fao.runtime.launch import free_port
+from fao.schemas.loader import load_inventory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 
 
-def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path: Path) -> None:
-    demo_port = free_port()
-    config = tmp_path / "config"
-    shutil.copytree(EXAMPLES, config)
-    monitors = config / "monitors.yaml"
-    monitors.write_text(monitors.read_text().replace("18080", str(demo_port)))
-    first_http = free_port()
+class DevUp:
+    """A running `fao dev up` child process whose output is collected line by line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        stdout = proc.stdout
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(iter(stdout.readline, "")), daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def logged(self, prefix: str, text: str) -> Callable[[], bool]:
+        """A condition: a line starting with ``prefix`` and containing ``text`` was printed."""
+        return lambda: any(line.startswith(prefix) and text in line for line in self.lines)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``condition`` until it holds; fail if ``dev up`` exits or ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.proc.poll() is None, f"dev up exited before {what}:\n{self.output}"
+            assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}\n{self.output}"
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=60)
+        self._reader.join(timeout=5)
+        return code
+
+
+@contextmanager
+def dev_up(tmp_path: Path, config: Path, first_http: int, *extra: str) -> Iterator[DevUp]:
     args = [
         sys.executable, "-m", "fao.cli", "dev", "up", "--config", str(config), "--data", str(tmp_path / "data"),
-        "--nats-port", str(free_port()), "--mongo-port", str(free_port()), "--http-port", str(first_http),
-        "--demo-port", str(demo_port), "--demo-period", "16", "--demo-outage", "8",
+        "--nats-port", str(free_port()), "--mongo-port", str(free_port()), "--http-port", str(first_http), *extra,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAO_LINE_")}
     proc = subprocess.Popen(
@@ -36,26 +73,99 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    running = DevUp(proc)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("outbox_message" in line for line in lines):
-            assert proc.poll() is None, "".join(lines)
-            time.sleep(0.2)
-        output = "".join(lines)
-        assert "fao: applied" in output, output
-        for service in ("correlator", "notifier", "reporter", "prober"):
-            assert f"fao: {service} health http://127.0.0.1:" in output
-        alert = next((line for line in lines if "outbox_message" in line), None)
-        assert alert is not None, f"no alert reached the outbox within 90 s:\n{output}"
-        assert "[notifier  ]" in alert
-        assert "ระบบบริการอิเล็กทรอนิกส์" in alert, "the alert names the system in Thai"
+        yield running
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
-        reader.join(timeout=5)
-    assert code == 0, "".join(lines)
-    assert "fao: stopped" in "".join(lines)
+        code = running.stop()
+    assert code == 0, running.output
+    assert "fao: stopped" in running.output
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path: Path) -> None:
+    demo_port = free_port()
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    for path in config.glob("*.yaml"):
+        path.write_text(path.read_text().replace("18080", str(demo_port)))
+    names_th = {system.display_name_th for system in load_inventory(config).systems}
+    first_http = free_port()
+    demo = ("--demo-port", str(demo_port), "--demo-period", "16", "--demo-outage", "8")
+    with dev_up(tmp_path, config, first_http, *demo) as fao:
+        fao.wait_for(lambda: "outbox_message" in fao.output, 90, "an alert in the outbox")
+        output = fao.output
+        assert "fao: applied" in output
+        assert f"fao: demo target http://127.0.0.1:{demo_port}/" in output
+        labels = ["correlator", "notifier", "reporter", "prober/dc1", "prober/dr"]
+        for offset, label in enumerate(labels):
+            assert f"fao: {label} health http://127.0.0.1:{first_http + offset}/healthz" in output
+        alert = next(line for line in fao.lines if "outbox_message" in line)
+        assert alert.startswith("[notifier  ]")
+        assert any(name in alert for name in names_th), f"the alert names a demo system in Thai: {alert}"
+
+
+def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    first_http = free_port()
+    (config / "inventory.yaml").write_text(
+        f"""
+teams:
+  - {{id: ops, name: Ops}}
+systems:
+  - {{id: site, name: Site, team: ops}}
+monitors:
+  - id: site-tcp
+    system: site
+    check: {{type: tcp, host: 127.0.0.1, port: {first_http}}}
+    interval: 5s
+    timeout: 1s
+    zones: [west, east]
+""",
+        encoding="utf-8",
+    )
+    demo_port = free_port()
+    with dev_up(tmp_path, config, first_http, "--no-demo", "--demo-port", str(demo_port)) as fao:
+        for zone in ("east", "west"):
+            fao.wait_for(fao.logged(f"[prober/{zone}", "prober_ready"), 60, f"prober/{zone} ready")
+        # Zones sorted: east, then west, after correlator, notifier and reporter.
+        for offset, label in enumerate(["correlator", "notifier", "reporter", "prober/east", "prober/west"]):
+            assert f"fao: {label} health http://127.0.0.1:{first_http + offset}/healthz" in fao.output
+        fao.wait_for(
+            lambda: healthy(first_http + 3) and healthy(first_http + 4), 30, "both probers' /healthz"
+        )
+        prober_lines = [line for line in fao.lines if line.startswith("fao: prober")]
+        assert len(prober_lines) == 2, prober_lines
+        for zone in ("east", "west"):
+            assert fao.logged(f"[prober/{zone}", f"dev-{zone}")(), "each prober has its own FAO_PROBER_ID"
+        assert not [line for line in fao.lines if line.startswith("fao: demo")]
+        assert not listening(demo_port), "no demo target with --no-demo"
+
+
+async def test_demo_target_stops_listening_during_its_outage() -> None:
+    """Down means unreachable, like a switch outage: TCP and HTTP checks of it fail together."""
+    port = free_port()
+    demo = DemoTarget("127.0.0.1", port, period=1.0, outage=0.5)
+    await demo.start()
+    try:
+        for expected in (False, True):
+            deadline = time.monotonic() + 5
+            while await asyncio.to_thread(listening, port) is not expected:
+                assert time.monotonic() < deadline, f"listening never became {expected}"
+                await asyncio.sleep(0.02)
+    finally:
+        await demo.stop()
+    assert not listening(port)

@@ -126,19 +126,28 @@ def dev_up(
     data: Annotated[Path, typer.Option(help="Where NATS and FerretDB keep data.")] = Path("var/dev"),
     nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
     mongo_port: Annotated[int, typer.Option(help="FerretDB (MongoDB protocol) port.")] = 27017,
-    http_port: Annotated[int, typer.Option(help="First of four /healthz + /metrics ports.")] = 9101,
+    http_port: Annotated[
+        int,
+        typer.Option(
+            help="First /healthz + /metrics port: correlator, notifier, reporter, then one per prober zone."
+        ),
+    ] = 9101,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Start no demo target (for your own inventory).")
+    ] = False,
     demo_port: Annotated[
         int, typer.Option(help="Port of the demo target (examples/config probes it).")
     ] = 18080,
     demo_period: Annotated[float, typer.Option(help="Seconds per demo up/down cycle.")] = 120.0,
     demo_outage: Annotated[float, typer.Option(help="Seconds the demo is down per cycle.")] = 40.0,
 ) -> None:
-    """Start NATS, FerretDB, every service and a demo target; Ctrl-C stops everything."""
-    if not 0 < demo_outage < demo_period:
+    """Start NATS, FerretDB, every service (one prober per zone) and a demo target; Ctrl-C stops all."""
+    if not no_demo and not 0 < demo_outage < demo_period:
         raise _fail("--demo-outage must be between 0 and --demo-period")
     cfg = DevConfig(
         data_dir=data.resolve(), config_dir=config, nats_port=nats_port, mongo_port=mongo_port,
-        first_http_port=http_port, demo_port=demo_port, demo_period=demo_period, demo_outage=demo_outage,
+        first_http_port=http_port, demo=not no_demo, demo_port=demo_port, demo_period=demo_period,
+        demo_outage=demo_outage,
     )  # fmt: skip
     try:
         asyncio.run(up(cfg))
