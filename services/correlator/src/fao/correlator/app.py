@@ -1,46 +1,70 @@
-"""The correlator process: results in, incidents (MongoDB) and incident events (JetStream) out.
+"""The correlator process: results and commands in, incidents (MongoDB) and events (JetStream) out.
 
-For every result, in this order, so a crash at any point loses nothing and repeats nothing:
-1. decide the next monitor state (pure);
-2. save the monitor state document, carrying any new incident events as ``pending`` — one atomic
-   single-document write, the commit point;
-3. for each pending event: write its incident snapshot (by ``_id``) and publish it (deterministic
-   ``Nats-Msg-Id``: a repeat is dropped by the stream), then clear ``pending``;
-4. acknowledge the result.
-A crash after 2 is finished on restart (``recover``) or on the monitor's next result; a crash
-before 2 is repaired by redelivery. A result older than the newest one applied from its prober is
-ignored, so redelivery never counts a result twice.
+The service only loads, calls the pure policy (``policy.py``), commits, publishes:
+
+1. finish any decision committed but not yet applied (``store.py``: the journal);
+2. ask the policy (``on_result``, ``on_command``, or ``on_tick`` once a second);
+3. commit its ``Outcome``: a change of one monitor state alone is one document write; anything
+   more is one journal document first (the commit point), then the documents, then the events
+   (deterministic ``Nats-Msg-Id``), then the journal entry is deleted;
+4. acknowledge the message.
+
+A success on a monitor whose stored state is already settled is applied in memory only: after a
+crash the stored state is settled too, and replaying successes changes nothing that matters.
+
+Only one correlator is active at a time (a KV lease, ``ServiceApp.singleton``): a second instance
+waits as a hot standby and takes over within seconds when the active one dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from faststream.nats import JStream, NatsBroker
 from prometheus_client import Counter, Gauge
 
-from fao.correlator.incidents import attach_monitor, make_event, open_incident, resolve_incident
-from fao.correlator.state_machine import MonitorState, Transition, decide, is_settled
-from fao.correlator.store import INDEXES, CorrelatorStore, StoredState
+from fao.correlator.graph import SystemGraph
+from fao.correlator.monitor_state import MonitorState
+from fao.correlator.policy import Incidents, Outcome, World, on_command, on_result, on_tick
+from fao.correlator.store import INDEXES, CorrelatorStore, JournalEntry
 from fao.runtime.consume import subscribe
-from fao.runtime.inventory import MonitorCatalog
+from fao.runtime.inventory import MaintenanceCatalog, MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
-from fao.schemas import CheckResult, IncidentEvent, IncidentEventType, Monitor
+from fao.schemas import (
+    CheckResult,
+    Command,
+    CommandRejected,
+    IncidentEvent,
+    IncidentEventType,
+    Monitor,
+    System,
+)
 from fao.schemas import subjects as s
 
 log = structlog.get_logger()
 
 SERVICE = "correlator"
-TRANSITIONS = Counter("fao_correlator_transitions_total", "Confirmed monitor transitions", ["kind"])
-MONITORS = Gauge(
-    "fao_correlator_monitors", "Monitors by state (unknown, up, suspect, down, recovering)", ["status"]
-)
-RESULTS = Counter("fao_correlator_results_total", "Results folded into monitor state", ["outcome"])
-EVENT_TYPES: tuple[IncidentEventType, ...] = ("opened", "noted", "resolved")
-DOWN: tuple[str, ...] = ("down", "recovering")
+EVENTS = Counter("fao_correlator_events_total", "Incident events published", ["type"])
+MONITORS = Gauge("fao_correlator_monitors", "Monitors by state (unknown, up, down)", ["status"])
+RESULTS = Counter("fao_correlator_results_total", "Results by outcome", ["outcome"])
+COMMANDS = Counter("fao_correlator_commands_total", "Commands by outcome", ["action", "outcome"])
+EVENT_TYPES: tuple[IncidentEventType, ...] = (
+    "opened", "acknowledged", "resolved", "reopened", "noted", "suppressed", "flapping", "unmuted",
+)  # fmt: skip
+TICK = 1.0
+SYSTEMS_REFRESH = 10.0
+KEEP_RESOLVED = timedelta(hours=2)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CorrelatorSettings(ServiceSettings):
@@ -48,57 +72,199 @@ class CorrelatorSettings(ServiceSettings):
 
 
 class Correlator:
-    """Holds every monitor's state in memory (loaded at start, persisted as described in
-    ``apply``), applies results, and groups a system's failing monitors into one incident."""
+    """Holds every monitor's state and the open incidents in memory (loaded at start)."""
 
-    def __init__(self, broker: NatsBroker, store: CorrelatorStore, catalog: MonitorCatalog) -> None:
+    def __init__(
+        self,
+        broker: NatsBroker,
+        store: CorrelatorStore,
+        catalog: MonitorCatalog,
+        windows: MaintenanceCatalog | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._broker = broker
         self._store = store
         self._catalog = catalog
-        self._states: dict[str, StoredState] = {}
-        # Monitors whose *stored* state is settled (up, no failure in the window): further
-        # successes need not be written, see ``apply``.
-        self._settled: set[str] = set()
+        self._windows = windows
+        self._clock = clock
+        self.states: dict[str, MonitorState] = {}
+        self.incidents = Incidents()
+        self._graph = SystemGraph.build([])
+        self._systems: list[System] = []
+        self._by_system: dict[str, list[str]] = {}
+        self._zones: list[str] = []
+        self._catalog_seen: dict[str, Monitor] = {}
+        self._first_seen: dict[str, datetime] = {}
+        self._settled: set[str] = set()  # monitors whose *stored* state is settled
+        self._unfinished: list[JournalEntry] = []
         self._lock = asyncio.Lock()
+        self.started_at = clock()
 
+    # -- loading ---------------------------------------------------------------------------------
     async def recover(self) -> None:
-        """At start-up: load every monitor's state, and finish transitions a crashed instance
-        committed but did not publish."""
+        """At start-up: load states, open incidents and systems; finish committed decisions."""
         async with self._lock:
-            for stored in await self._store.all_states():
-                monitor_id = stored.state.monitor_id
-                if stored.pending:
-                    stored = await self._complete(stored)
-                elif is_settled(stored.state):
-                    self._settled.add(monitor_id)
-                self._remember(stored)
+            for state in await self._store.all_states():
+                self._remember(state)
+                if state.settled:
+                    self._settled.add(state.monitor_id)
+            for incident in await self._store.open_incidents():
+                self.incidents.put(incident)
+            for incident in list(self.incidents.open()):
+                parent_id = incident.parent_incident_id
+                if parent_id and parent_id not in self.incidents.by_id:
+                    parent = await self._store.get_incident(parent_id)
+                    if parent is not None:
+                        self.incidents.put(parent)
+            await self.refresh_systems()
+            self._unfinished = await self._store.journal()
+            await self._finish()
 
-    def _remember(self, stored: StoredState) -> None:
-        """Keep ``stored`` as the monitor's current state and count it in the status gauge."""
-        previous = self._states.get(stored.state.monitor_id)
-        if previous is None or previous.state.status != stored.state.status:
+    async def refresh_systems(self) -> None:
+        systems = await self._store.systems()
+        if systems != self._systems:
+            self._systems = systems
+            self._graph = SystemGraph.build(systems)
+
+    def _refresh_monitors(self) -> None:
+        monitors = self._catalog.monitors
+        if monitors == self._catalog_seen:
+            return
+        now = self._clock()
+        for monitor_id in monitors:
+            self._first_seen.setdefault(monitor_id, now)
+        by_system: dict[str, list[str]] = {}
+        for monitor in monitors.values():
+            by_system.setdefault(monitor.system, []).append(monitor.id)
+        self._by_system = by_system
+        self._zones = sorted({z for m in monitors.values() if m.enabled for z in m.zones})
+        self._catalog_seen = dict(monitors)
+
+    def world(self) -> World:
+        self._refresh_monitors()
+        return World(
+            monitors=self._catalog.monitors,
+            states=self.states,
+            incidents=self.incidents,
+            graph=self._graph,
+            by_system=self._by_system,
+            windows=list(self._windows.windows.values()) if self._windows else [],
+            started_at=self.started_at,
+            first_seen=self._first_seen,
+        )
+
+    def _remember(self, state: MonitorState) -> None:
+        previous = self.states.get(state.monitor_id)
+        if previous is None or previous.status != state.status:
             if previous is not None:
-                MONITORS.labels(previous.state.status).dec()
-            MONITORS.labels(stored.state.status).inc()
-        self._states[stored.state.monitor_id] = stored
+                MONITORS.labels(previous.status).dec()
+            MONITORS.labels(state.status).inc()
+        self.states[state.monitor_id] = state
 
-    def _stored(self, monitor: Monitor) -> StoredState:
-        stored = self._states.get(monitor.id) or StoredState(MonitorState(monitor.id), monitor.system)
-        return stored if stored.system_id == monitor.system else replace(stored, system_id=monitor.system)
+    # -- the three inputs ------------------------------------------------------------------------
+    async def apply(self, result: CheckResult) -> None:
+        async with self._lock:
+            await self._finish()
+            outcome = on_result(self.world(), result, self._clock())
+            if outcome.ignored is not None:
+                RESULTS.labels(outcome.ignored).inc()
+                if outcome.ignored in ("unknown_monitor", "zone_not_listed", "from_the_future"):
+                    log.warning(
+                        "result_ignored", reason=outcome.ignored, monitor=result.monitor_id, zone=result.zone
+                    )
+                return
+            state = outcome.states[result.monitor_id]
+            in_memory_only = (
+                len(outcome.states) == 1
+                and not (outcome.incidents or outcome.events)
+                and state.settled
+                and result.monitor_id in self._settled
+            )
+            if in_memory_only:
+                self._remember(state)
+                RESULTS.labels("applied_in_memory").inc()
+                return
+            await self._commit(outcome)
+            RESULTS.labels("applied").inc()
 
-    def _open_in_system(self, system_id: str, incident_id: str | None, exclude: str) -> list[StoredState]:
-        """Other monitors of ``system_id`` that are down in an open incident (``incident_id`` if given)."""
-        return [
-            st
-            for st in self._states.values()
-            if st.system_id == system_id
-            and st.state.monitor_id != exclude
-            and st.open_incident_id is not None
-            and st.state.status in DOWN
-            and (incident_id is None or st.open_incident_id == incident_id)
-        ]
+    async def command(self, command: Command) -> None:
+        async with self._lock:
+            await self._finish()
+            if await self._store.command_applied(command.command_id):
+                COMMANDS.labels(command.action, "duplicate").inc()
+                return
+            target = None
+            if command.incident_id is not None:
+                target = self.incidents.by_id.get(command.incident_id) or await self._store.get_incident(
+                    command.incident_id
+                )
+            outcome = on_command(self.world(), command, self._clock(), target)
+            outcome.command_id = command.command_id
+            await self._commit(outcome)
+            COMMANDS.labels(command.action, "rejected" if outcome.rejections else "applied").inc()
 
-    async def publish(self, event: IncidentEvent) -> None:
+    async def tick(self) -> None:
+        async with self._lock:
+            await self._finish()
+            now = self._clock()
+            self.incidents.forget_resolved_before(now - KEEP_RESOLVED)
+            world = self.world()
+            systems = {st.system_id for st in self.states.values() if st.problem}
+            systems.update(i.system_id for i in self.incidents.open() if i.kind in ("outage", "flapping"))
+            outcome = on_tick(world, now, systems, self._zones)
+            if not outcome.empty:
+                await self._commit(outcome)
+
+    # -- committing ------------------------------------------------------------------------------
+    async def _commit(self, outcome: Outcome) -> None:
+        if len(outcome.states) == 1 and not (
+            outcome.incidents or outcome.events or outcome.rejections or outcome.command_id
+        ):
+            [state] = outcome.states.values()
+            await self._store.save_state(state)
+            self._after_write(state)
+            return
+        entry = JournalEntry.of(outcome)
+        await self._store.append(entry)  # the commit point
+        for state in entry.states:
+            self._settled.discard(state.monitor_id)
+            self._remember(state)
+        for incident in entry.incidents:
+            self.incidents.put(incident)
+        self._unfinished.append(entry)
+        await self._finish()
+
+    def _after_write(self, state: MonitorState) -> None:
+        self._remember(state)
+        if state.settled:
+            self._settled.add(state.monitor_id)
+        else:
+            self._settled.discard(state.monitor_id)
+
+    async def _finish(self) -> None:
+        """Apply and publish committed decisions, oldest first; raises (the message is retried)
+        if the store or the bus is unavailable, leaving the rest for the next attempt."""
+        while self._unfinished:
+            entry = self._unfinished[0]
+            for state in entry.states:  # a replay after a restart: memory follows the journal
+                if state.monitor_id not in self.states or self.states[state.monitor_id] == state:
+                    self._remember(state)
+            for incident in entry.incidents:
+                current = self.incidents.by_id.get(incident.id)
+                if current is None or current == incident:
+                    self.incidents.put(incident)
+            await self._store.write(entry)
+            for event in entry.events:
+                await self._publish_event(event)
+            for rejection in entry.rejections:
+                await self._publish_rejection(rejection)
+            await self._store.done(entry)
+            for state in entry.states:
+                if self.states.get(state.monitor_id) == state:
+                    self._after_write(state)
+            self._unfinished.pop(0)
+
+    async def _publish_event(self, event: IncidentEvent) -> None:
         await self._broker.publish(
             event,
             s.incident_subject(event.type),
@@ -106,89 +272,43 @@ class Correlator:
             headers={"Nats-Msg-Id": str(event.event_id)},
             timeout=5.0,
         )
+        EVENTS.labels(event.type).inc()
         log.info(
-            "incident_event", type=event.type, incident=event.incident.id, system=event.incident.system_id
+            "incident_event",
+            type=event.type,
+            incident=event.incident.id,
+            system=event.incident.system_id,
+            kind=event.incident.kind,
+            muted=event.incident.muted,
         )
 
-    async def _complete(self, stored: StoredState) -> StoredState:
-        """Write each pending event's incident and publish the event; both are safe to repeat."""
-        for event in stored.pending:
-            await self._store.save_incident(event.incident)
-            await self.publish(event)
-        done = replace(stored, pending=())
-        await self._save(done)
-        return done
+    async def _publish_rejection(self, rejection: CommandRejected) -> None:
+        await self._broker.publish(
+            rejection,
+            s.command_rejected_subject(),
+            stream=s.COMMANDS_STREAM,
+            headers={"Nats-Msg-Id": f"rejected-{rejection.command_id}"},
+            timeout=5.0,
+        )
+        log.info("command_rejected", command=str(rejection.command_id), reason=rejection.reason)
 
-    async def _save(self, stored: StoredState) -> None:
-        await self._store.save_state(stored)
-        monitor_id = stored.state.monitor_id
-        if is_settled(stored.state) and not stored.pending:
-            self._settled.add(monitor_id)
-        else:
-            self._settled.discard(monitor_id)
-
-    async def _events(
-        self, stored: StoredState, transition: Transition, monitor: Monitor, zone: str
-    ) -> tuple[list[IncidentEvent], str | None]:
-        """The events of one transition and the incident the monitor is part of afterwards."""
-        if transition.kind == "down":
-            for sibling in self._open_in_system(monitor.system, None, monitor.id):
-                assert sibling.open_incident_id is not None
-                current = await self._store.get_incident(sibling.open_incident_id)
-                if current is not None and current.status != "resolved":
-                    joined = attach_monitor(current, monitor, zone)
-                    return [make_event("noted", joined, transition.since)], joined.id
-            system = await self._store.get_system(monitor.system)
-            incident = open_incident(transition, monitor, system, zone)
-            return [make_event("opened", incident, incident.started_at)], incident.id
-        open_id = stored.open_incident_id
-        if open_id is None or self._open_in_system(monitor.system, open_id, monitor.id):
-            return [], None  # other monitors of the system are still down: the incident stays open
-        current = await self._store.get_incident(open_id)
-        if current is None or current.status == "resolved":
-            log.error("recovery_without_open_incident", monitor=monitor.id, incident=open_id)
-            return [], None
-        resolved = resolve_incident(current, transition)
-        assert resolved.resolved_at is not None
-        return [make_event("resolved", resolved, resolved.resolved_at)], None
-
-    async def apply(self, result: CheckResult) -> None:
-        """Fold one result in. The state document (with any new events as ``pending``) is the
-        commit point: a crash after it is finished by ``_complete`` on the next load or start.
-
-        A success on a monitor whose stored state is already settled (up, no failure in the
-        window) is applied in memory only: after a crash the stored state is settled too, and the
-        only results it has not seen are successes, so replaying them changes nothing that
-        matters. Every failure and every transition is written. This removes the database write
-        from the common case (a healthy monitor)."""
-        monitor = self._catalog.monitors.get(result.monitor_id)
-        if monitor is None:
-            log.warning("result_for_unknown_monitor", monitor=result.monitor_id)
-            RESULTS.labels("unknown_monitor").inc()
-            return
-        async with self._lock:
-            stored = self._stored(monitor)
-            if stored.pending:  # an earlier attempt committed a transition but could not publish it
-                stored = await self._complete(stored)
-                self._remember(stored)
-            decision = decide(stored.state, result, monitor.confirm, monitor.recover_after)
-            if not decision.applied:
-                RESULTS.labels("duplicate").inc()
+    # -- time ------------------------------------------------------------------------------------
+    async def run_ticks(self, stop: asyncio.Event) -> None:
+        """Tick once a second (and refresh systems every few seconds) until ``stop``."""
+        last_refresh = asyncio.get_running_loop().time()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK)
+            if stop.is_set():
                 return
-            nxt = replace(stored, state=decision.state)
-            if decision.transition is None and is_settled(nxt.state) and result.monitor_id in self._settled:
-                self._remember(nxt)
-                RESULTS.labels("applied_in_memory").inc()
-                return
-            if decision.transition is not None:
-                TRANSITIONS.labels(decision.transition.kind).inc()
-                events, incident_id = await self._events(stored, decision.transition, monitor, result.zone)
-                nxt = replace(nxt, open_incident_id=incident_id, pending=tuple(events))
-            await self._save(nxt)
-            self._remember(nxt)
-            if nxt.pending:
-                self._remember(await self._complete(nxt))
-            RESULTS.labels("applied").inc()
+            try:
+                loop_now = asyncio.get_running_loop().time()
+                if loop_now - last_refresh >= SYSTEMS_REFRESH:
+                    await self.refresh_systems()
+                    last_refresh = loop_now
+                await self.tick()
+            except Exception as exc:  # store or bus down: the next tick tries again
+                log.warning("tick_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
@@ -198,13 +318,22 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     ready: dict[str, Correlator] = {}
 
     async def apply(result: CheckResult) -> None:
-        await ready["correlator"].apply(result)
+        await ready[SERVICE].apply(result)
+
+    async def command(cmd: Command) -> None:
+        await ready[SERVICE].command(cmd)
 
     subscribe(
         broker, SERVICE, subject=s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM,
         durable=s.CORRELATOR_RESULTS_CONSUMER, model=CheckResult, handler=apply,
         title="correlator/results",
         description="Check results from every prober; folded into per-monitor state.",
+    )  # fmt: skip
+    subscribe(
+        broker, SERVICE, subject=s.COMMANDS_SUBJECTS, stream=s.COMMANDS_STREAM,
+        durable=s.CORRELATOR_COMMANDS_CONSUMER, model=Command, handler=command,
+        title="correlator/commands",
+        description="Acknowledge, resolve, note and open_manual commands from people.",
     )  # fmt: skip
 
     for event_type in EVENT_TYPES:
@@ -216,18 +345,27 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
             description=f"Public: an incident was {event_type}. Nats-Msg-Id = event_id.",
         )
 
-    catalogs: list[MonitorCatalog] = []
+    parts: dict[str, MonitorCatalog | MaintenanceCatalog] = {}
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
 
     async def on_start(rt: Runtime) -> None:
         catalog = MonitorCatalog(rt.js)
         await catalog.start()
-        catalogs.append(catalog)
-        correlator = Correlator(broker, CorrelatorStore(rt.db), catalog)
+        parts["monitors"] = catalog
+        windows = MaintenanceCatalog(rt.js)
+        await windows.start()
+        parts["windows"] = windows
+        correlator = Correlator(broker, CorrelatorStore(rt.db), catalog, windows)
         await correlator.recover()
-        ready["correlator"] = correlator
+        ready[SERVICE] = correlator
+        tasks.append(asyncio.create_task(correlator.run_ticks(stop), name="correlator-ticks"))
 
     async def on_stop(_: Runtime) -> None:
-        for catalog in catalogs:
-            await catalog.stop()
+        stop.set()
+        for task in tasks:
+            await task
+        for part in parts.values():
+            await part.stop()
 
     return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)

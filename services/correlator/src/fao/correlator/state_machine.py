@@ -1,111 +1,84 @@
-"""Per-monitor state machine with X-of-Y confirmation. Pure: no I/O, no clock.
+"""Per-zone confirmation with X-of-Y. Pure: no I/O, no clock.
 
     unknown ─ok→ up ─fail→ suspect ─(≥X of last Y fail)→ down ─ok→ recovering ─(N ok in a row)→ up
                  ↑          │ok, window clears                ↑         │fail
                  └──────────┘                                 └─────────┘
 
-``decide(state, result, policy)`` returns the next state and, on a confirmed change, one
-``Transition``. Alerts hang off transitions only, never off individual failing results.
-
-Re-applying a result is harmless: a result not newer than the last one applied from the same
-zone and prober is ignored, so a redelivered message after a crash cannot count twice.
+``confirm(zone, sample, policy, recover_after)`` returns the zone's next state. Each zone a monitor
+runs in has its own window: the incident policy (``policy.py``) combines zones by quorum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from fao.schemas import CheckResult, ConfirmPolicy
+from pydantic import BaseModel, ConfigDict
 
-Status = Literal["unknown", "up", "suspect", "down", "recovering"]
+from fao.schemas import ConfirmPolicy
+
+ZoneStatus = Literal["unknown", "up", "suspect", "down", "recovering"]
+
+# Raw outcomes kept per zone for flap detection (Nagios uses the last 21 checks).
+FLAP_HISTORY = 21
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One result as the window remembers it."""
+class _State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Sample(_State):
+    """One result as the confirmation window remembers it."""
 
     ok: bool
     at: datetime
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class MonitorState:
-    monitor_id: str
-    status: Status = "unknown"
+class ZoneState(_State):
+    """One zone's view of one monitor."""
+
+    status: ZoneStatus = "unknown"
     window: tuple[Sample, ...] = ()
     ok_streak: int = 0
-    ok_since: datetime | None = None
-    down_since: datetime | None = None
+    ok_since: datetime | None = None  # first success of the current run of successes
+    down_since: datetime | None = None  # first failure of the confirming window
     cause: str = ""
-    # (zone/prober) → started_at of the newest result applied from it: the idempotence guard.
-    applied: dict[str, datetime] = field(default_factory=dict)
+    last_at: datetime | None = None  # newest result applied from this zone
+    history: tuple[bool, ...] = ()  # the last FLAP_HISTORY raw outcomes, oldest first
+
+    @property
+    def settled(self) -> bool:
+        """Up with no failure anywhere it remembers: one more success changes nothing that matters."""
+        return self.status == "up" and all(s.ok for s in self.window) and all(self.history)
 
 
-@dataclass(frozen=True)
-class Transition:
-    """A confirmed change: the monitor went down (since ``since``) or came back up (at ``at``)."""
-
-    kind: Literal["down", "up"]
-    monitor_id: str
-    since: datetime
-    at: datetime
-    cause: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    state: MonitorState
-    transition: Transition | None = None
-    applied: bool = True
-
-
-def is_settled(state: MonitorState) -> bool:
-    """Up with no failure left in the window: one more success cannot start anything."""
-    return state.status == "up" and all(sample.ok for sample in state.window)
-
-
-def _source(result: CheckResult) -> str:
-    return f"{result.zone}/{result.prober_id}"
-
-
-def _describe(result: CheckResult) -> str:
-    return result.detail or str(result.error_kind)
-
-
-def decide(
-    state: MonitorState, result: CheckResult, policy: ConfirmPolicy, recover_after: int = 1
-) -> Decision:
-    """Fold one result into ``state``; see the module docstring for the transitions."""
-    source = _source(result)
-    last = state.applied.get(source)
-    if last is not None and result.started_at <= last:
-        return Decision(state, None, applied=False)
-    applied = {**state.applied, source: result.started_at}
-    sample = Sample(result.ok, result.started_at, "" if result.ok else _describe(result))
-    window = (*state.window, sample)[-policy.of :]
-    ok_streak = state.ok_streak + 1 if result.ok else 0
-    ok_since = (state.ok_since or sample.at) if result.ok else None
-    cause = state.cause if result.ok else sample.detail
-    nxt = replace(state, window=window, ok_streak=ok_streak, ok_since=ok_since, cause=cause, applied=applied)
-
-    if state.status in ("down", "recovering"):
-        assert state.down_since is not None
-        if not result.ok:
-            return Decision(replace(nxt, status="down"))
+def confirm(zone: ZoneState, sample: Sample, policy: ConfirmPolicy, recover_after: int = 1) -> ZoneState:
+    """Fold one (newer) sample into the zone's state; see the module docstring."""
+    window = (*zone.window, sample)[-policy.of :]
+    ok_streak = zone.ok_streak + 1 if sample.ok else 0
+    ok_since = (zone.ok_since or sample.at) if sample.ok else None
+    cause = zone.cause if sample.ok else sample.detail
+    history = (*zone.history, sample.ok)[-FLAP_HISTORY:]
+    last_at = sample.at if zone.last_at is None else max(zone.last_at, sample.at)
+    nxt = zone.model_copy(
+        update={
+            "window": window,
+            "ok_streak": ok_streak,
+            "ok_since": ok_since,
+            "cause": cause,
+            "history": history,
+            "last_at": last_at,
+        }
+    )
+    if zone.status in ("down", "recovering"):
+        if not sample.ok:
+            return nxt.model_copy(update={"status": "down"})
         if ok_streak < recover_after:
-            return Decision(replace(nxt, status="recovering"))
-        # Recovered: the downtime ends at the first success of the streak that confirmed it.
-        assert ok_since is not None
-        up = replace(nxt, status="up", window=(sample,), down_since=None, cause="")
-        return Decision(up, Transition("up", state.monitor_id, state.down_since, ok_since, state.cause))
-
+            return nxt.model_copy(update={"status": "recovering"})
+        return nxt.model_copy(update={"status": "up", "window": (sample,), "down_since": None, "cause": ""})
     failures = sum(1 for s in window if not s.ok)
     if failures >= policy.failures:
-        # Confirmed: the outage started at the oldest failure of the confirming window.
         since = next(s.at for s in window if not s.ok)
-        down = replace(nxt, status="down", down_since=since)
-        return Decision(down, Transition("down", state.monitor_id, since, sample.at, cause))
-    return Decision(replace(nxt, status="up" if result.ok else "suspect"))
+        return nxt.model_copy(update={"status": "down", "down_since": since})
+    return nxt.model_copy(update={"status": "up" if sample.ok else "suspect"})

@@ -1,100 +1,177 @@
-"""The correlator's collections: ``monitor_state`` and ``incidents`` (it is their only writer).
+"""The correlator's collections (it is their only writer):
 
-Only ``_id`` lookups and ``_id``-keyed writes: the one shape FerretDB pushes down to SQLite, and
-atomic on both FerretDB and MongoDB.
+- ``monitor_state``: one ``MonitorState`` per monitor;
+- ``incidents``: one document per incident (the ``Incident`` model plus ``_id``);
+- ``incident_timeline``: one entry per incident event (what happened, who did it), so an
+  incident's history — with the dependants suppressed under it — is one query;
+- ``commands_applied``: the id of every command applied, so a redelivered command is a no-op;
+- ``correlator_journal``: the commit point of a decision that touches more than one document.
+
+FerretDB has no multi-document transactions, so a decision that changes several documents is
+first written as *one* journal document (atomic), then applied document by document (every write
+is an idempotent replace or insert by ``_id``) and its events published (deterministic
+``Nats-Msg-Id``), then the journal entry is deleted. A crash in between is finished at start-up
+or before the next message, so a decision is either never seen or seen whole, and no event is
+lost or published twice.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from fao.correlator.state_machine import MonitorState, Sample
+from fao.correlator.monitor_state import MonitorState
+from fao.correlator.policy import Outcome
 from fao.runtime.inventory import SYSTEMS, from_doc
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import Incident, IncidentEvent, System
+from fao.schemas import CommandRejected, Incident, IncidentEvent, System
 
 STATE = "monitor_state"
 INCIDENTS = "incidents"
+TIMELINE = "incident_timeline"
+COMMANDS = "commands_applied"
+JOURNAL = "correlator_journal"
+DUPLICATE_KEY = 11000
 
 INDEXES = [
     IndexSpec(INCIDENTS, [("system_id", 1), ("started_at", -1)]),
     IndexSpec(INCIDENTS, [("status", 1)]),
+    IndexSpec(TIMELINE, [("incident_id", 1), ("at", 1)]),
 ]
 
 
 @dataclass(frozen=True)
-class StoredState:
-    """A monitor's state plus what the correlator keeps next to it in the same document."""
+class JournalEntry:
+    """A committed decision, as written to the journal."""
 
-    state: MonitorState
-    system_id: str = ""
-    open_incident_id: str | None = None
-    # Events of a committed transition not yet written/published (see app.py).
-    pending: tuple[IncidentEvent, ...] = ()
+    id: str
+    states: tuple[MonitorState, ...]
+    incidents: tuple[Incident, ...]
+    events: tuple[IncidentEvent, ...]
+    rejections: tuple[CommandRejected, ...]
+    command_id: UUID | None
+
+    def to_doc(self) -> Document:
+        return {
+            "_id": self.id,
+            "states": [s.to_doc() for s in self.states],
+            "incidents": [incident_doc(i) for i in self.incidents],
+            "events": [e.model_dump(mode="json") for e in self.events],
+            "rejections": [r.model_dump(mode="json") for r in self.rejections],
+            "command_id": str(self.command_id) if self.command_id else None,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Document) -> JournalEntry:
+        return cls(
+            id=doc["_id"],
+            states=tuple(MonitorState.from_doc(s) for s in doc["states"]),
+            incidents=tuple(incident_from_doc(i) for i in doc["incidents"]),
+            events=tuple(IncidentEvent.model_validate(e) for e in doc["events"]),
+            rejections=tuple(CommandRejected.model_validate(r) for r in doc["rejections"]),
+            command_id=UUID(doc["command_id"]) if doc.get("command_id") else None,
+        )
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> JournalEntry:
+        return cls(
+            id=f"{time.time_ns():020d}",
+            states=tuple(outcome.states.values()),
+            incidents=tuple(outcome.incidents.values()),
+            events=tuple(outcome.events),
+            rejections=tuple(outcome.rejections),
+            command_id=outcome.command_id,
+        )
 
 
-def state_to_doc(stored: StoredState) -> Document:
-    state = stored.state
+def incident_doc(incident: Incident) -> Document:
+    return {"_id": incident.id, **incident.model_dump(mode="python")}
+
+
+def incident_from_doc(doc: Document) -> Incident:
+    return Incident.model_validate({k: v for k, v in doc.items() if k != "_id"})
+
+
+def timeline_doc(event: IncidentEvent) -> Document:
+    incident = event.incident
     return {
-        "_id": state.monitor_id,
-        "status": state.status,
-        "window": [{"ok": s.ok, "at": s.at, "detail": s.detail} for s in state.window],
-        "ok_streak": state.ok_streak,
-        "ok_since": state.ok_since,
-        "down_since": state.down_since,
-        "cause": state.cause,
-        "applied": [{"source": k, "at": v} for k, v in state.applied.items()],
-        "system_id": stored.system_id,
-        "open_incident_id": stored.open_incident_id,
-        "pending": [e.model_dump(mode="json") for e in stored.pending],
+        "_id": str(event.event_id),
+        "incident_id": incident.id,
+        "parent_incident_id": incident.parent_incident_id if event.type == "suppressed" else None,
+        "system_id": incident.system_id,
+        "at": event.at,
+        "type": event.type,
+        "actor": event.actor or "fao",
+        "text": event.text,
     }
 
 
-def state_from_doc(doc: Document) -> StoredState:
-    state = MonitorState(
-        monitor_id=doc["_id"],
-        status=doc["status"],
-        window=tuple(Sample(s["ok"], s["at"], s.get("detail", "")) for s in doc.get("window", [])),
-        ok_streak=doc.get("ok_streak", 0),
-        ok_since=doc.get("ok_since"),
-        down_since=doc.get("down_since"),
-        cause=doc.get("cause", ""),
-        applied={a["source"]: a["at"] for a in doc.get("applied", [])},
-    )
-    pending = tuple(IncidentEvent.model_validate(e) for e in doc.get("pending", []))
-    return StoredState(state, doc.get("system_id", ""), doc.get("open_incident_id"), pending)
-
-
 class CorrelatorStore:
-    """MongoDB adapter for the correlator (FerretDB-safe: no transactions, no find_one_and_*)."""
+    """MongoDB adapter for the correlator (FerretDB-safe: no transactions, only ``_id`` keys)."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    async def save_state(self, stored: StoredState) -> None:
-        doc = state_to_doc(stored)
-        await self._db[STATE].replace_one({"_id": stored.state.monitor_id}, doc, upsert=True)
+    async def save_state(self, state: MonitorState) -> None:
+        await self._db[STATE].replace_one({"_id": state.monitor_id}, state.to_doc(), upsert=True)
 
-    async def all_states(self) -> list[StoredState]:
-        """Every monitor's state (one document per monitor: small enough to hold in memory)."""
-        return [state_from_doc(doc) for doc in await self._db[STATE].find({}).to_list()]
+    async def all_states(self) -> list[MonitorState]:
+        return [MonitorState.from_doc(doc) for doc in await self._db[STATE].find({}).to_list()]
 
-    async def save_incident(self, incident: Incident) -> None:
-        await self._db[INCIDENTS].replace_one({"_id": incident.id}, _incident_doc(incident), upsert=True)
+    async def open_incidents(self) -> list[Incident]:
+        docs = await self._db[INCIDENTS].find({"status": {"$ne": "resolved"}}).to_list()
+        return [incident_from_doc(doc) for doc in docs]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         doc = await self._db[INCIDENTS].find_one({"_id": incident_id})
-        if doc is None:
-            return None
-        doc.pop("_id")
-        return Incident.model_validate(doc)
+        return incident_from_doc(doc) if doc is not None else None
 
-    async def get_system(self, system_id: str) -> System | None:
-        doc = await self._db[SYSTEMS].find_one({"_id": system_id})
-        return from_doc(System, doc) if doc else None
+    async def systems(self) -> list[System]:
+        return [from_doc(System, doc) for doc in await self._db[SYSTEMS].find({}).to_list()]
 
+    async def command_applied(self, command_id: UUID) -> bool:
+        return await self._db[COMMANDS].find_one({"_id": str(command_id)}) is not None
 
-def _incident_doc(incident: Incident) -> Document:
-    return {"_id": incident.id, **incident.model_dump(mode="python")}
+    async def journal(self) -> list[JournalEntry]:
+        docs = await self._db[JOURNAL].find({}).sort("_id", 1).to_list()
+        return [JournalEntry.from_doc(doc) for doc in docs]
+
+    async def append(self, entry: JournalEntry) -> None:
+        await self._db[JOURNAL].insert_one(entry.to_doc())
+
+    async def write(self, entry: JournalEntry) -> None:
+        """Apply a journal entry's documents; every write is safe to repeat."""
+        await self._replace(STATE, [s.to_doc() for s in entry.states])
+        await self._replace(INCIDENTS, [incident_doc(i) for i in entry.incidents])
+        await self._insert(TIMELINE, [timeline_doc(e) for e in entry.events])
+        if entry.command_id is not None:
+            await self._insert(COMMANDS, [{"_id": str(entry.command_id)}])
+
+    async def done(self, entry: JournalEntry) -> None:
+        await self._db[JOURNAL].delete_one({"_id": entry.id})
+
+    async def _replace(self, collection: str, docs: list[Document]) -> None:
+        if docs:
+            await self._db[collection].bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False
+            )
+
+    async def _insert(self, collection: str, docs: Iterable[Document]) -> None:
+        batch = list(docs)
+        if not batch:
+            return
+        try:
+            await self._db[collection].insert_many(batch, ordered=False)
+        except BulkWriteError as exc:  # already there from an earlier attempt: fine
+            errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+        except DuplicateKeyError:
+            pass

@@ -1,0 +1,651 @@
+"""The incident policy: from monitor states to incidents and their events. Pure: no I/O, no clock.
+
+Three entry points, each a function of explicit inputs (``World``: monitors, their states, the
+open and recently resolved incidents, the system graph, maintenance windows) and ``now``, each
+returning an ``Outcome`` (the states and incidents that changed, the events to publish):
+``on_result`` (a check result), ``on_tick`` (time passing: holds, quiet periods, windows,
+silent probers) and ``on_command`` (a person's acknowledge, resolve, note or report).
+
+The rules, one message per real problem:
+
+- **One incident per system problem.** A monitor is a *problem* when a quorum of its zones confirm
+  it down, or when it flaps. The system's first problem opens its incident; further problem
+  monitors join it (``noted``).
+- **Quiet period before resolving.** The incident resolves when every monitor in it has been clear
+  for the monitor's quiet period (``resolved_at`` = when they cleared); a failure within it
+  continues the same incident (``reopened``), and an incident that reopens twice becomes
+  ``flapping``. So a flapping system gives one message when it breaks and one when it is stable.
+- **Flapping** (``flapping.py``): a monitor whose results keep changing is a problem even if no
+  single failure ever confirms; the incident's kind becomes ``flapping`` ("ไม่เสถียร").
+- **Dependencies.** When a system fails while an ancestor (``depends_on``, transitively) has an
+  open incident, it joins the topmost such incident as a muted child (``suppressed``; the parent
+  lists it in ``dependants``). While an ancestor is not known to be fine (no successful result
+  newer than the child's first failure), the child is *held* — no incident yet — for at most the
+  ancestor's confirmation time. When the parent resolves, clear children resolve silently; a child
+  still failing after its own confirmation time past the parent's recovery is ``unmuted`` (its own
+  message).
+- **Maintenance.** A system (or an ancestor) inside a window opens its incident muted; the time
+  inside windows is recorded on the incident; still failing when the window ends → ``unmuted``.
+- **Zones.** A monitor failing in fewer zones than its quorum is not an outage: each such zone has
+  one low-severity ``zone`` incident for the platform team. A zone whose probers stop reporting is
+  one ``prober_silent`` incident.
+- **Commands** acknowledge, resolve, note or open (manual) incidents; an illegal one is rejected
+  with a reason, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID, uuid5
+
+from fao.correlator.graph import SystemGraph
+from fao.correlator.monitor_state import MonitorState, combine, prune_applied, stale_after
+from fao.correlator.state_machine import Sample, ZoneState, confirm
+from fao.schemas import (
+    PLATFORM_SYSTEM,
+    CheckResult,
+    Command,
+    CommandRejected,
+    Incident,
+    IncidentEvent,
+    IncidentEventType,
+    MaintenanceWindow,
+    Monitor,
+    TimeSpan,
+    command_event_id,
+    occurrence_at,
+)
+
+NAMESPACE: Final = UUID("3f1c1f7e-52a4-4c1e-9f57-6a0e8f0c7a11")
+FUTURE_TOLERANCE: Final = timedelta(seconds=60)  # results dated later than now + this are refused
+ZONE_QUIET: Final = timedelta(seconds=30)  # a zone problem resolves after this long clear
+REOPENS_TO_FLAPPING: Final = 2
+AUTO: Final = "fao:auto"
+
+
+def incident_key(incident: Incident) -> str | None:
+    """The one open incident allowed per key: per system (outage/flapping), per zone."""
+    if incident.kind in ("outage", "flapping"):
+        return f"system:{incident.system_id}"
+    if incident.kind == "zone":
+        return f"zone:{incident.zones[0]}"
+    if incident.kind == "prober_silent":
+        return f"silent:{incident.zones[0]}"
+    return None
+
+
+def make_incident_id(kind: str, key: str, since: datetime) -> str:
+    return "inc-" + uuid5(NAMESPACE, f"{kind}|{key}|{since.isoformat()}").hex[:20]
+
+
+class Incidents:
+    """Open incidents plus recently resolved ones (children look up their resolved parent), with
+    the per-key index. Owned by the service; the policy only reads it."""
+
+    def __init__(self, incidents: Iterable[Incident] = ()) -> None:
+        self.by_id: dict[str, Incident] = {}
+        self.open_by_key: dict[str, str] = {}
+        for incident in incidents:
+            self.put(incident)
+
+    def put(self, incident: Incident) -> None:
+        self.by_id[incident.id] = incident
+        key = incident_key(incident)
+        if key is None:
+            return
+        if incident.status == "resolved":
+            if self.open_by_key.get(key) == incident.id:
+                del self.open_by_key[key]
+        else:
+            self.open_by_key[key] = incident.id
+
+    def forget_resolved_before(self, horizon: datetime) -> None:
+        for incident_id in [
+            i.id
+            for i in self.by_id.values()
+            if i.status == "resolved" and i.resolved_at is not None and i.resolved_at < horizon
+        ]:
+            del self.by_id[incident_id]
+
+    def open(self) -> list[Incident]:
+        return [i for i in self.by_id.values() if i.status != "resolved"]
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the policy decides from. Read-only for the policy."""
+
+    monitors: Mapping[str, Monitor]
+    states: Mapping[str, MonitorState]
+    incidents: Incidents
+    graph: SystemGraph
+    by_system: Mapping[str, Sequence[str]]  # monitor ids of each system
+    windows: Sequence[MaintenanceWindow] = ()
+    started_at: datetime | None = None  # when this correlator started (silence needs a baseline)
+    first_seen: Mapping[str, datetime] = field(default_factory=dict)  # monitor id → added at
+
+
+@dataclass
+class Outcome:
+    """What changed; the service commits it (states, incidents, events) and publishes the events."""
+
+    states: dict[str, MonitorState] = field(default_factory=dict)
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    events: list[IncidentEvent] = field(default_factory=list)
+    rejections: list[CommandRejected] = field(default_factory=list)
+    ignored: str | None = None  # why a result was not applied (duplicate, unknown_monitor...)
+    command_id: UUID | None = None  # the command this outcome applies (recorded: applied once)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.states or self.incidents or self.events or self.rejections or self.command_id)
+
+
+@dataclass
+class _Pending:
+    type: IncidentEventType
+    incident_id: str
+    key: str = ""
+    actor: str | None = None
+    text: str = ""
+    event_id: UUID | None = None
+
+
+class _Decision:
+    """One decision: reads the world through an overlay of what it changed so far."""
+
+    def __init__(self, world: World, now: datetime) -> None:
+        self.w = world
+        self.now = now
+        self.states: dict[str, MonitorState] = {}
+        self.incidents: dict[str, Incident] = {}
+        self.index: dict[str, str | None] = {}
+        self.pending: list[_Pending] = []
+        self.reopened: set[str] = set()
+
+    # -- reading through the overlay ---------------------------------------------------------
+    def state(self, monitor_id: str) -> MonitorState | None:
+        return self.states.get(monitor_id) or self.w.states.get(monitor_id)
+
+    def incident(self, incident_id: str | None) -> Incident | None:
+        if incident_id is None:
+            return None
+        return self.incidents.get(incident_id) or self.w.incidents.by_id.get(incident_id)
+
+    def open_for(self, key: str) -> Incident | None:
+        incident_id = self.index[key] if key in self.index else self.w.incidents.open_by_key.get(key)
+        incident = self.incident(incident_id)
+        return incident if incident is not None and incident.status != "resolved" else None
+
+    def system_states(self, system_id: str) -> list[MonitorState]:
+        return [st for m in self.w.by_system.get(system_id, ()) if (st := self.state(m)) is not None]
+
+    # -- writing -------------------------------------------------------------------------------
+    def put(self, incident: Incident) -> Incident:
+        self.incidents[incident.id] = incident
+        key = incident_key(incident)
+        if key is not None:
+            self.index[key] = None if incident.status == "resolved" else incident.id
+        return incident
+
+    def emit(
+        self,
+        type_: IncidentEventType,
+        incident: Incident,
+        key: str = "",
+        actor: str | None = None,
+        text: str = "",
+    ) -> None:
+        self.put(incident)
+        self.pending.append(_Pending(type_, incident.id, key, actor, text))
+
+    def outcome(self) -> Outcome:
+        """Events carry the incident as it is at the end of the decision (a parent's ``opened``
+        lists the dependants that joined in the same decision)."""
+        events = []
+        for p in self.pending:
+            incident = self.incidents[p.incident_id]
+            event_id = p.event_id or uuid5(
+                NAMESPACE, f"{incident.id}|{p.type}|{p.key}|{self.now.isoformat()}"
+            )
+            events.append(
+                IncidentEvent(
+                    event_id=event_id, type=p.type, at=self.now, incident=incident, actor=p.actor, text=p.text
+                )
+            )
+        return Outcome(states=self.states, incidents=self.incidents, events=events)
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def maintenance(self, system_id: str) -> TimeSpan | None:
+        """The window occurrence covering the system or one of its ancestors now, if any."""
+        if not self.w.windows:
+            return None
+        for sid in (system_id, *self.w.graph.ancestors(system_id)):
+            system = self.w.graph.systems.get(sid)
+            team = system.team if system else None
+            tags = sorted(
+                {
+                    t
+                    for m in self.w.by_system.get(sid, ())
+                    if (mon := self.w.monitors.get(m))
+                    for t in mon.tags
+                }
+            )
+            for window in self.w.windows:
+                if window.matches(sid, team, tags) and (span := occurrence_at(window, self.now)):
+                    return span
+        return None
+
+    def track_maintenance(self, incident: Incident) -> Incident:
+        spans = list(incident.maintenance)
+        open_span = bool(spans) and spans[-1].end is None
+        span = self.maintenance(incident.system_id)
+        if span is not None and not open_span:
+            spans.append(TimeSpan(start=max(incident.started_at, span.start)))
+        elif span is None and open_span:
+            spans[-1] = TimeSpan(start=spans[-1].start, end=self.now)
+        else:
+            return incident
+        return incident.model_copy(update={"maintenance": spans})
+
+    # -- systems -------------------------------------------------------------------------------
+    def root_cause(self, system_id: str) -> Incident | None:
+        """The topmost open incident among the system's ancestors."""
+        for ancestor in self.w.graph.ancestors(system_id):
+            incident = self.open_for(f"system:{ancestor}")
+            if incident is None:
+                continue
+            seen = {incident.id}
+            while (parent := self.incident(incident.parent_incident_id)) is not None and (
+                parent.status != "resolved" and parent.id not in seen
+            ):
+                seen.add(parent.id)
+                incident = parent
+            return incident
+        return None
+
+    def hold_until(self, system_id: str, since: datetime) -> datetime | None:
+        """Until when the system's alert waits for evidence about its ancestors (None: no wait)."""
+        deadline: datetime | None = None
+        for ancestor in self.w.graph.ancestors(system_id):
+            for monitor_id in self.w.by_system.get(ancestor, ()):
+                monitor = self.w.monitors.get(monitor_id)
+                state = self.state(monitor_id)
+                if monitor is None or not monitor.enabled or (state is not None and state.fine_after(since)):
+                    continue
+                bound = since + timedelta(seconds=monitor.confirm_time)
+                deadline = bound if deadline is None else max(deadline, bound)
+        return deadline if deadline is not None and self.now < deadline else None
+
+    def reconcile_system(self, system_id: str) -> None:
+        states = self.system_states(system_id)
+        problems = [st for st in states if st.problem]
+        incident = self.open_for(f"system:{system_id}")
+        if incident is None:
+            if problems:
+                self.open_system(system_id, problems)
+            return
+        self.update_system(incident, states, problems)
+
+    def attach(self, incident: Incident, root: Incident) -> Incident:
+        """Make ``incident`` a muted child of ``root``; the root lists its system."""
+        child = incident.model_copy(update={"parent_incident_id": root.id, "muted": "dependency"})
+        if incident.system_id not in root.dependants:
+            self.put(root.model_copy(update={"dependants": sorted({*root.dependants, incident.system_id})}))
+        return child
+
+    def open_system(self, system_id: str, problems: list[MonitorState]) -> None:
+        since = min(st.problem_since or self.now for st in problems)
+        system = self.w.graph.systems.get(system_id)
+        first = min(problems, key=lambda st: (st.problem_since or self.now, st.monitor_id))
+        monitor = self.w.monitors.get(first.monitor_id)
+        what = (monitor.name if monitor and monitor.name else None) or first.monitor_id
+        flapping = any(st.flapping for st in problems)
+        incident = Incident(
+            id=make_incident_id("system", system_id, since),
+            system_id=system_id,
+            monitor_ids=sorted(st.monitor_id for st in problems),
+            severity=system.severity if system else "major",
+            status="open",
+            title=(f"{what}: {first.cause}" if first.cause else what)[:300],
+            cause=first.cause,
+            started_at=since,
+            zones=sorted({z for st in problems for z, zs in st.zones.items() if not zs.settled}),
+            kind="flapping" if flapping else "outage",
+        )
+        root = self.root_cause(system_id)
+        if root is not None:
+            self.emit("suppressed", self.attach(incident, root))
+            return
+        window = self.maintenance(system_id)
+        if window is not None:
+            muted = incident.model_copy(
+                update={"muted": "maintenance", "maintenance": [TimeSpan(start=max(since, window.start))]}
+            )
+            self.emit("opened", muted)
+            return
+        if self.hold_until(system_id, since) is not None:
+            return  # held: on_tick or the ancestor's next result decides
+        self.emit("opened", incident.model_copy(update={"alerted": True}))
+
+    def update_system(
+        self, incident: Incident, states: list[MonitorState], problems: list[MonitorState]
+    ) -> None:
+        changed = self.track_maintenance(incident)
+        joined = sorted({st.monitor_id for st in problems} - set(changed.monitor_ids))
+        if joined:
+            changed = changed.model_copy(update={"monitor_ids": sorted({*changed.monitor_ids, *joined})})
+            self.emit("noted", changed, key=",".join(joined), text="monitors joined: " + ", ".join(joined))
+        if incident.id in self.reopened:
+            changed = changed.model_copy(update={"reopened": changed.reopened + 1})
+            self.emit("reopened", changed)
+        flapping = any(st.flapping for st in problems) or changed.reopened >= REOPENS_TO_FLAPPING
+        if flapping and changed.kind == "outage":
+            changed = changed.model_copy(update={"kind": "flapping"})
+            self.emit("flapping", changed)
+
+        if changed.muted == "maintenance" and self.maintenance(changed.system_id) is None and problems:
+            root = self.root_cause(changed.system_id)
+            if root is not None:
+                self.emit("suppressed", self.attach(changed, root))
+            else:
+                changed = changed.model_copy(update={"muted": None, "alerted": True})
+                self.emit("unmuted", changed, text="maintenance_ended")
+            return
+        if changed.muted == "dependency":
+            parent = self.incident(changed.parent_incident_id)
+            if parent is not None and parent.status != "resolved":
+                self.put(changed)
+                return
+            if problems:
+                recovered = parent.resolved_at if parent is not None and parent.resolved_at else self.now
+                grace = max(
+                    (m.confirm_time for st in problems if (m := self.w.monitors.get(st.monitor_id))),
+                    default=0.0,
+                )
+                if self.now >= recovered + timedelta(seconds=grace):
+                    changed = changed.model_copy(update={"muted": None, "alerted": True})
+                    self.emit("unmuted", changed, text="parent_resolved")
+                else:
+                    self.put(changed)
+                return
+            self.resolve(changed, self.clear_time(changed, states) or self.now)
+            return
+        if problems:
+            if changed is not incident:
+                self.put(changed)
+            return
+        cleared = self.clear_time(changed, states)
+        quiet = max(
+            (m.effective_quiet_period for mid in changed.monitor_ids if (m := self.w.monitors.get(mid))),
+            default=0.0,
+        )
+        if cleared is None or self.now - cleared >= timedelta(seconds=quiet):
+            self.resolve(changed, cleared or self.now)
+        elif changed is not incident:
+            self.put(changed)
+
+    def clear_time(self, incident: Incident, states: list[MonitorState]) -> datetime | None:
+        times = [
+            st.clear_since
+            for st in states
+            if st.monitor_id in incident.monitor_ids and st.clear_since is not None
+        ]
+        return max(times) if times else None
+
+    def resolve(
+        self, incident: Incident, at: datetime, by: str = AUTO, actor: str | None = None, text: str = ""
+    ) -> None:
+        at = max(at, incident.started_at)
+        spans = list(incident.maintenance)
+        if spans and spans[-1].end is None:
+            spans[-1] = TimeSpan(start=spans[-1].start, end=max(at, spans[-1].start))
+        resolved = incident.model_copy(
+            update={"status": "resolved", "resolved_at": at, "resolved_by": by, "maintenance": spans}
+        )
+        self.emit("resolved", resolved, actor=actor, text=text)
+
+    # -- zones ---------------------------------------------------------------------------------
+    def zone_only_down(self, monitor_id: str, zone: str) -> bool:
+        monitor = self.w.monitors.get(monitor_id)
+        state = self.state(monitor_id)
+        if monitor is None or state is None or len(monitor.zones) < 2 or state.status == "down":
+            return False
+        zone_state = state.zones.get(zone)
+        return zone_state is not None and zone_state.status in ("down", "recovering")
+
+    def reconcile_zone(self, zone: str, candidates: Iterable[str]) -> None:
+        incident = self.open_for(f"zone:{zone}")
+        members = {*candidates, *(incident.monitor_ids if incident else ())}
+        down = sorted(m for m in members if self.zone_only_down(m, zone))
+        if incident is None:
+            if down:
+                starts = [
+                    zs.down_since
+                    for m in down
+                    if (st := self.state(m)) is not None
+                    and (zs := st.zones.get(zone)) is not None
+                    and zs.down_since is not None
+                ]
+                since = min(starts, default=self.now)
+                opened = Incident(
+                    id=make_incident_id("zone", zone, since),
+                    system_id=PLATFORM_SYSTEM,
+                    monitor_ids=down,
+                    severity="minor",
+                    status="open",
+                    title=f"zone {zone}: {len(down)} monitor(s) fail only from this zone",
+                    started_at=since,
+                    zones=[zone],
+                    kind="zone",
+                    alerted=True,
+                )
+                self.emit("opened", opened)
+            return
+        joined = sorted(set(down) - set(incident.monitor_ids))
+        if joined:
+            self.emit(
+                "noted",
+                incident.model_copy(update={"monitor_ids": sorted({*incident.monitor_ids, *joined})}),
+                key=",".join(joined),
+                text="monitors joined: " + ", ".join(joined),
+            )
+            return
+        if down:
+            return
+        oks = [
+            zs.ok_since or self.now
+            for m in incident.monitor_ids
+            if (st := self.state(m)) is not None and (zs := st.zones.get(zone)) is not None
+        ]
+        cleared = max(oks, default=self.now)
+        if self.now - cleared >= ZONE_QUIET:
+            self.resolve(incident, cleared)
+
+    def reconcile_silence(self, zone: str) -> None:
+        """One incident while any monitor of ``zone`` has had no result from it for too long."""
+        stale: list[str] = []
+        for monitor_id, monitor in self.w.monitors.items():
+            if not monitor.enabled or zone not in monitor.zones:
+                continue
+            times = [t for t in (self.w.started_at, self.w.first_seen.get(monitor_id)) if t is not None]
+            baseline = max(times) if times else self.now
+            state = self.state(monitor_id)
+            zone_state = state.zones.get(zone) if state else None
+            last = zone_state.last_at if zone_state and zone_state.last_at else baseline
+            if self.now - max(last, baseline) > stale_after(monitor):
+                stale.append(monitor_id)
+        incident = self.open_for(f"silent:{zone}")
+        if incident is None and stale:
+            self.emit(
+                "opened",
+                Incident(
+                    id=make_incident_id("silent", zone, self.now),
+                    system_id=PLATFORM_SYSTEM,
+                    monitor_ids=sorted(stale),
+                    severity="major",
+                    status="open",
+                    title=f"zone {zone}: no results for {len(stale)} monitor(s): probers silent",
+                    started_at=self.now,
+                    zones=[zone],
+                    kind="prober_silent",
+                    alerted=True,
+                ),
+            )
+        elif incident is not None and not stale:
+            self.resolve(incident, self.now)
+        elif incident is not None and set(stale) != set(incident.monitor_ids):
+            self.put(incident.model_copy(update={"monitor_ids": sorted(stale)}))
+
+    # -- driving -------------------------------------------------------------------------------
+    def reconcile_systems(self, system_ids: Iterable[str]) -> None:
+        for system_id in sorted(set(system_ids), key=lambda s: (self.w.graph.depth(s), s)):
+            self.reconcile_system(system_id)
+
+    def needs_attention(self, system_id: str) -> bool:
+        return self.open_for(f"system:{system_id}") is not None or any(
+            st.problem for st in self.system_states(system_id)
+        )
+
+
+def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
+    """Fold one check result in and decide what it changes."""
+    monitor = world.monitors.get(result.monitor_id)
+    if monitor is None:
+        return Outcome(ignored="unknown_monitor")
+    if result.zone not in monitor.zones:
+        return Outcome(ignored="zone_not_listed")
+    if result.started_at > now + FUTURE_TOLERANCE:
+        return Outcome(ignored="from_the_future")
+    before = world.states.get(monitor.id) or MonitorState(monitor_id=monitor.id, system_id=monitor.system)
+    source = f"{result.zone}/{result.prober_id}"
+    last = before.applied.get(source)
+    if last is not None and result.started_at <= last:
+        return Outcome(ignored="duplicate")
+    sample = Sample(
+        ok=result.ok,
+        at=result.started_at,
+        detail="" if result.ok else result.detail or str(result.error_kind),
+    )
+    zone_before = before.zones.get(result.zone, ZoneState())
+    zone_after = confirm(zone_before, sample, monitor.confirm, monitor.recover_after)
+    after = before.model_copy(
+        update={
+            "system_id": monitor.system,
+            "zones": {**before.zones, result.zone: zone_after},
+            "applied": prune_applied({**before.applied, source: result.started_at}, result.started_at),
+        }
+    )
+    after = combine(after, monitor, result.started_at)
+
+    decision = _Decision(world, now)
+    decision.states[monitor.id] = after
+    system_id = monitor.system
+    if after.problem and not before.problem:
+        incident = decision.open_for(f"system:{system_id}")
+        if incident is not None and not any(
+            st.problem for st in decision.system_states(system_id) if st.monitor_id != monitor.id
+        ):
+            decision.reopened.add(incident.id)
+    if after.problem or before.problem or decision.open_for(f"system:{system_id}") is not None:
+        decision.reconcile_system(system_id)
+    descendants = [d for d in world.graph.descendants(system_id) if decision.needs_attention(d)]
+    decision.reconcile_systems(descendants)
+    zone_changed = zone_before.status in ("down", "recovering") or zone_after.status in ("down", "recovering")
+    if zone_changed or decision.open_for(f"zone:{result.zone}") is not None:
+        decision.reconcile_zone(result.zone, [monitor.id])
+    return decision.outcome()
+
+
+def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable[str]) -> Outcome:
+    """Time passed: re-decide ``systems`` (those with a problem or an open incident: holds,
+    quiet periods, maintenance windows, grace after a parent's recovery), zone problems, and
+    silent probers of ``zones``."""
+    decision = _Decision(world, now)
+    decision.reconcile_systems(systems)
+    for incident in world.incidents.open():
+        if incident.kind == "zone":
+            decision.reconcile_zone(incident.zones[0], ())
+    for zone in zones:
+        decision.reconcile_silence(zone)
+    return decision.outcome()
+
+
+def _reject(command: Command, now: datetime, reason: str) -> Outcome:
+    return Outcome(
+        rejections=[
+            CommandRejected(
+                command_id=command.command_id,
+                action=command.action,
+                actor=command.actor,
+                source=command.source,
+                incident_id=command.incident_id,
+                at=now,
+                reason=reason,
+            )
+        ]
+    )
+
+
+def on_command(world: World, command: Command, now: datetime, target: Incident | None) -> Outcome:
+    """Apply a person's command to ``target`` (the incident it names, looked up by the service,
+    open or not). Never raises: an illegal command is an ``Outcome`` with a rejection."""
+    decision = _Decision(world, now)
+    at = min(command.at, now)
+    actor = f"{command.source}:{command.actor}"
+    event_id = command_event_id(command.command_id)
+
+    def emit(type_: IncidentEventType, incident: Incident, text: str = "") -> Outcome:
+        decision.emit(type_, incident, actor=actor, text=text)
+        decision.pending[-1].event_id = event_id
+        return decision.outcome()
+
+    if command.action == "open_manual":
+        system_id = command.system_id or PLATFORM_SYSTEM
+        if command.system_id is not None and command.system_id not in world.graph.systems:
+            return _reject(command, now, f"unknown system {command.system_id!r}")
+        current = decision.open_for(f"system:{system_id}") if command.system_id else None
+        if current is not None:
+            return emit("noted", current, command.text)
+        incident = Incident(
+            id="man-" + uuid5(NAMESPACE, str(command.command_id)).hex[:20],
+            system_id=system_id,
+            severity="major",
+            status="open",
+            title=" ".join(command.text.split())[:300],
+            cause=command.text,
+            started_at=at,
+            kind="manual",
+            alerted=True,
+        )
+        return emit("opened", incident, command.text)
+    if target is None:
+        return _reject(command, now, f"unknown incident {command.incident_id!r}")
+    incident = decision.incident(target.id) or target
+    if command.action == "note":
+        return emit("noted", incident, command.text)
+    if incident.status == "resolved":
+        return _reject(command, now, f"incident {incident.id} is already resolved")
+    if command.action == "ack":
+        if incident.status == "acknowledged":
+            return _reject(command, now, f"already acknowledged by {incident.acknowledged_by}")
+        acked = incident.model_copy(
+            update={
+                "status": "acknowledged",
+                "acknowledged_at": max(at, incident.started_at),
+                "acknowledged_by": actor,
+            }
+        )
+        return emit("acknowledged", acked, command.text)
+    # resolve by hand: monitors still failing are silenced until they recover, so the same
+    # problem does not open a new incident the moment after
+    for monitor_id in incident.monitor_ids:
+        state = decision.state(monitor_id)
+        if state is not None and state.problem:
+            decision.states[monitor_id] = state.model_copy(update={"silenced": True})
+    decision.resolve(incident, at, by=actor, actor=actor, text=command.text)
+    decision.pending[-1].event_id = event_id
+    return decision.outcome()
