@@ -44,6 +44,7 @@ monitors:
     timeout: 500ms
     recheck_interval: 200ms
     confirm: {{failures: 2, of: 3}}
+    quiet_period: 2s
 """
 
 

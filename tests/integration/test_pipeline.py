@@ -179,7 +179,7 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
             await eventually(lambda: results_drained(js), 10, "six successes applied")
         doc = await mongo_db["monitor_state"].find_one({"_id": "e-service-home"})
         assert doc is not None
-        assert doc["applied"][0]["at"] == _result(0, True).started_at, "only the first success was written"
+        assert doc["applied"]["default/p1"] == _result(0, True).started_at, "only the first success was written"
 
         async with serving(build_correlator(settings)):
             await publish(10, ok=False)
@@ -262,8 +262,9 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
 
 
 async def test_transition_whose_publish_failed_is_published_on_redelivery(env: Env) -> None:
-    """The incident stream is unavailable when a monitor goes down: the transition is committed
-    (pending) and the result nak'ed; once the stream is back, the redelivery publishes the event."""
+    """The incident stream is unavailable when a monitor goes down: the decision is committed
+    (a journal entry) and the result nak'ed; once the stream is back, the redelivery publishes the
+    event and clears the journal."""
     await env.apply(CONFIG.replace("{port}", "9"))
     nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
@@ -279,17 +280,15 @@ async def test_transition_whose_publish_failed_is_published_on_redelivery(env: E
                 )
 
             async def committed() -> bool:
-                doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
-                return doc is not None and bool(doc["pending"])
+                return await env.db["correlator_journal"].count_documents({}) == 1
 
-            await eventually(committed, 10, "transition committed with its event pending")
+            await eventually(committed, 10, "decision committed with its event unpublished")
             await ensure_streams(js)
 
             async def completed() -> bool:
-                doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
-                return doc is not None and doc["pending"] == []
+                return await env.db["correlator_journal"].count_documents({}) == 0
 
-            await eventually(completed, 15, "the pending event completed after the stream came back")
+            await eventually(completed, 15, "the journal entry completed after the stream came back")
             assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == 1, "published once"
             assert await env.db["incidents"].count_documents({}) == 1
     finally:
