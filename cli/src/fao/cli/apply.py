@@ -1,7 +1,12 @@
 """``fao apply``: validate the inventory, show the diff, write it to MongoDB and the KV bucket.
 
 Validation of every file happens before anything is written, so a bad file changes nothing.
-The CLI is the only writer of ``teams``, ``systems``, ``monitors`` and ``audit``.
+The CLI is the only writer of ``teams``, ``systems``, ``monitors``, ``maintenance`` and ``audit``.
+
+Maintenance windows from the config files are stored with ``source: config``; apply adds, changes
+and removes only those. Windows made with ``fao maintenance add`` (``source: cli``) are never
+removed by apply, and stay in the KV bucket. A config window ended early with ``fao maintenance
+end`` keeps its ``ended_at`` across re-applies while its schedule is unchanged.
 """
 
 from __future__ import annotations
@@ -18,12 +23,23 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.runtime.bus import ensure_bus, monitors_bucket
-from fao.runtime.inventory import AUDIT, MONITORS, SYSTEMS, TEAMS, to_doc
+from fao.runtime.bus import ensure_bus, maintenance_bucket, monitors_bucket
+from fao.runtime.inventory import (
+    AUDIT,
+    MAINTENANCE,
+    MONITORS,
+    SYSTEMS,
+    TEAMS,
+    maintenance_from_doc,
+    maintenance_to_doc,
+    to_doc,
+)
 from fao.runtime.store import Document, connect
-from fao.schemas import Monitor, System, Team
+from fao.schemas import MaintenanceWindow, Monitor, System, Team
 from fao.schemas.loader import Inventory, load_inventory
-from fao.schemas.subjects import monitor_key
+from fao.schemas.subjects import maintenance_key, monitor_key
+
+SINGULAR = {TEAMS: "team", SYSTEMS: "system", MONITORS: "monitor", MAINTENANCE: "maintenance"}
 
 
 @dataclass
@@ -34,7 +50,7 @@ class Change:
 
     def __str__(self) -> str:
         sign = {"add": "+", "change": "~", "remove": "-"}[self.kind]
-        return f"{sign} {self.collection[:-1]} {self.key}"
+        return f"{sign} {SINGULAR.get(self.collection, self.collection)} {self.key}"
 
 
 @dataclass
@@ -42,10 +58,53 @@ class Plan:
     inventory: Inventory
     changes: list[Change] = field(default_factory=list)
     desired: dict[str, dict[str, Document]] = field(default_factory=dict)
+    # What the maintenance bucket must hold: the config's windows and those made with the CLI.
+    windows: list[MaintenanceWindow] = field(default_factory=list)
 
 
 def _docs(models: Sequence[Team | System | Monitor]) -> dict[str, Document]:
     return {m.id: to_doc(m, m.id) for m in models}
+
+
+def _stored_window(doc: Document | None) -> tuple[MaintenanceWindow, str] | None:
+    if doc is None:
+        return None
+    try:
+        return maintenance_from_doc(doc)
+    except ValueError:  # not one of ours (edited by hand): the config or nothing replaces it
+        return None
+
+
+def _keep_ended(window: MaintenanceWindow, stored: MaintenanceWindow | None) -> MaintenanceWindow:
+    """``window`` with the ``ended_at`` that ``fao maintenance end`` gave its stored copy, as long
+    as the schedule is the same (a new schedule is a new plan: it starts afresh)."""
+    if window.ended_at is not None or stored is None or stored.ended_at is None:
+        return window
+    if (stored.start, stored.end, stored.weekly) != (window.start, window.end, window.weekly):
+        return window
+    return window.model_copy(update={"ended_at": stored.ended_at})
+
+
+async def _plan_maintenance(db: AsyncDatabase[Document], inventory: Inventory, result: Plan) -> None:
+    current = {doc["_id"]: doc async for doc in db[MAINTENANCE].find({})}
+    stored = {key: _stored_window(doc) for key, doc in current.items()}
+    desired: dict[str, Document] = {}
+    for window in inventory.maintenance:
+        mine = stored.get(window.id)
+        kept = _keep_ended(window, mine[0] if mine is not None and mine[1] == "config" else None)
+        desired[window.id] = maintenance_to_doc(kept, "config")
+        result.windows.append(kept)
+    result.desired[MAINTENANCE] = desired
+    for key, doc in sorted(desired.items()):
+        if key not in current:
+            result.changes.append(Change(MAINTENANCE, key, "add"))
+        elif current[key] != doc:  # also a CLI window whose id the config now claims
+            result.changes.append(Change(MAINTENANCE, key, "change"))
+    for key in sorted(set(current) - set(desired)):
+        if current[key].get("source") == "config":
+            result.changes.append(Change(MAINTENANCE, key, "remove"))
+        elif (entry := stored[key]) is not None:
+            result.windows.append(entry[0])
 
 
 async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
@@ -67,6 +126,7 @@ async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
         result.changes.extend(
             Change(collection, key, "remove") for key in sorted(set(current) - set(desired))
         )
+    await _plan_maintenance(db, inventory, result)
     return result
 
 
@@ -84,15 +144,15 @@ def _git_revision(directory: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-async def sync_monitors(kv: KeyValue, monitors: list[Monitor]) -> int:
-    """Make the bucket hold exactly ``monitors``; return how many keys were written or deleted."""
+async def sync_bucket(kv: KeyValue, desired: dict[str, bytes]) -> int:
+    """Make the bucket hold exactly ``desired`` (key → value); return how many keys were written
+    or deleted."""
     try:
         existing = set(await kv.keys())
     except NoKeysError:
         existing = set()
     touched = 0
-    for monitor in monitors:
-        key, value = monitor_key(monitor.id), monitor.model_dump_json().encode()
+    for key, value in desired.items():
         if key in existing:
             try:
                 if (await kv.get(key)).value == value:
@@ -101,10 +161,20 @@ async def sync_monitors(kv: KeyValue, monitors: list[Monitor]) -> int:
                 pass
         await kv.put(key, value)
         touched += 1
-    for key in existing - {monitor_key(m.id) for m in monitors}:
+    for key in existing - set(desired):
         await kv.delete(key)
         touched += 1
     return touched
+
+
+async def sync_monitors(kv: KeyValue, monitors: list[Monitor]) -> int:
+    """Make the bucket hold exactly ``monitors``; return how many keys were written or deleted."""
+    return await sync_bucket(kv, {monitor_key(m.id): m.model_dump_json().encode() for m in monitors})
+
+
+async def sync_maintenance(kv: KeyValue, windows: list[MaintenanceWindow]) -> int:
+    """Make the bucket hold exactly ``windows``; return how many keys were written or deleted."""
+    return await sync_bucket(kv, {maintenance_key(w.id): w.model_dump_json().encode() for w in windows})
 
 
 async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, source: Path) -> None:
@@ -118,6 +188,7 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
         js = nc.jetstream()
         await ensure_bus(js)
         await sync_monitors(await monitors_bucket(js), the_plan.inventory.monitors)
+        await sync_maintenance(await maintenance_bucket(js), the_plan.windows)
     finally:
         await nc.close()
     for change in the_plan.changes:

@@ -24,6 +24,10 @@ UNREACHABLE = (OSError, TimeoutError, PyMongoError, NatsError)
 app = typer.Typer(help="Fao (เฝ้า): monitoring and incident alerting.", no_args_is_help=True)
 dev = typer.Typer(help="Run Fao locally on loopback (embedded default).", no_args_is_help=True)
 app.add_typer(dev, name="dev")
+maintenance = typer.Typer(
+    help="Maintenance windows: planned downtime that sends no alerts.", no_args_is_help=True
+)
+app.add_typer(maintenance, name="maintenance")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -33,10 +37,12 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command("apply")
 def apply_cmd(
-    directory: Annotated[Path, typer.Argument(help="Folder of YAML files (teams, systems, monitors).")],
+    directory: Annotated[
+        Path, typer.Argument(help="Folder of YAML files (teams, systems, monitors, maintenance).")
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff only.")] = False,
 ) -> None:
-    """Validate the inventory, show what changes, write it to MongoDB and the monitors KV bucket."""
+    """Validate the inventory, show what changes, write it to MongoDB and the KV buckets."""
     settings = ServiceSettings()
     try:
         plan = asyncio.run(
@@ -52,6 +58,8 @@ def apply_cmd(
         typer.echo(str(change))
     inv = plan.inventory
     summary = f"{len(inv.teams)} teams, {len(inv.systems)} systems, {len(inv.monitors)} monitors"
+    if inv.maintenance:
+        summary += f", {len(inv.maintenance)} maintenance window(s)"
     verb = "would apply" if dry_run else "applied"
     typer.echo(f"{verb}: {summary}; {len(plan.changes)} change(s)")
 
@@ -162,3 +170,91 @@ def dev_build_ferretdb() -> None:
         typer.echo(str(ferretdb_binary()))
     except LaunchError as exc:
         raise _fail(str(exc)) from None
+
+
+@maintenance.command("add")
+def maintenance_add(
+    system: Annotated[list[str] | None, typer.Option("--system", help="System id (repeatable).")] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="Every system of this team (repeatable).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Every monitor with this tag (repeatable).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the systems are down on purpose.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start, default now: YYYY-MM-DD HH:MM (Bangkok) or ISO 8601.")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End, same format as --start.")] = None,
+    duration: Annotated[str | None, typer.Option(help="Length instead of --end: 30m, 2h, 1d.")] = None,
+    window_id: Annotated[
+        str | None, typer.Option("--id", help="Window id; default mw-<yyyymmdd>-<4 hex>.")
+    ] = None,
+) -> None:
+    """Add a one-off maintenance window (the correlator sees it at once)."""
+    import getpass
+
+    from fao.cli.maintenance import MaintenanceError, add_window, build_window, resolve_span
+    from fao.runtime.thai import format_thai_datetime
+
+    settings = ServiceSettings()
+    now = datetime.now(UTC)
+    actor = getpass.getuser()
+    try:
+        begin, finish = resolve_span(start, end, duration, now)
+        window = build_window(
+            window_id=window_id, reason=reason, systems=system or [], teams=team or [], tags=tag or [],
+            start=begin, end=finish, created_by=actor,
+        )  # fmt: skip
+        connection = (settings.mongo_url, settings.mongo_db, settings.nats_url)
+        added = add_window(*connection, window, generated_id=window_id is None, actor=actor, now=now)
+        window = asyncio.run(added)
+    except MaintenanceError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+    assert window.start is not None
+    assert window.end is not None
+    typer.echo(
+        f"added {window.id}: {format_thai_datetime(window.start)} – {format_thai_datetime(window.end)}"
+    )
+
+
+@maintenance.command("list")
+def maintenance_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Also windows that are over.")] = False,
+) -> None:
+    """List active and upcoming maintenance windows (Bangkok times)."""
+    from fao.cli.maintenance import list_windows
+
+    settings = ServiceSettings()
+    try:
+        rows = asyncio.run(list_windows(settings.mongo_url, settings.mongo_db, datetime.now(UTC), show_all))
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    if not rows:
+        typer.echo("no maintenance windows" if show_all else "no active or upcoming maintenance windows")
+    for row in rows:
+        typer.echo(row)
+
+
+@maintenance.command("end")
+def maintenance_end(
+    window_id: Annotated[str, typer.Argument(help="Window id (see fao maintenance list).")],
+) -> None:
+    """End a maintenance window now (an upcoming one-off window is cancelled)."""
+    import getpass
+
+    from fao.cli.maintenance import MaintenanceError, end_window
+
+    settings = ServiceSettings()
+    connection = (settings.mongo_url, settings.mongo_db, settings.nats_url)
+    try:
+        ended = asyncio.run(
+            end_window(*connection, window_id, actor=getpass.getuser(), now=datetime.now(UTC))
+        )
+    except MaintenanceError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+    typer.echo(ended.message)

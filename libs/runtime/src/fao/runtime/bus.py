@@ -75,16 +75,25 @@ async def ensure_streams(js: JetStreamContext) -> None:
             log.info("stream_updated", stream=spec.name)
 
 
+async def _config_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """A bucket of config values (5 revisions kept, file storage), created when missing."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
+
+
 async def monitors_bucket(js: JetStreamContext) -> KeyValue:
     """The monitor definitions the probers follow (written by ``fao apply``)."""
-    try:
-        return await js.key_value(subjects.MONITORS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=subjects.MONITORS_BUCKET, history=5, storage=StorageType.FILE)
-        )
+    return await _config_bucket(js, subjects.MONITORS_BUCKET)
+
+
+async def maintenance_bucket(js: JetStreamContext) -> KeyValue:
+    """The maintenance windows the correlator follows (written by ``fao apply`` and ``fao maintenance``)."""
+    return await _config_bucket(js, subjects.MAINTENANCE_BUCKET)
 
 
 async def ensure_bus(js: JetStreamContext) -> None:
     await ensure_streams(js)
     await monitors_bucket(js)
+    await maintenance_bucket(js)

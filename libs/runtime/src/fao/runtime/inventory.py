@@ -2,28 +2,32 @@
 
 ``fao apply`` is the only writer of the config collections (``teams``, ``systems``, ``monitors``)
 and of the ``fao-monitors`` KV bucket. A config document is the model's JSON dump plus ``_id``,
-nothing else, so reading it back is one ``model_validate``.
+nothing else, so reading it back is one ``model_validate``. The ``maintenance`` collection is
+written by ``fao apply`` (windows from the config files, ``source: config``) and by
+``fao maintenance`` (``source: cli``); its documents carry that ``source`` field besides ``_id``.
 
-``MonitorCatalog`` follows the KV bucket live: the prober and the correlator see an applied change
-within milliseconds, with no restart.
+``MonitorCatalog`` and ``MaintenanceCatalog`` follow their KV buckets live (one generic
+``KvCatalog``): the prober and the correlator see an applied change within milliseconds, with no
+restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Final, Generic, Literal, TypeVar, get_args
 
 import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from fao.runtime.bus import monitors_bucket
+from fao.runtime.bus import maintenance_bucket, monitors_bucket
 from fao.runtime.store import Document
-from fao.schemas import Monitor
-from fao.schemas.subjects import MONITORS_BUCKET
+from fao.schemas import MaintenanceWindow, Monitor
+from fao.schemas.subjects import MAINTENANCE_BUCKET, MONITORS_BUCKET, maintenance_key, monitor_key
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
@@ -31,7 +35,11 @@ M = TypeVar("M", bound=BaseModel)
 TEAMS = "teams"
 SYSTEMS = "systems"
 MONITORS = "monitors"
+MAINTENANCE = "maintenance"
 AUDIT = "audit"
+
+MaintenanceSource = Literal["config", "cli"]
+MAINTENANCE_SOURCES: Final[tuple[MaintenanceSource, ...]] = get_args(MaintenanceSource)
 
 
 def to_doc(model: BaseModel, key: str) -> Document:
@@ -42,27 +50,55 @@ def from_doc(kind: type[M], doc: Document) -> M:
     return kind.model_validate({k: v for k, v in doc.items() if k != "_id"})
 
 
-MonitorListener = Callable[[str, Monitor | None], None]
+def maintenance_to_doc(window: MaintenanceWindow, source: MaintenanceSource) -> Document:
+    """A ``maintenance`` document: the window's JSON, ``_id`` and who owns it (``source``)."""
+    return {**to_doc(window, window.id), "source": source}
 
 
-class MonitorCatalog:
-    """Live view of the ``fao-monitors`` bucket; ``listener(id, monitor_or_None)`` on every change."""
+def maintenance_from_doc(doc: Document) -> tuple[MaintenanceWindow, MaintenanceSource]:
+    source = doc.get("source")
+    if source not in MAINTENANCE_SOURCES:
+        raise ValueError(f"maintenance document {doc.get('_id')!r} has no valid source: {source!r}")
+    window = MaintenanceWindow.model_validate({k: v for k, v in doc.items() if k not in ("_id", "source")})
+    return window, source
 
-    def __init__(self, js: JetStreamContext, listener: MonitorListener | None = None) -> None:
+
+class KvCatalog(Generic[M]):
+    """Live view of one KV bucket of ``kind`` values keyed ``<prefix><id>``; ``listener(id,
+    value_or_None)`` on every change. ``start()`` replays the bucket and returns once the initial
+    values are in (``ready``), then follows it, re-watching after any failure; a value that fails
+    validation is logged and skipped (the previous value, if any, stays)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        bucket: str,
+        open_bucket: Callable[[JetStreamContext], Awaitable[KeyValue]],
+        key: Callable[[str], str],
+        kind: type[M],
+        name: str,
+        listener: Callable[[str, M | None], None] | None = None,
+    ) -> None:
         self._js = js
+        self._bucket = bucket
+        self._open_bucket = open_bucket
+        self._prefix = key("")
+        self._kind = kind
+        self._name = name
         self._listener = listener
-        self.monitors: dict[str, Monitor] = {}
+        self.entries: dict[str, M] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self._stopping = False
 
     async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109  # a start-up deadline
         """Replay the bucket, then follow it; returns once the initial values are in."""
-        self._task = asyncio.create_task(self._follow(), name="monitor-catalog")
+        self._task = asyncio.create_task(self._follow(), name=f"{self._name}-catalog")
         try:
             await asyncio.wait_for(self.ready.wait(), timeout)
         except TimeoutError:
-            raise RuntimeError(f"could not read the {MONITORS_BUCKET} bucket within {timeout}s") from None
+            raise RuntimeError(f"could not read the {self._bucket} bucket within {timeout}s") from None
 
     async def _follow(self) -> None:
         """Watch forever; after any failure (NATS restarting...) watch again from a full replay."""
@@ -73,12 +109,12 @@ class MonitorCatalog:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise  # being stopped: never turn a cancellation into a retry
-                log.error("monitor_catalog_watch_failed", error=f"{type(exc).__name__}: {exc}")
+                log.error(f"{self._name}_catalog_watch_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0)
 
     async def _watch_once(self) -> None:
-        kv = await monitors_bucket(self._js)
-        watcher = await kv.watch("monitor.*")
+        kv = await self._open_bucket(self._js)
+        watcher = await kv.watch(f"{self._prefix}*")
         replayed: set[str] | None = set()  # ids present in the replay; None once it is complete
         try:
             while not self._stopping:
@@ -88,36 +124,36 @@ class MonitorCatalog:
                     continue
                 if entry is None:  # the replay is complete: forget what was deleted meanwhile
                     if replayed is not None:
-                        for gone in set(self.monitors) - replayed:
+                        for gone in set(self.entries) - replayed:
                             self._apply(gone, None)
                         replayed = None
                         self.ready.set()
                     continue
-                monitor_id = entry.key.removeprefix("monitor.")
+                item_id = entry.key.removeprefix(self._prefix)
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self._apply(monitor_id, None)
+                    self._apply(item_id, None)
                     continue
                 try:
-                    monitor = Monitor.model_validate_json(entry.value)
-                except ValidationError as exc:  # keep running the previous definition, if any
-                    log.error("monitor_definition_invalid", key=entry.key, error=str(exc))
-                    if monitor_id in self.monitors and replayed is not None:
-                        replayed.add(monitor_id)
+                    value = self._kind.model_validate_json(entry.value)
+                except ValidationError as exc:  # keep the previous value, if any
+                    log.error(f"{self._name}_definition_invalid", key=entry.key, error=str(exc))
+                    if item_id in self.entries and replayed is not None:
+                        replayed.add(item_id)
                     continue
                 if replayed is not None:
-                    replayed.add(monitor_id)
-                self._apply(monitor_id, monitor)
+                    replayed.add(item_id)
+                self._apply(item_id, value)
         finally:
             with contextlib.suppress(Exception):  # the connection may already be gone
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
-    def _apply(self, monitor_id: str, monitor: Monitor | None) -> None:
-        if monitor is None:
-            self.monitors.pop(monitor_id, None)
+    def _apply(self, item_id: str, value: M | None) -> None:
+        if value is None:
+            self.entries.pop(item_id, None)
         else:
-            self.monitors[monitor_id] = monitor
+            self.entries[item_id] = value
         if self._listener is not None:
-            self._listener(monitor_id, monitor)
+            self._listener(item_id, value)
 
     async def stop(self) -> None:
         """Stop following. Cancels, and also sets a flag the loops check: on Python 3.11,
@@ -130,4 +166,46 @@ class MonitorCatalog:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=1.0)
         if not self._task.cancelled() and (exc := self._task.exception()) is not None:
-            log.warning("monitor_catalog_stopped_with_error", error=f"{type(exc).__name__}: {exc}")
+            log.warning(f"{self._name}_catalog_stopped_with_error", error=f"{type(exc).__name__}: {exc}")
+
+
+MonitorListener = Callable[[str, Monitor | None], None]
+MaintenanceListener = Callable[[str, MaintenanceWindow | None], None]
+
+
+class MonitorCatalog(KvCatalog[Monitor]):
+    """Live view of the ``fao-monitors`` bucket; ``listener(id, monitor_or_None)`` on every change."""
+
+    def __init__(self, js: JetStreamContext, listener: MonitorListener | None = None) -> None:
+        super().__init__(
+            js,
+            bucket=MONITORS_BUCKET,
+            open_bucket=monitors_bucket,
+            key=monitor_key,
+            kind=Monitor,
+            name="monitor",
+            listener=listener,
+        )
+
+    @property
+    def monitors(self) -> dict[str, Monitor]:
+        return self.entries
+
+
+class MaintenanceCatalog(KvCatalog[MaintenanceWindow]):
+    """Live view of the ``fao-maintenance`` bucket; ``listener(id, window_or_None)`` on every change."""
+
+    def __init__(self, js: JetStreamContext, listener: MaintenanceListener | None = None) -> None:
+        super().__init__(
+            js,
+            bucket=MAINTENANCE_BUCKET,
+            open_bucket=maintenance_bucket,
+            key=maintenance_key,
+            kind=MaintenanceWindow,
+            name="maintenance",
+            listener=listener,
+        )
+
+    @property
+    def windows(self) -> dict[str, MaintenanceWindow]:
+        return self.entries

@@ -1,8 +1,12 @@
-"""Load the inventory (teams, systems, monitors) from YAML files, with ``path:line: field: message`` errors.
+"""Load the inventory (teams, systems, monitors, maintenance windows) from YAML files, with
+``path:line: field: message`` errors.
 
 Each ``*.yaml``/``*.yml`` file in the directory may hold any of the top-level lists ``teams``,
-``systems`` and ``monitors``. Loading either returns a complete, cross-checked ``Inventory`` or
-raises ``ConfigError`` listing every problem; it never returns a partial result.
+``systems``, ``monitors`` and ``maintenance``. Loading either returns a complete, cross-checked
+``Inventory`` or raises ``ConfigError`` listing every problem; it never returns a partial result.
+Cross-checks: unique ids per section, every reference exists (``system.team``,
+``system.depends_on``, ``monitor.system``, a window's ``systems`` and ``teams``), and no
+``depends_on`` cycle.
 """
 
 from __future__ import annotations
@@ -16,8 +20,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fao.schemas.config import Monitor, System, Team
+from fao.schemas.maintenance import MaintenanceWindow
 
-SECTIONS: dict[str, type[BaseModel]] = {"teams": Team, "systems": System, "monitors": Monitor}
+SECTIONS: dict[str, type[BaseModel]] = {
+    "teams": Team,
+    "systems": System,
+    "monitors": Monitor,
+    "maintenance": MaintenanceWindow,
+}
+ConfigModel = Team | System | Monitor | MaintenanceWindow
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -47,11 +58,12 @@ class Inventory:
     teams: list[Team] = field(default_factory=list)
     systems: list[System] = field(default_factory=list)
     monitors: list[Monitor] = field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = field(default_factory=list)
 
 
 @dataclass
 class _Located:
-    model: Team | System | Monitor
+    model: ConfigModel
     path: str
     line: int
 
@@ -128,7 +140,7 @@ def _parse_file(path: Path, problems: list[ConfigProblem]) -> Iterator[tuple[str
             item_node = _node_at(root, [key, index])
             try:
                 model = SECTIONS[key].model_validate(item)
-                assert isinstance(model, Team | System | Monitor)
+                assert isinstance(model, ConfigModel)
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = [key, index, *_without_tags(item, err["loc"])]
@@ -176,6 +188,57 @@ def _check_references(located: dict[str, list[_Located]], problems: list[ConfigP
         monitor = item.model
         assert isinstance(monitor, Monitor)
         missing(item, "monitors.system", monitor.system, "systems")
+    for item in located["maintenance"]:
+        window = item.model
+        assert isinstance(window, MaintenanceWindow)
+        for system_id in window.systems:
+            missing(item, "maintenance.systems", system_id, "systems")
+        for team_id in window.teams:
+            missing(item, "maintenance.teams", team_id, "teams")
+    _check_cycles(located["systems"], problems)
+
+
+def _check_cycles(systems: list[_Located], problems: list[ConfigProblem]) -> None:
+    """Report each ``depends_on`` cycle once, as ``a -> b -> a`` starting at its smallest id, at
+    the line of that system. Self-dependencies and unknown parents are reported elsewhere."""
+    where: dict[str, _Located] = {}
+    parents: dict[str, list[str]] = {}
+    for item in systems:
+        system = item.model
+        assert isinstance(system, System)
+        if system.id not in where:  # a duplicate id is reported elsewhere; follow the first
+            where[system.id] = item
+            parents[system.id] = system.depends_on
+    graph = {
+        sid: [p for p in dict.fromkeys(deps) if p in parents and p != sid] for sid, deps in parents.items()
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: set[tuple[str, ...]] = set()
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path: list[str] = [root]
+        todo: list[Iterator[str]] = [iter(graph[root])]
+        state[root] = 1
+        while todo:  # iterative depth-first search: a long chain must not hit the recursion limit
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(graph[nxt]))
+            elif state[nxt] == 1:  # back edge: the path from ``nxt`` to here is a cycle
+                cycle = path[path.index(nxt) :]
+                first = cycle.index(min(cycle))
+                found.add(tuple(cycle[first:] + cycle[:first]))
+    for names in sorted(found):
+        item = where[names[0]]
+        text = " -> ".join([*names, names[0]])
+        problems.append(
+            ConfigProblem(item.path, item.line, "systems.depends_on", f"dependency cycle: {text}")
+        )
 
 
 def _models(items: list[_Located], kind: type[M]) -> list[M]:
@@ -201,4 +264,5 @@ def load_inventory(directory: Path) -> Inventory:
         teams=_models(located["teams"], Team),
         systems=_models(located["systems"], System),
         monitors=_models(located["monitors"], Monitor),
+        maintenance=_models(located["maintenance"], MaintenanceWindow),
     )

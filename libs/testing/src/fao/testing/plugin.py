@@ -56,7 +56,12 @@ async def _reset_shared_nats(url: str) -> None:
         for spec in STREAMS:
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(spec.name)
-        for bucket in (subjects.MONITORS_BUCKET, subjects.PROBERS_BUCKET):
+        for bucket in (
+            subjects.MONITORS_BUCKET,
+            subjects.PROBERS_BUCKET,
+            subjects.MAINTENANCE_BUCKET,
+            subjects.LEASES_BUCKET,
+        ):
             with contextlib.suppress(NotFoundError):
                 await js.delete_key_value(bucket)
     finally:

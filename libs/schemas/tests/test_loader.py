@@ -1,0 +1,201 @@
+"""``load_inventory``: the maintenance section and the cross-checks, as ``path:line: field: message``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from fao.schemas.loader import ConfigError, Inventory, load_inventory
+from fao.schemas.maintenance import BANGKOK
+
+TEAMS = """\
+teams:
+  - id: noc
+    name: NOC
+  - id: apps
+    name: Apps
+"""
+
+SYSTEMS = """\
+systems:
+  - id: core
+    name: Core network
+    team: noc
+  - id: portal
+    name: Portal
+    team: apps
+    depends_on: [core]
+"""
+
+MAINTENANCE = """\
+maintenance:
+  - id: core-upgrade
+    reason: Core switch firmware
+    systems: [core]
+    start: 2026-12-01 22:00
+    end: 2026-12-02 02:00
+  - id: weekly-backup
+    reason: Weekly backup
+    teams: [apps]
+    tags: [db]
+    weekly: {days: [sun], at: 23:00, duration: 2h}
+"""
+
+
+def write(folder: Path, **files: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def problems(folder: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_inventory(folder)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_maintenance_section_is_loaded(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path / "c", teams=TEAMS, systems=SYSTEMS, maintenance=MAINTENANCE))
+    assert isinstance(inv, Inventory)
+    assert [w.id for w in inv.maintenance] == ["core-upgrade", "weekly-backup"]
+    one_off, weekly = inv.maintenance
+    assert one_off.start == datetime(2026, 12, 1, 22, 0, tzinfo=BANGKOK)
+    assert weekly.weekly is not None
+    assert weekly.weekly.at == "23:00", "unquoted 23:00 (a YAML 1.1 base-60 number) still works"
+    assert weekly.weekly.duration == 7200.0
+
+
+def test_a_config_without_maintenance_has_none(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path / "c", teams=TEAMS, systems=SYSTEMS))
+    assert inv.maintenance == []
+    assert [s.id for s in inv.systems] == ["core", "portal"]
+
+
+def test_window_referencing_unknown_system_and_team(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "c",
+        teams=TEAMS,
+        systems=SYSTEMS,
+        maintenance=MAINTENANCE.replace("systems: [core]", "systems: [core, mail]").replace(
+            "teams: [apps]", "teams: [dba]"
+        ),
+    )
+    path = folder / "maintenance.yaml"
+    assert problems(folder) == [
+        f"{path}:2: maintenance.systems: unknown system 'mail'",
+        f"{path}:7: maintenance.teams: unknown team 'dba'",
+    ]
+
+
+def test_duplicate_window_ids(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "c",
+        teams=TEAMS,
+        systems=SYSTEMS,
+        maintenance=MAINTENANCE.replace("id: weekly-backup", "id: core-upgrade"),
+    )
+    path = folder / "maintenance.yaml"
+    assert problems(folder) == [
+        f"{path}:7: maintenance.id: duplicate id 'core-upgrade' (first defined at {path}:2)"
+    ]
+
+
+def test_invalid_window_points_at_its_field(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "c",
+        teams=TEAMS,
+        systems=SYSTEMS,
+        maintenance=MAINTENANCE.replace("at: 23:00", "at: '25:00'").replace(
+            "end: 2026-12-02 02:00", "end: soon"
+        ),
+    )
+    path = folder / "maintenance.yaml"
+    found = problems(folder)
+    assert len(found) == 2
+    assert found[0].startswith(f"{path}:6: maintenance[0].end: Input should be a valid datetime")
+    assert found[1] == (
+        f"{path}:11: maintenance[1].weekly: at: '25:00' is not a time of day as HH:MM (24-hour, Bangkok)"
+    )
+
+
+CYCLES = """\
+systems:
+  - id: dns
+    name: DNS
+    team: noc
+    depends_on: [portal]
+  - id: core
+    name: Core
+    team: noc
+    depends_on: [dns]
+  - id: portal
+    name: Portal
+    team: apps
+    depends_on: [core, mail]
+  - id: mail
+    name: Mail
+    team: apps
+    depends_on: [mail]
+  - id: web
+    name: Web
+    team: apps
+    depends_on: [portal, web2]
+  - id: web2
+    name: Web 2
+    team: apps
+    depends_on: [web]
+"""
+
+
+def test_dependency_cycles_are_reported_once_each_with_their_path(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams=TEAMS, systems=CYCLES)
+    path = folder / "systems.yaml"
+    assert problems(folder) == [
+        f"{path}:6: systems.depends_on: dependency cycle: core -> dns -> portal -> core",
+        f"{path}:14: systems.depends_on: depends on itself",
+        f"{path}:18: systems.depends_on: dependency cycle: web -> web2 -> web",
+    ]
+
+
+def test_two_cycles_through_one_system(tmp_path: Path) -> None:
+    text = """\
+systems:
+  - id: a
+    name: A
+    team: noc
+    depends_on: [b, c]
+  - id: b
+    name: B
+    team: noc
+    depends_on: [a]
+  - id: c
+    name: C
+    team: noc
+    depends_on: [a]
+"""
+    folder = write(tmp_path / "c", teams=TEAMS, systems=text)
+    path = folder / "systems.yaml"
+    assert problems(folder) == [
+        f"{path}:2: systems.depends_on: dependency cycle: a -> b -> a",
+        f"{path}:2: systems.depends_on: dependency cycle: a -> c -> a",
+    ]
+
+
+def test_a_long_chain_is_no_cycle_and_no_recursion_error(tmp_path: Path) -> None:
+    lines = ["systems:"]
+    for i in range(1500):
+        lines += [f"  - id: s{i}", f"    name: S{i}", "    team: noc"]
+        if i:
+            lines.append(f"    depends_on: [s{i - 1}]")
+    inv = load_inventory(write(tmp_path / "c", teams=TEAMS, systems="\n".join(lines) + "\n"))
+    assert len(inv.systems) == 1500
+
+
+def test_unknown_section_names_maintenance_as_allowed(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams=TEAMS, extra="windows: []\n")
+    assert problems(folder) == [
+        f"{folder / 'extra.yaml'}:1: windows: unknown section (use teams, systems, monitors, maintenance)"
+    ]
