@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,3 +21,6 @@ class ServiceSettings(BaseSettings):
     http_port: int = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+    # Singleton services (one active instance, the others standby): lease time-to-live in seconds.
+    # A crashed active instance is replaced within about this long.
+    lease_ttl: float = Field(default=6.0, gt=0)
