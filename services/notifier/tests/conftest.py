@@ -68,6 +68,8 @@ async def line() -> AsyncIterator[FakeLineServer]:
 
 
 def make_incident(incident_id: str = "inc-0123456789abcdef0123", **changes: Any) -> Incident:
+    """An outage the owning team was told about (``alerted``), as the correlator publishes an
+    incident that opened outside maintenance and without a failing parent."""
     fields: dict[str, Any] = {
         "id": incident_id,
         "system_id": SYSTEM_ID,
@@ -78,27 +80,39 @@ def make_incident(incident_id: str = "inc-0123456789abcdef0123", **changes: Any)
         "cause": "HTTP 503 Service Unavailable",
         "started_at": STARTED_AT,
         "zones": ["bangkok"],
+        "alerted": True,
         **changes,
     }
     return Incident.model_validate(fields)
 
 
-def make_event(event_type: IncidentEventType = "opened", incident: Incident | None = None) -> IncidentEvent:
+def make_event(
+    event_type: IncidentEventType = "opened",
+    incident: Incident | None = None,
+    *,
+    actor: str | None = None,
+    text: str = "",
+) -> IncidentEvent:
     incident = incident or make_incident()
-    if event_type == "resolved":
+    if event_type == "resolved" and incident.resolved_at is None:
         resolved_at = incident.started_at + timedelta(hours=1, minutes=12)
         incident = incident.model_copy(
             update={"status": "resolved", "resolved_at": resolved_at, "resolved_by": "fao:auto"}
         )
         at = resolved_at
+    elif event_type == "resolved":
+        at = incident.resolved_at or incident.started_at
     else:
         at = incident.started_at
-    return IncidentEvent(event_id=uuid.uuid4(), type=event_type, at=at, incident=incident)
+    return IncidentEvent(
+        event_id=uuid.uuid4(), type=event_type, at=at, incident=incident, actor=actor, text=text
+    )
 
 
 @pytest.fixture(name="make_event")
 def _make_event() -> Callable[..., IncidentEvent]:
-    """``make_event(type="opened", incident=None)``: an event of the standard test incident."""
+    """``make_event(type="opened", incident=None, *, actor=None, text="")``: an event of the
+    standard test incident (a ``resolved`` one gets a resolution 1 h 12 min after the start)."""
     return make_event
 
 
@@ -173,17 +187,28 @@ class Stack:
             await asyncio.sleep(0.02)
 
     async def add_inventory(
-        self, groups: list[str], *, system_id: str = SYSTEM_ID, name_th: str | None = SYSTEM_NAME_TH
+        self,
+        groups: list[str],
+        *,
+        system_id: str = SYSTEM_ID,
+        name_th: str | None = SYSTEM_NAME_TH,
+        platform: bool = False,
     ) -> System:
-        team = Team(id="infra", name="ทีมโครงสร้างพื้นฐาน", line_groups=groups)
+        team = Team(id="infra", name="ทีมโครงสร้างพื้นฐาน", line_groups=groups, platform=platform)
         system = System(id=system_id, name="e-Gov Portal", name_th=name_th, team=team.id)
         await self.db[TEAMS].replace_one({"_id": team.id}, to_doc(team, team.id), upsert=True)
         await self.db[SYSTEMS].replace_one({"_id": system.id}, to_doc(system, system.id), upsert=True)
         return system
 
     @staticmethod
-    def event(event_type: IncidentEventType = "opened", incident: Incident | None = None) -> IncidentEvent:
-        return make_event(event_type, incident)
+    def event(
+        event_type: IncidentEventType = "opened",
+        incident: Incident | None = None,
+        *,
+        actor: str | None = None,
+        text: str = "",
+    ) -> IncidentEvent:
+        return make_event(event_type, incident, actor=actor, text=text)
 
     async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None:
         """Publish as the correlator does (``Nats-Msg-Id`` = event id unless ``msg_id`` is given)."""

@@ -1,4 +1,5 @@
-"""The dispatcher's decisions (retry, give up, skip, unroutable, drain) with a scripted sender.
+"""The dispatcher's decisions (send or not, route, retry, give up, skip, unroutable, drain) with a
+scripted sender.
 
 The stores are real (FerretDB); only the channel is a small fake that answers from a script, and
 sleeping is recorded instead of waited for.
@@ -22,10 +23,11 @@ from fao.notifier.render import RenderedMessage, load_catalogue
 from fao.notifier.routing import RouteResolver
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import IncidentEvent, System, Team
+from fao.schemas import PLATFORM_SYSTEM, Incident, IncidentEvent, System, Team
 
 GROUP = "C" + "1" * 32
 GROUP_2 = "C" + "2" * 32
+GROUP_3 = "C" + "3" * 32
 
 
 @dataclass
@@ -34,11 +36,13 @@ class ScriptedSender:
 
     script: list[SendReceipt | DeliveryError] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[RenderedMessage] = field(default_factory=list)
     gate: asyncio.Event | None = None
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def send(self, target: str, messages: Sequence[RenderedMessage], retry_key: str) -> SendReceipt:
         self.calls.append((target, retry_key))
+        self.messages.extend(messages)
         self.called.set()
         if self.gate is not None:
             await self.gate.wait()
@@ -203,3 +207,68 @@ async def test_drain_waits_for_the_send_in_flight_and_refuses_new_events(
     doc = await harness.db[DELIVERIES].find_one({"_id": claim_id(first.event_id, GROUP)})
     assert doc is not None
     assert doc["status"] == "sent"
+
+
+async def test_events_that_are_not_sent_touch_neither_routes_nor_deliveries(
+    harness: Harness, make_event: Callable[..., IncidentEvent], make_incident: Callable[..., Incident]
+) -> None:
+    """A muted ``opened``, the ``resolved`` of an incident nobody was told about and bookkeeping
+    events: no send and no delivery record, not even ``unroutable`` (there is no inventory here)."""
+    muted = make_incident(muted="maintenance", alerted=False)
+    for event in (
+        make_event("opened", muted),
+        make_event("resolved", muted),
+        make_event("acknowledged", muted),
+        make_event("noted"),
+        make_event("suppressed", make_incident(muted="dependency", alerted=False)),
+        make_event("flapping"),
+        make_event("reopened"),
+    ):
+        await harness.notifier.handle(event)
+    assert harness.sender.calls == []
+    assert await harness.db[DELIVERIES].count_documents({}) == 0
+
+
+async def test_platform_incident_goes_to_every_platform_team(
+    harness: Harness, make_event: Callable[..., IncidentEvent], make_incident: Callable[..., Incident]
+) -> None:
+    """A zone problem (system ``fao-platform``) → one send to each platform team's group; the
+    owning team of ordinary systems gets nothing."""
+    await add_inventory(harness.db, [GROUP_3])
+    await harness.db[TEAMS].insert_one(
+        to_doc(Team(id="ops", name="Ops", line_groups=[GROUP], platform=True), "ops")
+    )
+    await harness.db[TEAMS].insert_one(
+        to_doc(Team(id="noc", name="NOC", line_groups=[GROUP_2], platform=True), "noc")
+    )
+    zone = make_incident(kind="zone", system_id=PLATFORM_SYSTEM, severity="minor", zones=["chiangmai"])
+    await harness.notifier.handle(make_event("opened", zone))
+    assert sorted(target for target, _ in harness.sender.calls) == sorted([GROUP, GROUP_2])
+    assert [m.kind for m in harness.sender.messages] == ["problem", "problem"]
+    assert "ระบบเฝ้าระวัง Fao" in harness.sender.messages[0].text
+
+
+async def test_platform_incident_without_a_platform_team_is_recorded_unroutable(
+    harness: Harness, make_event: Callable[..., IncidentEvent], make_incident: Callable[..., Incident]
+) -> None:
+    await add_inventory(harness.db, [GROUP])  # a team, but not a platform team
+    silent = make_incident(kind="prober_silent", system_id=PLATFORM_SYSTEM, zones=["chiangmai"])
+    await harness.notifier.handle(make_event("opened", silent))
+    assert harness.sender.calls == []
+    [doc] = await harness.db[DELIVERIES].find({}).to_list()
+    assert (doc["status"], doc["error"], doc["system_id"]) == (
+        "unroutable",
+        "no_platform_team",
+        PLATFORM_SYSTEM,
+    )
+
+
+async def test_acknowledged_is_sent_as_a_text_message(
+    harness: Harness, make_event: Callable[..., IncidentEvent], make_incident: Callable[..., Incident]
+) -> None:
+    await add_inventory(harness.db, [GROUP])
+    acked = make_incident(status="acknowledged", acknowledged_by="สมชาย")
+    await harness.notifier.handle(make_event("acknowledged", acked, actor="สมชาย"))
+    [message] = harness.sender.messages
+    assert (message.kind, message.bubble) == ("acknowledged", None)
+    assert "รับทราบโดย สมชาย" in message.text

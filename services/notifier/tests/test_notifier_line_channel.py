@@ -173,3 +173,25 @@ async def test_refused_connection_is_transient() -> None:
         await ch.stop()
     assert caught.value.permanent is False
     assert "cannot reach LINE" in caught.value.message
+
+
+async def test_an_acknowledged_message_goes_out_as_a_text_message(
+    line: FakeLineServer, channel: LineChannel
+) -> None:
+    """A rendered message without a bubble is pushed as LINE's ``text`` type through the SDK."""
+    inc = Incident(
+        id="inc-1",
+        system_id="mail",
+        status="acknowledged",
+        title="SMTP down",
+        started_at=datetime.now(UTC),
+        alerted=True,
+    )
+    event = IncidentEvent(
+        event_id=uuid.uuid4(), type="acknowledged", at=inc.started_at, incident=inc, actor="สมชาย"
+    )
+    ack = render_event(event, None, load_catalogue("th"))
+    receipt = await channel.send(GROUP, [ack], str(uuid.uuid4()))
+    assert len(receipt.sent_message_ids) == 1
+    [body] = line.pushes
+    assert body["messages"] == [{"type": "text", "text": "👀 รับทราบโดย สมชาย: mail — SMTP down"}]

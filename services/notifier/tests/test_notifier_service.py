@@ -8,6 +8,7 @@ nothing left unacknowledged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -15,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.notifier.deliveries import claim_id, retry_key
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.store import Document
-from fao.schemas import Incident, IncidentEvent, IncidentEventType, System
+from fao.schemas import PLATFORM_SYSTEM, Incident, IncidentEvent, IncidentEventType, System
 from fao.testing.fake_line import FAILED_TO_SEND, PUSH_PATH, FakeLineServer, RecordedRequest
 
 
@@ -37,11 +38,15 @@ class Stack(Protocol):
     def settings(self, **changes: Any) -> NotifierSettings: ...
     async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
     async def add_inventory(
-        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ...
+        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ..., platform: bool = ...
     ) -> System: ...
     @staticmethod
     def event(
-        event_type: IncidentEventType = "opened", incident: Incident | None = None
+        event_type: IncidentEventType = "opened",
+        incident: Incident | None = None,
+        *,
+        actor: str | None = None,
+        text: str = "",
     ) -> IncidentEvent: ...
     async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
     async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
@@ -191,6 +196,7 @@ async def test_without_token_messages_go_to_the_outbox_once_and_never_to_line(st
         assert stack.system_name_th in doc["flex"]
         assert doc["incident_id"] == event.incident.id
         assert doc["event_type"] == "opened"
+        assert doc["kind"] == "problem"
         assert (await stack.delivery(doc["_id"]))["status"] == "outbox"
 
 
@@ -255,13 +261,100 @@ async def test_unroutable_event_is_recorded_and_acknowledged(stack: Stack) -> No
     assert stack.line.requests == []
 
 
-async def test_events_other_than_opened_and_resolved_are_acknowledged_without_a_message(
-    stack: Stack,
-) -> None:
-    """``acknowledged`` (and the other not-yet-rendered types) → acknowledged, nothing sent."""
+async def test_bookkeeping_events_are_acknowledged_without_a_message(stack: Stack) -> None:
+    """``noted``, ``suppressed``, ``flapping``, ``reopened``, ``escalated`` → acknowledged, nothing
+    sent, no delivery recorded."""
     await stack.add_inventory([stack.group])
     await stack.start_notifier()
-    await stack.publish(stack.event("acknowledged"))
+    for event_type in ("noted", "suppressed", "flapping", "reopened", "escalated"):
+        await stack.publish(stack.event(event_type))
     await stack.settled()
     assert stack.line.requests == []
     assert await stack.db["deliveries"].count_documents({}) == 0
+
+
+async def test_muted_problem_sends_nothing_and_an_unmuted_one_sends_exactly_problem_and_fixed(
+    stack: Stack, make_incident: Callable[..., Incident]
+) -> None:
+    """The product rule end to end. An incident inside maintenance (opened muted, resolved without
+    the team ever being told) sends nothing. A child held back under its parent, still down when
+    the parent recovered, sends exactly two messages: the problem (saying why it comes now, with
+    the buttons) on ``unmuted``, and "back to normal" on ``resolved``."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier()
+    in_maintenance = make_incident("inc-maintenance", muted="maintenance", alerted=False)
+    await stack.publish(stack.event("opened", in_maintenance))
+    await stack.publish(stack.event("resolved", in_maintenance))
+
+    held = make_incident("inc-child", muted="dependency", alerted=False, parent_incident_id="inc-parent")
+    await stack.publish(stack.event("opened", held))
+    told = held.model_copy(update={"muted": None, "alerted": True})
+    await stack.publish(stack.event("unmuted", told, actor="fao", text="parent_resolved"))
+    await stack.publish(stack.event("resolved", told, actor="fao"))
+
+    pushes = await stack.line.wait_for_pushes(2)
+    await stack.settled()
+    assert len(push_requests(stack.line)) == 2
+    assert [body["to"] for body in pushes] == [stack.group, stack.group]
+    problem, fixed = (flex(body) for body in pushes)
+    assert problem["altText"].startswith("🔴 ระบบขัดข้อง")
+    assert "ระบบที่ระบบนี้พึ่งพากลับมาใช้งานได้แล้ว แต่ระบบนี้ยังขัดข้องอยู่" in problem["altText"]
+    assert len(problem["contents"]["footer"]["contents"]) == 2
+    assert "กลับมาใช้งานได้ตามปกติ" in fixed["altText"]
+    assert "footer" not in fixed["contents"]
+    docs = await stack.db["deliveries"].find({}).to_list()
+    assert sorted((d["incident_id"], d["event_type"], d["status"]) for d in docs) == [
+        ("inc-child", "resolved", "sent"),
+        ("inc-child", "unmuted", "sent"),
+    ]
+
+
+async def test_acknowledged_sends_one_short_text_message_without_buttons(
+    stack: Stack, make_incident: Callable[..., Incident]
+) -> None:
+    """An acknowledgement of a problem the team was told about → one text message naming who."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier()
+    acked = make_incident(status="acknowledged", acknowledged_by="สมชาย")
+    await stack.publish(stack.event("acknowledged", acked, actor="สมชาย"))
+
+    [body] = await stack.line.wait_for_pushes(1)
+    await stack.settled()
+    [message] = body["messages"]
+    assert message["type"] == "text"
+    assert message["text"] == f"👀 รับทราบโดย สมชาย: {stack.system_name_th} — หน้าแรก: HTTP 503"
+
+
+async def test_zone_problem_goes_to_the_platform_team_groups(
+    stack: Stack, make_incident: Callable[..., Incident]
+) -> None:
+    """A zone incident (system ``fao-platform``) → one push to each group of the platform team."""
+    await stack.add_inventory([stack.group, stack.group_2], platform=True)
+    await stack.start_notifier()
+    zone = make_incident(
+        kind="zone", system_id=PLATFORM_SYSTEM, severity="minor", zones=["chiangmai"], monitor_ids=["a", "b"]
+    )
+    await stack.publish(stack.event("opened", zone))
+
+    pushes = await stack.line.wait_for_pushes(2)
+    await stack.settled()
+    assert sorted(body["to"] for body in pushes) == sorted([stack.group, stack.group_2])
+    for body in pushes:
+        assert flex(body)["altText"].startswith("🟡 ปัญหาเฉพาะโซน chiangmai: รายการตรวจไม่ผ่าน 2 รายการ")
+
+
+async def test_without_token_an_acknowledgement_is_kept_in_the_outbox_as_text(
+    stack: Stack, make_incident: Callable[..., Incident]
+) -> None:
+    """Outbox mode keeps the message kind and the text; a text message has no Flex JSON."""
+    await stack.add_inventory([stack.group])
+    await stack.start_notifier(stack.settings(line_channel_access_token=None))
+    acked = make_incident(status="acknowledged", acknowledged_by="สมชาย")
+    event = stack.event("acknowledged", acked, actor="สมชาย")
+    await stack.publish(event)
+    doc = await stack.wait_delivery(claim_id(event.event_id, stack.group), "outbox")
+    await stack.settled()
+    [kept] = await stack.db["outbox"].find({}).to_list()
+    assert (kept["_id"], kept["kind"], kept["flex"]) == (doc["_id"], "acknowledged", None)
+    assert "รับทราบโดย สมชาย" in kept["text"]
+    assert stack.line.requests == []

@@ -3,8 +3,9 @@
 Modules, one concept each:
 
 - ``settings``: ``NotifierSettings`` (``FAO_*`` environment variables);
-- ``routing``: system → team → LINE groups;
-- ``render`` (+ ``templates/messages_<lang>.yaml``): the Flex bubble, its altText and a plain text;
+- ``routing``: system → team → LINE groups (platform incidents → every platform team's groups);
+- ``render`` (+ ``templates/messages_<lang>.yaml``): which events are sent (``should_send``) and
+  their messages: the Flex bubble (or a short text), its altText and a plain text;
 - ``deliveries``: the claim-before-send records in ``deliveries`` and the deterministic retry keys;
 - ``line_channel``: the LINE Messaging API sender and how its answers are classified;
 - ``outbox``: where messages go when no LINE access token is configured;

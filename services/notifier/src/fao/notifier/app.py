@@ -57,7 +57,10 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         broker, SERVICE, subject=s.INCIDENTS_SUBJECTS, stream=s.INCIDENTS_STREAM,
         durable=s.NOTIFIER_CONSUMER, model=IncidentEvent, handler=handle,
         title="notifier/incidents",
-        description="Incident events; opened and resolved ones are sent to the owning team's LINE groups.",
+        description=(
+            "Incident events; a problem's start and end (and its acknowledgement) are sent to the "
+            "LINE groups of the team that owns the cause."
+        ),
     )  # fmt: skip
 
     async def on_start(rt: Runtime) -> None:

@@ -1,9 +1,11 @@
 """One incident event through routing, rendering, claims and sending: the notifier's core.
 
-For an ``opened`` or ``resolved`` event (other types are acknowledged and logged, not rendered):
+For an event that ``render.should_send`` says is worth a message (a problem starts or is told now,
+a told problem ends or is acknowledged; every other event is acknowledged and logged
+``event_not_sent``):
 
-1. resolve the route (system → team → LINE groups); nowhere to go → log ``no_route``, record an
-   ``unroutable`` delivery, done;
+1. resolve the route (system → team → LINE groups; ``fao-platform`` → every platform team's
+   groups); nowhere to go → log ``no_route``, record an ``unroutable`` delivery, done;
 2. render the message once;
 3. for each group: claim the delivery (insert; a final claim is skipped), then send it to LINE or,
    without a LINE token, put it in the outbox;
@@ -35,7 +37,7 @@ from fao.notifier.deliveries import LINE, Claim, DeliveryStore
 from fao.notifier.errors import DeliveryError
 from fao.notifier.line_channel import Sender
 from fao.notifier.outbox import OUTBOX, Outbox
-from fao.notifier.render import RENDERED_TYPES, Catalogue, RenderedMessage, render_event
+from fao.notifier.render import Catalogue, RenderedMessage, render_event, should_send
 from fao.notifier.routing import RouteResolver
 from fao.schemas import IncidentEvent
 
@@ -122,10 +124,12 @@ class Notifier:
     async def _handle(self, event: IncidentEvent) -> None:
         incident = event.incident
         bound = log.bind(event_id=str(event.event_id), event_type=event.type, incident=incident.id)
-        if event.type not in RENDERED_TYPES:
-            bound.info("event_not_rendered")
-            EVENTS.labels(event.type, "not_rendered").inc()
+        kind = should_send(event)
+        if kind is None:
+            bound.info("event_not_sent", kind=incident.kind, muted=incident.muted, alerted=incident.alerted)
+            EVENTS.labels(event.type, "not_sent").inc()
             return
+        bound = bound.bind(message=kind)
         route = await self._routes.resolve(incident.system_id)
         if not route.routable:
             bound.error("no_route", system=incident.system_id, problem=route.problem)
@@ -133,7 +137,7 @@ class Notifier:
             DELIVERIES.labels(LINE, "unroutable").inc()
             EVENTS.labels(event.type, "unroutable").inc()
             return
-        message = render_event(event, route.system, self._catalogue)
+        message = render_event(event, route.system, self._catalogue, kind)
         deferred: list[str] = []
         for target in route.line_groups:
             try:

@@ -36,6 +36,7 @@ from linebot.v3.messaging import (
     FlexContainer,
     FlexMessage,
     PushMessageRequest,
+    TextMessage,
 )
 
 from fao.notifier.errors import DeliveryError
@@ -66,8 +67,17 @@ class Sender(Protocol):
 
 
 def to_flex_message(message: RenderedMessage) -> FlexMessage:
-    """The SDK model of a rendered message (validates the bubble against LINE's schema)."""
+    """The SDK model of a rendered Flex message (validates the bubble against LINE's schema)."""
+    if message.bubble is None:
+        raise ValueError(f"a {message.kind} message is a text message, not a Flex message")
     return FlexMessage(alt_text=message.alt_text, contents=FlexContainer.from_dict(message.bubble))
+
+
+def to_line_message(message: RenderedMessage) -> FlexMessage | TextMessage:
+    """The SDK model of a rendered message: Flex when it has a bubble, else a plain text message."""
+    if message.bubble is None:
+        return TextMessage(text=message.text)
+    return to_flex_message(message)
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -151,7 +161,7 @@ class LineChannel:
         if self._api is None:
             raise RuntimeError("LineChannel.send called before start()")
         try:
-            request = PushMessageRequest(to=target, messages=[to_flex_message(m) for m in messages])
+            request = PushMessageRequest(to=target, messages=[to_line_message(m) for m in messages])
         except (ValueError, TypeError) as exc:  # the SDK's pydantic.v1 ValidationError is a ValueError
             raise DeliveryError(f"LINE would refuse this message: {exc}", permanent=True) from exc
         try:

@@ -1,8 +1,9 @@
 """The outbox: where messages go when no LINE access token is configured (``fao dev up``).
 
 Each delivery becomes one document in ``outbox`` (``_id`` = the delivery's claim id, so a
-redelivered event does not add a second one) holding the target, the plain Thai text and the Flex
-JSON that LINE would have received; the dashboard lists them. A log line ``outbox_message`` carries
+redelivered event does not add a second one) holding the target, the message kind (problem,
+fixed, acknowledged), the plain Thai text and the Flex JSON that LINE would have received (None for
+a text-only message); the dashboard lists them. A log line ``outbox_message`` carries
 the text as well, so a developer sees the message in the service's output.
 """
 
@@ -38,9 +39,10 @@ class Outbox:
             "target": claim.target,
             "incident_id": claim.incident_id,
             "event_type": claim.event_type,
+            "kind": message.kind,
             "alt_text": message.alt_text,
             "text": message.text,
-            "flex": message.bubble_json(),
+            "flex": message.bubble_json() if message.bubble is not None else None,
             "created_at": now,
         }
         try:
@@ -52,6 +54,7 @@ class Outbox:
             target=claim.target,
             incident=claim.incident_id,
             event_type=claim.event_type,
+            kind=message.kind,
             text=message.text,
         )
         return True

@@ -1,25 +1,46 @@
-"""Incident events rendered as LINE messages: a Flex bubble, its one-line altText and a plain text.
+"""Which incident events become LINE messages, and those messages: a Flex bubble (or a short text),
+its one-line altText and a plain text.
+
+The rule the product is built on: one message when a real problem starts and one when it ends, to
+the team that owns the cause. ``should_send`` is that rule, as a pure function of the event:
+
+=================  ==========================================  ===============
+event              condition                                   message
+=================  ==========================================  ===============
+``opened``         ``incident.muted is None``                  ``problem``
+``unmuted``        (held back until now: says why)             ``problem``
+``resolved``       ``incident.alerted`` (the team was told)    ``fixed``
+``acknowledged``   ``incident.alerted``                        ``acknowledged``
+anything else      (noted, suppressed, flapping, reopened,     nothing
+                   escalated, opened while muted)
+=================  ==========================================  ===============
+
+A problem or fixed message looks like its incident's ``kind`` (outage, flapping, zone,
+prober_silent, manual); an acknowledged message is one short text line without buttons.
 
 Pure functions over the event, the system and a message catalogue. The words live in
 ``templates/messages_<language>.yaml`` (Thai by default, English as an option); this module only
 arranges them. Limits kept here (LINE Messaging API reference):
 
 - altText at most 1500 characters, on one line, naming the system;
-- a bubble's JSON at most 30 KB (titles and causes are shortened to keep far below it);
-- postback ``data`` at most 300 UTF-16 code units; buttons are left out rather than exceed it.
+- a bubble's JSON at most 30 KB (free texts are shortened and at most ``MAX_DEPENDANTS_SHOWN``
+  dependant ids are listed, to keep far below it);
+- postback ``data`` at most 300 UTF-16 code units; buttons are left out rather than exceed it;
+- a text message far below LINE's 5000 UTF-16 units (``MAX_TEXT_CHARS``).
 
-Only ``opened`` and ``resolved`` events are rendered (``RENDERED_TYPES``); the opened message
-carries the "acknowledge" and "resolve" postback buttons that the gateway turns into commands.
+Problem messages carry the "acknowledge" and "resolve" postback buttons that the gateway turns
+into commands; fixed and acknowledged messages have none.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlencode
 
 import yaml
@@ -27,23 +48,36 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fao.notifier.settings import Language
 from fao.runtime.thai import BANGKOK, format_thai_datetime, format_thai_duration
-from fao.schemas import IncidentEvent, IncidentEventType, Severity, System
+from fao.schemas import PLATFORM_SYSTEM, CommandSource, IncidentEvent, IncidentKind, Severity, System
 
-RENDERED_TYPES: Final[frozenset[IncidentEventType]] = frozenset({"opened", "resolved"})
+MessageKind = Literal["problem", "fixed", "acknowledged"]
 
 MAX_ALT_TEXT_CHARS: Final = 1500
 MAX_BUBBLE_BYTES: Final = 30 * 1024
 MAX_POSTBACK_DATA_UNITS: Final = 300
-MAX_FIELD_CHARS: Final = 400  # title and cause, each; keeps the bubble far below 30 KB
+MAX_FIELD_CHARS: Final = 400  # title, cause and report text, each; keeps the bubble far below 30 KB
+MAX_TEXT_CHARS: Final = 1000  # an acknowledged message: short, far below LINE's 5000
+MAX_DEPENDANTS_SHOWN: Final = 5
 
-HEADER_COLORS: Final[dict[str, str]] = {"opened": "#C62828", "resolved": "#2E7D32"}
+# Who Fao itself is when it resolves an incident (``Incident.resolved_by``, ``IncidentEvent.actor``).
+AUTOMATIC_ACTORS: Final = frozenset({"fao:auto", "fao"})
+COMMAND_SOURCES: Final = frozenset(get_args(CommandSource))
+UNMUTE_REASONS: Final = ("maintenance_ended", "parent_resolved")
+
+PROBLEM_COLORS: Final[dict[IncidentKind, str]] = {
+    "outage": "#C62828",
+    "flapping": "#E65100",
+    "zone": "#F57F17",
+    "prober_silent": "#546E7A",
+    "manual": "#6A1B9A",
+}
+FIXED_COLOR: Final = "#2E7D32"
 SEVERITY_COLORS: Final[dict[Severity, str]] = {"critical": "#B71C1C", "major": "#E65100", "minor": "#F9A825"}
+NOTE_COLOR: Final = "#E65100"
 LABEL_COLOR: Final = "#8C8C8C"
 TEXT_COLOR: Final = "#333333"
 
-RenderedType = Literal["opened", "resolved"]
-
-# The values a catalogue's altText templates may use, as ``{name}``.
+# The values a catalogue's templates may use, as ``{name}``.
 PLACEHOLDERS: Final = (
     "system",
     "title",
@@ -53,7 +87,26 @@ PLACEHOLDERS: Final = (
     "resolved_at",
     "duration",
     "incident",
+    "zones",
+    "monitors",
+    "actor",
+    "report",
+    "count",
 )
+
+
+def should_send(event: IncidentEvent) -> MessageKind | None:
+    """The message this event is worth to the owning team, or None (the table in the module doc)."""
+    incident = event.incident
+    if event.type == "opened":
+        return "problem" if incident.muted is None else None
+    if event.type == "unmuted":
+        return "problem"
+    if event.type == "resolved":
+        return "fixed" if incident.alerted else None
+    if event.type == "acknowledged":
+        return "acknowledged" if incident.alerted else None
+    return None
 
 
 class _Strict(BaseModel):
@@ -69,6 +122,10 @@ class _Labels(_Strict):
     resolved_at: str
     duration: str
     incident: str
+    zones: str
+    monitors: str
+    actor: str
+    report: str
 
 
 class _Button(_Strict):
@@ -89,12 +146,48 @@ class _Calendar(_Strict):
     second: str
 
 
-class _PerType(_Strict):
-    opened: str
-    resolved: str
+class _Look(_Strict):
+    """How one kind of incident is announced: the bubble's header and the altText template."""
 
-    def of(self, event_type: RenderedType) -> str:
-        return self.opened if event_type == "opened" else self.resolved
+    header: str = Field(min_length=1)
+    alt_text: str = Field(min_length=1)
+
+
+class _Looks(_Strict):
+    outage: _Look
+    flapping: _Look
+    zone: _Look
+    prober_silent: _Look
+    manual: _Look
+
+    def of(self, kind: IncidentKind) -> _Look:
+        looks: dict[IncidentKind, _Look] = {
+            "outage": self.outage,
+            "flapping": self.flapping,
+            "zone": self.zone,
+            "prober_silent": self.prober_silent,
+            "manual": self.manual,
+        }
+        return looks[kind]
+
+
+class _Unmuted(_Strict):
+    maintenance_ended: str = Field(min_length=1)
+    parent_resolved: str = Field(min_length=1)
+
+    def reason(self, text: str) -> str:
+        """The line for an ``unmuted`` event's ``text``; empty for a reason this version does not know."""
+        if text == "maintenance_ended":
+            return self.maintenance_ended
+        if text == "parent_resolved":
+            return self.parent_resolved
+        return ""
+
+
+class _Dependants(_Strict):
+    problem: str = Field(min_length=1)
+    fixed: str = Field(min_length=1)
+    more: str = Field(min_length=1)
 
 
 class Catalogue(_Strict):
@@ -102,21 +195,40 @@ class Catalogue(_Strict):
 
     language: Language
     dates: Literal["thai", "gregorian"]
-    header: _PerType
-    alt_text: _PerType
+    platform_name: str = Field(min_length=1)
+    problem: _Looks
+    fixed: _Looks
+    acknowledged: str = Field(min_length=1)
+    unmuted: _Unmuted
+    dependants: _Dependants
+    resolved_by: str = Field(min_length=1)
+    someone: str = Field(min_length=1)
     labels: _Labels
     severity: dict[Severity, str]
     buttons: _Buttons
     calendar: _Calendar | None = None
 
+    def templates(self) -> Iterator[tuple[str, str]]:
+        """Every template filled with placeholders, by its path in the YAML file."""
+        for group in ("problem", "fixed"):
+            looks: _Looks = getattr(self, group)
+            for kind, look in looks:
+                yield f"{group}.{kind}.alt_text", look.alt_text
+        yield "acknowledged", self.acknowledged
+        for name, text in self.unmuted:
+            yield f"unmuted.{name}", text
+        for name, text in self.dependants:
+            yield f"dependants.{name}", text
+        yield "resolved_by", self.resolved_by
+
     @model_validator(mode="after")
     def _templates_use_known_placeholders(self) -> Catalogue:
         blanks = dict.fromkeys(PLACEHOLDERS, "")
-        for event_type in ("opened", "resolved"):
+        for name, template in self.templates():
             try:
-                self.alt_text.of(event_type).format_map(blanks)
+                template.format_map(blanks)
             except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"alt_text.{event_type}: unknown or malformed placeholder {exc}") from exc
+                raise ValueError(f"{name}: unknown or malformed placeholder {exc}") from exc
         if self.dates == "gregorian" and self.calendar is None:
             raise ValueError("dates: gregorian needs a calendar section (months and units)")
         return self
@@ -150,14 +262,17 @@ def load_catalogue(language: Language = "th") -> Catalogue:
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """One message in three forms: the Flex bubble for LINE, its altText and a plain text."""
+    """One message in three forms: for LINE (a Flex bubble, or a text message when ``bubble`` is
+    None), its one-line altText and a plain text (outbox, logs)."""
 
-    event_type: RenderedType
+    kind: MessageKind
     alt_text: str
     text: str
-    bubble: dict[str, Any]
+    bubble: dict[str, Any] | None
 
     def bubble_json(self) -> str:
+        if self.bubble is None:
+            raise ValueError(f"a {self.kind} message is a text message, it has no bubble")
         return json.dumps(self.bubble, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -174,16 +289,32 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def system_name(system: System | None, system_id: str, language: Language) -> str:
-    """The name people know: Thai ``display_name_th`` (or English ``name``), else the id."""
+def system_name(system: System | None, system_id: str, cat: Catalogue) -> str:
+    """The name people know: Thai ``display_name_th`` (or English ``name``); for a system missing
+    from the inventory its id, or the catalogue's name of Fao itself for ``PLATFORM_SYSTEM``."""
     if system is None:
-        return system_id
-    return system.display_name_th if language == "th" else system.name
+        return cat.platform_name if system_id == PLATFORM_SYSTEM else system_id
+    return system.display_name_th if cat.language == "th" else system.name
 
 
 def postback_data(action: Literal["ack", "resolve"], incident_id: str) -> str:
     """``action=ack&incident=<id>``, URL-encoded so the gateway reads it back with ``parse_qs``."""
     return urlencode({"action": action, "incident": incident_id})
+
+
+def _person(*candidates: str | None) -> str:
+    """The first named person among ``candidates`` (Fao itself does not count), else ''.
+
+    The correlator records a command's actor as ``<source>:<actor>`` ("line:สมชาย"); people read
+    the name, so a known source prefix is left out."""
+    for candidate in candidates:
+        if not candidate or not candidate.strip() or candidate in AUTOMATIC_ACTORS:
+            continue
+        source, sep, name = candidate.partition(":")
+        if sep and source in COMMAND_SOURCES and name.strip():
+            candidate = name
+        return _shorten(_one_line(candidate), 100)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -198,51 +329,141 @@ class MessageFields:
     resolved_at: str
     duration: str
     incident: str
+    zones: str
+    monitors: str
+    actor: str
+    report: str
+    count: str
     severity_level: Severity
     incident_id: str
+    incident_kind: IncidentKind
+    dependants: tuple[str, ...] = field(default=())
+    unmute_reason: str = ""
+    resolved_by: str = ""
 
     def placeholders(self) -> dict[str, str]:
         return {key: getattr(self, key) for key in PLACEHOLDERS}
 
 
-def message_fields(event: IncidentEvent, system: System | None, cat: Catalogue) -> MessageFields:
-    """Format the event's values with ``cat``; long free texts are shortened, put on one line."""
+def message_fields(
+    event: IncidentEvent, system: System | None, cat: Catalogue, kind: MessageKind
+) -> MessageFields:
+    """Format the event's values with ``cat``; long free texts are shortened, put on one line.
+
+    ``actor`` is the person the message is about: who reported a manual incident (problem), who
+    resolved it when that was not Fao itself (fixed), who acknowledged it (acknowledged).
+    """
     incident = event.incident
     resolved_at = incident.resolved_at or event.at
+    resolved_by = _person(incident.resolved_by) if incident.resolved_by else _person(event.actor)
+    if kind == "fixed":
+        actor = resolved_by
+    elif kind == "acknowledged":
+        actor = _person(event.actor, incident.acknowledged_by) or cat.someone
+    else:
+        actor = _person(event.actor) or (cat.someone if incident.kind == "manual" else "")
+    title, cause = _one_line(incident.title), incident.cause.strip()
+    # A person's report: shown as itself; its copies in title and cause are not repeated.
+    report = event.text.strip() if incident.kind == "manual" and kind == "problem" else ""
+    if report:
+        title = "" if _one_line(report).startswith(title) else title
+        cause = "" if _one_line(cause) == _one_line(report) else cause
     return MessageFields(
-        system=_shorten(_one_line(system_name(system, incident.system_id, cat.language)), 200),
-        title=_shorten(_one_line(incident.title), MAX_FIELD_CHARS),
-        cause=_shorten(incident.cause.strip(), MAX_FIELD_CHARS),
+        system=_shorten(_one_line(system_name(system, incident.system_id, cat)), 200),
+        title=_shorten(title, MAX_FIELD_CHARS),
+        cause=_shorten(cause, MAX_FIELD_CHARS),
         severity=cat.severity.get(incident.severity, incident.severity),
         started_at=cat.format_datetime(incident.started_at),
         resolved_at=cat.format_datetime(resolved_at),
         duration=cat.format_duration(resolved_at - incident.started_at),
         incident=_shorten(incident.id, 100),
+        zones=_shorten(", ".join(incident.zones), 200),
+        monitors=str(len(incident.monitor_ids)),
+        actor=actor,
+        report=_shorten(report, MAX_FIELD_CHARS),
+        count=str(len(incident.dependants)),
         severity_level=incident.severity,
         incident_id=incident.id,
+        incident_kind=incident.kind,
+        dependants=tuple(dict.fromkeys(incident.dependants)),
+        unmute_reason=cat.unmuted.reason(event.text) if event.type == "unmuted" else "",
+        resolved_by=resolved_by if kind == "fixed" else "",
     )
 
 
-def _rows(event_type: RenderedType, fields: MessageFields) -> list[str]:
-    """Which labelled rows a message shows, in order; empty values are left out."""
-    keys = ["title", "cause", "severity", "started_at"]
-    if event_type == "resolved":
+def _rows(kind: MessageKind, fields: MessageFields) -> list[str]:
+    """Which labelled rows a problem or fixed message shows, in order; empty values are left out."""
+    keys = ["title", "cause"]
+    if fields.incident_kind in ("zone", "prober_silent"):
+        keys.append("zones")
+    if fields.incident_kind == "zone":
+        keys.append("monitors")
+    if fields.incident_kind == "manual" and kind == "problem":
+        keys += ["actor", "report"]
+    keys += ["severity", "started_at"]
+    if kind == "fixed":
         keys += ["resolved_at", "duration"]
     keys.append("incident")
     return [key for key in keys if getattr(fields, key)]
 
 
-def build_alt_text(event_type: RenderedType, fields: MessageFields, cat: Catalogue) -> str:
-    """The one-line summary: notification text, chat-list preview and what old clients show."""
-    text = _one_line(cat.alt_text.of(event_type).format_map(fields.placeholders()))
-    return _shorten(text, MAX_ALT_TEXT_CHARS)
+def _fill(template: str, fields: MessageFields) -> str:
+    return _one_line(template.format_map(fields.placeholders()))
 
 
-def build_plain_text(event_type: RenderedType, fields: MessageFields, cat: Catalogue) -> str:
+def _dependants_line(kind: MessageKind, fields: MessageFields, cat: Catalogue) -> str:
+    if not fields.dependants:
+        return ""
+    return _fill(cat.dependants.problem if kind == "problem" else cat.dependants.fixed, fields)
+
+
+def _dependant_ids(fields: MessageFields, cat: Catalogue) -> str:
+    """At most ``MAX_DEPENDANTS_SHOWN`` ids, then "and N more"."""
+    shown = ", ".join(fields.dependants[:MAX_DEPENDANTS_SHOWN])
+    rest = len(fields.dependants) - MAX_DEPENDANTS_SHOWN
+    if rest > 0:
+        shown += " " + cat.dependants.more.format_map({**fields.placeholders(), "count": str(rest)})
+    return shown
+
+
+def _resolved_by_line(fields: MessageFields, cat: Catalogue) -> str:
+    return _fill(cat.resolved_by, fields) if fields.resolved_by else ""
+
+
+def _look(kind: MessageKind, fields: MessageFields, cat: Catalogue) -> _Look:
+    return (cat.problem if kind == "problem" else cat.fixed).of(fields.incident_kind)
+
+
+def build_alt_text(kind: MessageKind, fields: MessageFields, cat: Catalogue) -> str:
+    """The one-line summary: notification text, chat-list preview and what old clients show.
+
+    The kind's template, then why it comes now (unmuted), the dependants' count and who resolved it.
+    """
+    if kind == "acknowledged":
+        return _shorten(_fill(cat.acknowledged, fields), MAX_ALT_TEXT_CHARS)
+    parts = [
+        _fill(_look(kind, fields, cat).alt_text, fields),
+        fields.unmute_reason,
+        _dependants_line(kind, fields, cat),
+        _resolved_by_line(fields, cat),
+    ]
+    return _shorten(" · ".join(part for part in parts if part), MAX_ALT_TEXT_CHARS)
+
+
+def build_plain_text(kind: MessageKind, fields: MessageFields, cat: Catalogue) -> str:
     """The same content as the bubble, as lines of text (outbox, logs, dashboard)."""
+    if kind == "acknowledged":
+        return _shorten(_fill(cat.acknowledged, fields), MAX_TEXT_CHARS)
     labels = cat.labels.model_dump()
-    lines = [cat.header.of(event_type), f"{labels['system']}: {fields.system}"]
-    lines += [f"{labels[key]}: {getattr(fields, key)}" for key in _rows(event_type, fields)]
+    lines = [_look(kind, fields, cat).header]
+    if fields.unmute_reason:
+        lines.append(fields.unmute_reason)
+    lines.append(f"{labels['system']}: {fields.system}")
+    lines += [f"{labels[key]}: {getattr(fields, key)}" for key in _rows(kind, fields)]
+    if dependants := _dependants_line(kind, fields, cat):
+        lines.append(f"{dependants} ({_dependant_ids(fields, cat)})")
+    if resolved_by := _resolved_by_line(fields, cat):
+        lines.append(resolved_by)
     return "\n".join(lines)
 
 
@@ -277,25 +498,34 @@ def _button(action: Literal["ack", "resolve"], incident_id: str, cat: Catalogue)
     }
 
 
-def build_bubble(event_type: RenderedType, fields: MessageFields, cat: Catalogue) -> dict[str, Any]:
-    """The Flex bubble as a dict (``FlexContainer.from_dict`` accepts it)."""
+def build_bubble(kind: MessageKind, fields: MessageFields, cat: Catalogue) -> dict[str, Any]:
+    """The Flex bubble of a problem or fixed message, as a dict (``FlexContainer.from_dict`` accepts it)."""
+    if kind == "acknowledged":
+        raise ValueError("an acknowledged message is a text message, not a bubble")
     labels = cat.labels.model_dump()
-    body: list[dict[str, Any]] = [
-        _text(fields.system, weight="bold", size="lg", color=TEXT_COLOR),
-        {"type": "separator", "margin": "md"},
-    ]
-    for key in _rows(event_type, fields):
+    body: list[dict[str, Any]] = [_text(fields.system, weight="bold", size="lg", color=TEXT_COLOR)]
+    if fields.unmute_reason:
+        body.append(_text(fields.unmute_reason, size="sm", weight="bold", color=NOTE_COLOR, margin="sm"))
+    body.append({"type": "separator", "margin": "md"})
+    for key in _rows(kind, fields):
         color = SEVERITY_COLORS[fields.severity_level] if key == "severity" else TEXT_COLOR
         body.append(_row(labels[key], getattr(fields, key), color))
+    if dependants := _dependants_line(kind, fields, cat):
+        body.append({"type": "separator", "margin": "md"})
+        body.append(_text(dependants, size="sm", weight="bold", color=NOTE_COLOR, margin="md"))
+        body.append(_text(_dependant_ids(fields, cat), size="xs", color=LABEL_COLOR))
+    if resolved_by := _resolved_by_line(fields, cat):
+        body.append(_text(resolved_by, size="sm", color=TEXT_COLOR, margin="md"))
+    header_color = PROBLEM_COLORS[fields.incident_kind] if kind == "problem" else FIXED_COLOR
     bubble: dict[str, Any] = {
         "type": "bubble",
         "size": "mega",
         "header": {
             "type": "box",
             "layout": "vertical",
-            "backgroundColor": HEADER_COLORS[event_type],
+            "backgroundColor": header_color,
             "paddingAll": "12px",
-            "contents": [_text(cat.header.of(event_type), weight="bold", size="md", color="#FFFFFF")],
+            "contents": [_text(_look(kind, fields, cat).header, weight="bold", size="md", color="#FFFFFF")],
         },
         "body": {"type": "box", "layout": "vertical", "spacing": "sm", "contents": body},
     }
@@ -304,7 +534,7 @@ def build_bubble(event_type: RenderedType, fields: MessageFields, cat: Catalogue
         utf16_units(postback_data(action, incident_id)) <= MAX_POSTBACK_DATA_UNITS
         for action in ("ack", "resolve")
     )
-    if event_type == "opened" and buttons_fit:
+    if kind == "problem" and buttons_fit:
         bubble["footer"] = {
             "type": "box",
             "layout": "horizontal",
@@ -314,17 +544,25 @@ def build_bubble(event_type: RenderedType, fields: MessageFields, cat: Catalogue
     return bubble
 
 
-def render_event(event: IncidentEvent, system: System | None, catalogue: Catalogue) -> RenderedMessage:
-    """The message for an ``opened`` or ``resolved`` event (``ValueError`` for other types)."""
-    if event.type not in RENDERED_TYPES:
-        raise ValueError(f"{event.type!r} events are not rendered (only {sorted(RENDERED_TYPES)})")
-    event_type: RenderedType = "opened" if event.type == "opened" else "resolved"
-    fields = message_fields(event, system, catalogue)
+def render_event(
+    event: IncidentEvent, system: System | None, catalogue: Catalogue, kind: MessageKind | None = None
+) -> RenderedMessage:
+    """The ``kind`` message of ``event`` (default: ``should_send(event)``; ``ValueError`` when that
+    says the event is not sent)."""
+    kind = kind or should_send(event)
+    if kind is None:
+        raise ValueError(f"{event.type!r} events of this incident are not sent (see should_send)")
+    fields = message_fields(event, system, catalogue, kind)
+    alt_text = build_alt_text(kind, fields, catalogue)
+    if kind == "acknowledged":
+        return RenderedMessage(
+            kind=kind, alt_text=alt_text, text=build_plain_text(kind, fields, catalogue), bubble=None
+        )
     message = RenderedMessage(
-        event_type=event_type,
-        alt_text=build_alt_text(event_type, fields, catalogue),
-        text=build_plain_text(event_type, fields, catalogue),
-        bubble=build_bubble(event_type, fields, catalogue),
+        kind=kind,
+        alt_text=alt_text,
+        text=build_plain_text(kind, fields, catalogue),
+        bubble=build_bubble(kind, fields, catalogue),
     )
     size = len(message.bubble_json().encode())
     if size > MAX_BUBBLE_BYTES:  # cannot happen with the field limits above; never send it
