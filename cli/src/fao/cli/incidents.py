@@ -1,13 +1,32 @@
-"""``fao incidents``: what is broken now (or recently), one line per incident."""
+"""``fao incidents``: what is broken now (or recently), one incident in detail with its timeline,
+and commands to the correlator (acknowledge, resolve, note, open by hand) with its answer."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import getpass
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import nats
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from fao.runtime.bus import ensure_streams
 from fao.runtime.inventory import SYSTEMS, from_doc
-from fao.runtime.store import connect
+from fao.runtime.store import Document, connect
 from fao.runtime.thai import format_thai_datetime, format_thai_duration
-from fao.schemas import Incident, System
+from fao.schemas import (
+    Command,
+    CommandAction,
+    CommandRejected,
+    Incident,
+    IncidentEvent,
+    System,
+    command_event_id,
+    subjects,
+)
 
 STATUS_TH = {"open": "ขัดข้อง", "acknowledged": "รับทราบแล้ว", "resolved": "แก้ไขแล้ว"}
 
@@ -34,3 +53,183 @@ async def list_incidents(
         await client.close()
     incidents = [from_doc(Incident, doc) for doc in docs]
     return [format_line(i, systems.get(i.system_id), now) for i in incidents]
+
+
+# --- commands: ack, resolve, note, open ---------------------------------------------------------
+
+ANSWER_TIMEOUT = 10.0
+# What a person reads when the correlator accepted a command, by the event type it produced (an
+# ``open`` for a system that already has an open incident is ``noted`` on it).
+DONE = {"acknowledged": "acknowledged", "resolved": "resolved", "noted": "noted", "opened": "opened"}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: IncidentEvent
+
+    def describe(self) -> str:
+        return f"{DONE.get(self.event.type, self.event.type)} {self.event.incident.id}"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    rejection: CommandRejected
+
+
+Answer = Accepted | Rejected
+
+
+def new_command(
+    action: CommandAction,
+    actor: str | None,
+    *,
+    incident_id: str | None = None,
+    system_id: str | None = None,
+    text: str = "",
+    now: datetime | None = None,
+) -> Command:
+    """A command from this terminal: a fresh id, ``source="cli"``, the login name unless ``actor``."""
+    return Command(
+        command_id=uuid.uuid4(),
+        action=action,
+        actor=actor or getpass.getuser(),
+        source="cli",
+        at=now or datetime.now(UTC),
+        incident_id=incident_id,
+        system_id=system_id,
+        text=text,
+    )
+
+
+def _answer(command: Command, subject: str, data: bytes) -> Answer | None:
+    """The answer to ``command`` in one message, if it is one (others' traffic is skipped cheaply)."""
+    if subject.startswith(subjects.COMMAND_OUTCOMES_SUBJECTS.removesuffix(">")):
+        if str(command.command_id).encode() not in data:
+            return None
+        try:
+            rejection = CommandRejected.model_validate_json(data)
+        except ValidationError:
+            return None
+        return Rejected(rejection) if rejection.command_id == command.command_id else None
+    event_id = command_event_id(command.command_id)
+    if str(event_id).encode() not in data:
+        return None
+    try:
+        event = IncidentEvent.model_validate_json(data)
+    except ValidationError:
+        return None
+    return Accepted(event) if event.event_id == event_id else None
+
+
+async def send_command(nats_url: str, command: Command, timeout: float = ANSWER_TIMEOUT) -> Answer | None:  # noqa: ASYNC109
+    """Publish ``command`` to the commands stream and wait up to ``timeout`` seconds for the
+    correlator's answer: the incident event it produced, or its rejection. None: no answer yet
+    (the command stays queued in the stream and is applied when the correlator gets to it)."""
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
+    try:
+        answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        async def on_message(msg: Msg) -> None:
+            answer = _answer(command, msg.subject, msg.data)
+            if answer is not None and not answered.done():
+                answered.set_result(answer)
+
+        # Listen before publishing, so a fast answer cannot be missed.
+        await nc.subscribe(subjects.INCIDENTS_SUBJECTS, cb=on_message)
+        await nc.subscribe(subjects.COMMAND_OUTCOMES_SUBJECTS, cb=on_message)
+        await nc.flush()
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await js.publish(
+            subjects.command_subject(command.action),
+            command.model_dump_json().encode(),
+            stream=subjects.COMMANDS_STREAM,
+            headers={"Nats-Msg-Id": str(command.command_id)},
+        )
+        try:
+            return await asyncio.wait_for(answered, timeout)
+        except TimeoutError:
+            return None
+    finally:
+        await nc.close()
+
+
+# --- show: one incident and its timeline --------------------------------------------------------
+
+TIMELINE = "incident_timeline"  # written by the correlator
+KIND_TH = {
+    "outage": "ระบบล่ม",
+    "flapping": "ไม่เสถียร",
+    "zone": "ปัญหาเฉพาะโซน",
+    "prober_silent": "จุดตรวจไม่รายงานผล",
+    "manual": "แจ้งโดยเจ้าหน้าที่",
+}
+MUTED_TH = {"dependency": "ระบบที่พึ่งพาขัดข้อง", "maintenance": "ช่วงบำรุงรักษา"}
+
+
+class UnknownIncidentError(LookupError):
+    pass
+
+
+def _system_name(system_id: str, systems: dict[str, System]) -> str:
+    system = systems.get(system_id)
+    return f"{system.display_name_th} [{system_id}]" if system else system_id
+
+
+def format_incident(
+    incident: Incident, timeline: list[Document], systems: dict[str, System], now: datetime
+) -> list[str]:
+    """The lines ``fao incidents show`` prints: the incident, then its timeline oldest first
+    (entries of dependants suppressed under it name their own system)."""
+    end = incident.resolved_at or now
+    lines = [
+        f"{incident.id}  {STATUS_TH[incident.status]}  {_system_name(incident.system_id, systems)}",
+        f"  หัวข้อ: {incident.title}",
+        f"  ประเภท: {KIND_TH.get(incident.kind, incident.kind)} ({incident.kind}), ความรุนแรง {incident.severity}",
+        f"  เริ่ม: {format_thai_datetime(incident.started_at)}  นาน {format_thai_duration(end - incident.started_at)}",
+    ]
+    if incident.cause and incident.cause != incident.title:
+        lines.append(f"  สาเหตุ: {incident.cause}")
+    if incident.acknowledged_at is not None:
+        lines.append(
+            f"  รับทราบ: {format_thai_datetime(incident.acknowledged_at)} โดย {incident.acknowledged_by or '-'}"
+        )
+    if incident.resolved_at is not None:
+        lines.append(
+            f"  แก้ไขแล้ว: {format_thai_datetime(incident.resolved_at)} โดย {incident.resolved_by or '-'}"
+        )
+    if incident.muted is not None:
+        lines.append(f"  ไม่แจ้งเตือน: {MUTED_TH.get(incident.muted, incident.muted)}")
+    if incident.parent_incident_id:
+        lines.append(f"  อยู่ภายใต้: {incident.parent_incident_id}")
+    if incident.dependants:
+        names = ", ".join(_system_name(s, systems) for s in incident.dependants)
+        lines.append(f"  ระบบที่ได้รับผลกระทบ: {names}")
+    if incident.monitor_ids:
+        lines.append(f"  monitors: {', '.join(incident.monitor_ids)}")
+    lines.append("  ลำดับเหตุการณ์:" if timeline else "  ลำดับเหตุการณ์: (ไม่มี)")
+    for entry in timeline:
+        row = f"    {format_thai_datetime(entry['at'])}  {entry.get('type', '?'):<12} {entry.get('actor') or 'fao'}"
+        if entry.get("incident_id") != incident.id:
+            row += (
+                f"  [{_system_name(str(entry.get('system_id', '?')), systems)}, {entry.get('incident_id')}]"
+            )
+        if entry.get("text"):
+            row += f"  {' '.join(str(entry['text']).split())}"
+        lines.append(row)
+    return lines
+
+
+async def show_incident(mongo_url: str, mongo_db: str, incident_id: str, now: datetime) -> list[str]:
+    client = connect(mongo_url)
+    try:
+        db = client[mongo_db]
+        doc = await db["incidents"].find_one({"_id": incident_id})
+        if doc is None:
+            raise UnknownIncidentError(f"no incident {incident_id!r} (see fao incidents --all)")
+        query = {"$or": [{"incident_id": incident_id}, {"parent_incident_id": incident_id}]}
+        timeline = await db[TIMELINE].find(query).sort("at", 1).to_list()
+        systems = {d["_id"]: from_doc(System, d) for d in await db[SYSTEMS].find({}).to_list()}
+    finally:
+        await client.close()
+    return format_incident(from_doc(Incident, doc), timeline, systems, now)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from nats.errors import Error as NatsError
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from fao.cli.apply import apply as run_apply
@@ -16,6 +17,7 @@ from fao.cli.dev import DevConfig, up
 from fao.cli.incidents import list_incidents
 from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.runtime.settings import ServiceSettings
+from fao.schemas import CommandAction
 from fao.schemas.loader import ConfigError
 
 # What a down or misconfigured NATS/MongoDB raises; reported as one line, never a traceback.
@@ -24,6 +26,8 @@ UNREACHABLE = (OSError, TimeoutError, PyMongoError, NatsError)
 app = typer.Typer(help="Fao (เฝ้า): monitoring and incident alerting.", no_args_is_help=True)
 dev = typer.Typer(help="Run Fao locally on loopback (embedded default).", no_args_is_help=True)
 app.add_typer(dev, name="dev")
+incidents = typer.Typer(help="Incidents: list, show, acknowledge, resolve, note, open by hand.")
+app.add_typer(incidents, name="incidents")
 maintenance = typer.Typer(
     help="Maintenance windows: planned downtime that sends no alerts.", no_args_is_help=True
 )
@@ -85,12 +89,27 @@ def report_cmd(
         typer.echo(str(path))
 
 
-@app.command("incidents")
-def incidents_cmd(
-    show_all: Annotated[bool, typer.Option("--all", help="Also resolved incidents.")] = False,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-) -> None:
-    """List open incidents (newest first), with Thai system names and times."""
+ShowAll = Annotated[bool, typer.Option("--all", help="Also resolved incidents.")]
+Limit = Annotated[int, typer.Option(help="At most this many, newest first.")]
+IncidentId = Annotated[str, typer.Argument(help="Incident id (see fao incidents).")]
+Actor = Annotated[str | None, typer.Option("--as", help="Who acts (default: your login name).")]
+Wait = Annotated[float, typer.Option("--wait", help="Seconds to wait for the correlator's answer.")]
+
+
+@incidents.callback(invoke_without_command=True)
+def incidents_main(ctx: typer.Context, show_all: ShowAll = False, limit: Limit = 50) -> None:
+    """List open incidents (newest first), with Thai system names and times; or act on one."""
+    if ctx.invoked_subcommand is None:
+        _list_incidents(show_all, limit)
+
+
+@incidents.command("list")
+def incidents_list(show_all: ShowAll = False, limit: Limit = 50) -> None:
+    """List open incidents (newest first), with Thai system names and times (same as the bare form)."""
+    _list_incidents(show_all, limit)
+
+
+def _list_incidents(show_all: bool, limit: int) -> None:
     settings = ServiceSettings()
     try:
         rows = asyncio.run(
@@ -102,6 +121,99 @@ def incidents_cmd(
         typer.echo("no incidents" if show_all else "no open incidents")
     for row in rows:
         typer.echo(row)
+
+
+@incidents.command("show")
+def incidents_show(incident_id: IncidentId) -> None:
+    """One incident in detail, with its timeline (and that of systems suppressed under it)."""
+    from fao.cli.incidents import UnknownIncidentError, show_incident
+
+    settings = ServiceSettings()
+    try:
+        lines = asyncio.run(
+            show_incident(settings.mongo_url, settings.mongo_db, incident_id, datetime.now(UTC))
+        )
+    except UnknownIncidentError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    for line in lines:
+        typer.echo(line)
+
+
+@incidents.command("ack")
+def incidents_ack(incident_id: IncidentId, actor: Actor = None, wait: Wait = 10.0) -> None:
+    """Acknowledge an incident: someone is working on it."""
+    _send("ack", actor, wait, incident_id=incident_id)
+
+
+@incidents.command("resolve")
+def incidents_resolve(
+    incident_id: IncidentId,
+    actor: Actor = None,
+    text: Annotated[str, typer.Option("--text", help="What was done.")] = "",
+    wait: Wait = 10.0,
+) -> None:
+    """Resolve an incident by hand (monitors still failing stay quiet until they recover)."""
+    _send("resolve", actor, wait, incident_id=incident_id, text=text)
+
+
+@incidents.command("note")
+def incidents_note(
+    incident_id: IncidentId,
+    text: Annotated[str, typer.Option("--text", help="The note.")],
+    actor: Actor = None,
+    wait: Wait = 10.0,
+) -> None:
+    """Add a note to an incident's timeline."""
+    _send("note", actor, wait, incident_id=incident_id, text=text)
+
+
+@incidents.command("open")
+def incidents_open(
+    text: Annotated[str, typer.Option("--text", help="What is wrong, as reported.")],
+    system: Annotated[str | None, typer.Option("--system", help="System id, if known.")] = None,
+    actor: Actor = None,
+    wait: Wait = 10.0,
+) -> None:
+    """Open an incident by hand (a problem the monitors do not see)."""
+    _send("open_manual", actor, wait, system_id=system, text=text)
+
+
+def _send(
+    action: CommandAction,
+    actor: str | None,
+    wait: float,
+    *,
+    incident_id: str | None = None,
+    system_id: str | None = None,
+    text: str = "",
+) -> None:
+    """Publish one command and report the correlator's answer: 0 accepted, 1 rejected (or
+    invalid), 2 no answer within ``wait`` seconds (the command stays queued)."""
+    from fao.cli.incidents import Accepted, new_command, send_command
+
+    try:
+        command = new_command(action, actor, incident_id=incident_id, system_id=system_id, text=text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"invalid command: {problems}") from None
+    settings = ServiceSettings()
+    try:
+        answer = asyncio.run(send_command(settings.nats_url, command, wait))
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach NATS ({type(exc).__name__}): {exc}") from None
+    if answer is None:
+        typer.secho(
+            f"command {command.command_id} queued; the correlator did not answer within {wait:g} s",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if isinstance(answer, Accepted):
+        typer.secho(answer.describe(), fg=typer.colors.GREEN)
+        return
+    raise _fail(f"rejected: {answer.rejection.reason}")
 
 
 @app.command("check")
