@@ -368,4 +368,6 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         for part in parts.values():
             await part.stop()
 
-    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)
+    return ServiceApp(
+        SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop, singleton=True
+    )

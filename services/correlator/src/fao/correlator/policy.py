@@ -185,6 +185,9 @@ class _Decision:
 
     # -- writing -------------------------------------------------------------------------------
     def put(self, incident: Incident) -> Incident:
+        """Record a change; putting an incident back unchanged records nothing."""
+        if incident.id not in self.incidents and self.w.incidents.by_id.get(incident.id) == incident:
+            return incident
         self.incidents[incident.id] = incident
         key = incident_key(incident)
         if key is not None:
@@ -207,7 +210,8 @@ class _Decision:
         lists the dependants that joined in the same decision)."""
         events = []
         for p in self.pending:
-            incident = self.incidents[p.incident_id]
+            incident = self.incident(p.incident_id)
+            assert incident is not None  # emit() put it
             event_id = p.event_id or uuid5(
                 NAMESPACE, f"{incident.id}|{p.type}|{p.key}|{self.now.isoformat()}"
             )
