@@ -28,7 +28,7 @@ def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     first = runner.invoke(app, ["apply", str(EXAMPLES)])
     assert first.exit_code == 0, first.output
     assert "+ monitor e-service-home" in first.output
-    assert "applied: 2 teams, 2 systems, 2 monitors; 6 change(s)" in first.output
+    assert "applied: 4 teams, 3 systems, 3 monitors, 1 maintenance window(s); 11 change(s)" in first.output
     again = runner.invoke(app, ["apply", str(EXAMPLES)])
     assert again.exit_code == 0
     assert "0 change(s)" in again.output
@@ -51,7 +51,7 @@ def test_apply_dry_run_writes_nothing(env: None) -> None:
     assert dry.exit_code == 0
     assert "would apply" in dry.output
     real = runner.invoke(app, ["apply", str(EXAMPLES)])
-    assert "6 change(s)" in real.output, "the dry run changed nothing"
+    assert "11 change(s)" in real.output, "the dry run changed nothing"
 
 
 def test_unreachable_database_is_one_clear_line(
@@ -80,7 +80,7 @@ def test_report_writes_html_and_json_for_an_empty_month(env: None, tmp_path: Pat
     result = runner.invoke(app, ["report", "2026-10", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
-    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service"}
+    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service", "mail"}
     assert all(row["incident_count"] == 0 for row in data["systems"])
     assert "ตุลาคม" in (tmp_path / "fao-report-2026-10.html").read_text()
 

@@ -44,9 +44,9 @@ async def test_apply_writes_inventory_kv_and_audit(
     plan = await apply(EXAMPLES, mongo_url, mongo_db.name, nats_url, dry_run=False)
     assert {str(c) for c in plan.changes} >= {"+ team noc", "+ system e-service", "+ monitor e-service-home"}
     kv = await kv_monitors(nats_url)
-    assert set(kv) == {"monitor.e-service-home", "monitor.core-gateway-tcp"}
+    assert set(kv) == {"monitor.e-service-home", "monitor.core-gateway-tcp", "monitor.mail-webmail"}
     state = await snapshot(mongo_db)
-    assert {d["_id"] for d in state["systems"]} == {"core-network", "e-service"}
+    assert {d["_id"] for d in state["systems"]} == {"core-network", "e-service", "mail"}
     assert len(state["audit"]) == 1
     assert len(state["audit"][0]["changes"]) == len(plan.changes)
 
@@ -67,7 +67,7 @@ async def test_apply_diff_changes_and_removes(
     plan = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
     assert {str(c) for c in plan.changes} == {"~ monitor e-service-home", "- monitor core-gateway-tcp"}
     kv = await kv_monitors(nats_url)
-    assert set(kv) == {"monitor.e-service-home"}
+    assert set(kv) == {"monitor.e-service-home", "monitor.mail-webmail"}
     assert kv["monitor.e-service-home"].interval == 7.0
 
 

@@ -8,8 +8,8 @@ correlator and the notifier run as processes on real NATS and FerretDB, LINE is 
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -61,7 +61,7 @@ async def test_parent_and_300_dependants_give_one_push_each_way_and_a_lone_survi
     tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
 ) -> None:
     async with scenario(tmp_path, nats_url, mongo_url, mongo_db, tree_inventory(CHILDREN)) as sc:
-        everything = {m: True for m in ["core-ping", *children_ids()]}
+        everything = dict.fromkeys(["core-ping", *children_ids()], True)
         await sc.round(everything)
         await sc.settle()
 
