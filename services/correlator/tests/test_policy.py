@@ -418,3 +418,16 @@ def test_manual_report_opens_an_incident_or_joins_the_open_one() -> None:
     assert (
         "unknown system" in sim2.command(cmd("open_manual", text="x", system_id="nope")).rejections[0].reason
     )
+
+
+def test_an_outage_seen_by_one_zone_first_is_not_a_zone_problem() -> None:
+    """Zones check at different moments: dc1 confirms before dr has checked again. Without a
+    success from dr newer than dc1's first failure, that is no zone problem, and when dr fails
+    too it is one outage."""
+    sim = two_zones()
+    sim.ok("web-home", zone="dc1")
+    sim.ok("web-home", zone="dr")
+    sim.fail("web-home", 3, zone="dc1")
+    assert sim.events == []
+    sim.fail("web-home", 2, zone="dr")
+    assert sim.sent() == [("opened", "web", "outage")]

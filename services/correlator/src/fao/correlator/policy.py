@@ -419,7 +419,22 @@ class _Decision:
         if monitor is None or state is None or len(monitor.zones) < 2 or state.status == "down":
             return False
         zone_state = state.zones.get(zone)
-        return zone_state is not None and zone_state.status in ("down", "recovering")
+        if zone_state is None or zone_state.status not in ("down", "recovering"):
+            return False
+        # Only with fresh evidence that the others see it up: every other zone that reported since
+        # this zone's first failure succeeded, and at least one did. Zones usually check at
+        # different moments, so a real outage reaches one zone first: that is not a zone problem.
+        since = zone_state.down_since or zone_state.last_at
+        recent = [
+            z
+            for name, z in state.zones.items()
+            if name != zone
+            and name in monitor.zones
+            and z.last_at is not None
+            and since is not None
+            and z.last_at > since
+        ]
+        return bool(recent) and all(z.window and z.window[-1].ok for z in recent)
 
     def reconcile_zone(self, zone: str, candidates: Iterable[str]) -> None:
         incident = self.open_for(f"zone:{zone}")
@@ -558,9 +573,12 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
         decision.reconcile_system(system_id)
     descendants = [d for d in world.graph.descendants(system_id) if decision.needs_attention(d)]
     decision.reconcile_systems(descendants)
-    zone_changed = zone_before.status in ("down", "recovering") or zone_after.status in ("down", "recovering")
-    if zone_changed or decision.open_for(f"zone:{result.zone}") is not None:
-        decision.reconcile_zone(result.zone, [monitor.id])
+    if len(monitor.zones) > 1 or decision.open_for(f"zone:{result.zone}") is not None:
+        for zone in monitor.zones:  # a result from one zone can be the evidence about another
+            zone_state = after.zones.get(zone)
+            failing = zone_state is not None and zone_state.status in ("down", "recovering")
+            if failing or decision.open_for(f"zone:{zone}") is not None:
+                decision.reconcile_zone(zone, [monitor.id])
     return decision.outcome()
 
 
