@@ -26,6 +26,7 @@ from fao.schemas import subjects as s
 log = structlog.get_logger()
 
 SERVICE = "notifier"
+DELIVERY_ATTEMPTS = 2880
 INDEXES = [*deliveries.INDEXES, *outbox.INDEXES]
 
 __all__ = ["INDEXES", "SERVICE", "NotifierSettings", "build"]
@@ -56,6 +57,9 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
     subscribe(
         broker, SERVICE, subject=s.INCIDENTS_SUBJECTS, stream=s.INCIDENTS_STREAM,
         durable=s.NOTIFIER_CONSUMER, model=IncidentEvent, handler=handle,
+        # An alert must outlive a long LINE outage: with the 30 s back-off cap this is about a day
+        # of redeliveries before the event goes to the dead letters (never silently dropped).
+        max_deliveries=DELIVERY_ATTEMPTS,
         title="notifier/incidents",
         description=(
             "Incident events; a problem's start and end (and its acknowledgement) are sent to the "

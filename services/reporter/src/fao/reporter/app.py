@@ -27,6 +27,7 @@ def build(settings: ServiceSettings | None = None) -> ServiceApp:
     subscribe(
         broker, SERVICE, subject=s.INCIDENTS_SUBJECTS, stream=s.INCIDENTS_STREAM,
         durable=s.REPORTER_CONSUMER, model=IncidentEvent, handler=record,
+        max_deliveries=2880,  # about a day of a database outage before a fact is dead-lettered
         title="reporter/incidents",
         description="Every incident event; folded into the report read model.",
     )  # fmt: skip

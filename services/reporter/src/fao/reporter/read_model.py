@@ -3,6 +3,9 @@
 The reporter is the only writer of ``report_facts``. A fact is replaced only by an event at least
 as new as the one it came from, so redelivered or replayed events never move it backwards, and
 the whole collection can be rebuilt by replaying the stream from the start.
+
+Incidents of the platform itself (``PLATFORM_SYSTEM``: a zone's path failing, silent probers) are
+not downtime of any ministry system and are left out of the availability read model.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.reporter.availability import IncidentFact, SystemInfo
 from fao.runtime.inventory import SYSTEMS, from_doc
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import IncidentEvent, System
+from fao.schemas import PLATFORM_SYSTEM, IncidentEvent, System
 
 FACTS = "report_facts"
 INDEXES = [IndexSpec(FACTS, [("started_at", 1)])]
@@ -37,7 +40,10 @@ class FactStore:
         self._db = db
 
     async def record(self, event: IncidentEvent) -> bool:
-        """Fold one event into its incident's fact; False when an equal or newer one is stored."""
+        """Fold one event into its incident's fact; False when an equal or newer one is stored
+        (or when the incident is the platform's own, which reports do not count)."""
+        if event.incident.system_id == PLATFORM_SYSTEM:
+            return False
         fact = fact_from_event(event)
         current = await self._db[FACTS].find_one({"_id": fact.incident_id})
         if current is not None and current["event_at"] > event.at:
