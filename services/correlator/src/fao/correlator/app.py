@@ -93,7 +93,7 @@ class Correlator:
         self._systems: list[System] = []
         self._by_system: dict[str, list[str]] = {}
         self._zones: list[str] = []
-        self._catalog_seen: dict[str, Monitor] = {}
+        self._monitors_dirty = True  # the catalog changed since the indexes were built
         self._first_seen: dict[str, datetime] = {}
         self._settled: set[str] = set()  # monitors whose *stored* state is settled
         self._unfinished: list[JournalEntry] = []
@@ -126,10 +126,15 @@ class Correlator:
             self._systems = systems
             self._graph = SystemGraph.build(systems)
 
+    def monitors_changed(self, _monitor_id: str = "", _monitor: Monitor | None = None) -> None:
+        """The catalog's listener: rebuild the per-system index before the next decision."""
+        self._monitors_dirty = True
+
     def _refresh_monitors(self) -> None:
-        monitors = self._catalog.monitors
-        if monitors == self._catalog_seen:
+        if not self._monitors_dirty:
             return
+        self._monitors_dirty = False
+        monitors = self._catalog.monitors
         now = self._clock()
         for monitor_id in monitors:
             self._first_seen.setdefault(monitor_id, now)
@@ -138,7 +143,6 @@ class Correlator:
             by_system.setdefault(monitor.system, []).append(monitor.id)
         self._by_system = by_system
         self._zones = sorted({z for m in monitors.values() if m.enabled for z in m.zones})
-        self._catalog_seen = dict(monitors)
 
     def world(self) -> World:
         self._refresh_monitors()
@@ -349,8 +353,12 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
+    def monitor_changed(monitor_id: str, monitor: Monitor | None) -> None:
+        if SERVICE in ready:
+            ready[SERVICE].monitors_changed(monitor_id, monitor)
+
     async def on_start(rt: Runtime) -> None:
-        catalog = MonitorCatalog(rt.js)
+        catalog = MonitorCatalog(rt.js, listener=monitor_changed)
         await catalog.start()
         parts["monitors"] = catalog
         windows = MaintenanceCatalog(rt.js)
