@@ -179,7 +179,9 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
             await eventually(lambda: results_drained(js), 10, "six successes applied")
         doc = await mongo_db["monitor_state"].find_one({"_id": "e-service-home"})
         assert doc is not None
-        assert doc["applied"]["default/p1"] == _result(0, True).started_at, "only the first success was written"
+        assert doc["applied"]["default/p1"] == _result(0, True).started_at, (
+            "only the first success was written"
+        )
 
         async with serving(build_correlator(settings)):
             await publish(10, ok=False)
@@ -291,5 +293,66 @@ async def test_transition_whose_publish_failed_is_published_on_redelivery(env: E
             await eventually(completed, 15, "the journal entry completed after the stream came back")
             assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == 1, "published once"
             assert await env.db["incidents"].count_documents({}) == 1
+    finally:
+        await nc.close()
+
+
+async def test_a_decision_committed_before_a_crash_is_finished_at_start(env: Env) -> None:
+    """A journal entry left by a crashed correlator (committed, nothing applied or published) is
+    applied and published at start-up, and memory follows it: the next result continues from it."""
+    from uuid import uuid4
+
+    from fao.correlator.monitor_state import MonitorState
+    from fao.correlator.state_machine import Sample, ZoneState
+    from fao.correlator.store import JournalEntry
+    from fao.schemas import Incident, IncidentEvent
+
+    await env.apply(CONFIG.replace("{port}", "9"))
+    t0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    failing = Sample(ok=False, at=t0, detail="HTTP 503")
+    state = MonitorState(
+        monitor_id="e-service-home",
+        system_id="e-service",
+        zones={"default": ZoneState(status="down", window=(failing, failing), down_since=t0, last_at=t0)},
+        applied={"default/p1": t0},
+        status="down",
+        down_since=t0,
+        problem_since=t0,
+    )
+    incident = Incident(
+        id="inc-crashed", system_id="e-service", monitor_ids=["e-service-home"], status="open",
+        title="down", started_at=t0, alerted=True,
+    )  # fmt: skip
+    event = IncidentEvent(event_id=uuid4(), type="opened", at=t0, incident=incident)
+    entry = JournalEntry("00000000000000000001", (state,), (incident,), (event,), (), None)
+    await env.db["correlator_journal"].insert_one(entry.to_doc())
+    older = MonitorState(monitor_id="e-service-home", system_id="e-service", status="up")
+    await env.db["monitor_state"].insert_one(older.to_doc())  # written before the crashed decision
+    nc = await nats.connect(env.nats_url)
+    js = nc.jetstream()
+    try:
+        async with serving(build_correlator(env.correlator())):
+
+            async def finished() -> bool:
+                return await env.db["correlator_journal"].count_documents({}) == 0
+
+            await eventually(finished, 10, "the journal entry applied")
+            assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == 1
+            assert await env.db["incidents"].find_one({"_id": "inc-crashed"}) is not None
+            doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
+            assert doc is not None
+            assert doc["status"] == "down"
+            r = _result(1, ok=True)
+            await js.publish(
+                s.result_subject(r.monitor_id),
+                r.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": r.msg_id},
+            )
+
+            async def resolved() -> bool:
+                doc = await env.db["incidents"].find_one({"_id": "inc-crashed"})
+                return doc is not None and doc["status"] == "resolved"
+
+            await eventually(resolved, 10, "the recovery resolves the incident the journal opened")
     finally:
         await nc.close()

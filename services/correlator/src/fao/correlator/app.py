@@ -250,13 +250,12 @@ class Correlator:
         if the store or the bus is unavailable, leaving the rest for the next attempt."""
         while self._unfinished:
             entry = self._unfinished[0]
-            for state in entry.states:  # a replay after a restart: memory follows the journal
-                if state.monitor_id not in self.states or self.states[state.monitor_id] == state:
-                    self._remember(state)
+            # Memory follows the journal: after a restart the loaded documents may predate it (no
+            # decision is taken while an entry is unfinished, so at run time this changes nothing).
+            for state in entry.states:
+                self._remember(state)
             for incident in entry.incidents:
-                current = self.incidents.by_id.get(incident.id)
-                if current is None or current == incident:
-                    self.incidents.put(incident)
+                self.incidents.put(incident)
             await self._store.write(entry)
             for event in entry.events:
                 await self._publish_event(event)
