@@ -212,7 +212,8 @@ monitors:
 
 async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
     """Two monitors of a system fail: one incident (opened, then noted), one alert; it resolves
-    only when the last monitor recovers, at that monitor's first success."""
+    only when the last monitor has recovered and stayed up for the quiet period, at that monitor's first
+    success."""
     await env.apply(TWO_MONITORS)
     settings, mongo_db = env.correlator(), env.db
     t0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -250,6 +251,7 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
             assert incident["monitor_ids"] == ["api", "web"]
             assert (gauge("up") - up_before, gauge("down") - down_before) == (1, 1), "/metrics counts states"
             await publish("api", 20, True)
+            await publish("web", 90, True)  # evidence that the quiet period (60 s) has passed
             await eventually(lambda: results_drained(js), 10, "recovery applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()
         assert incident["status"] == "resolved"
@@ -342,12 +344,13 @@ async def test_a_decision_committed_before_a_crash_is_finished_at_start(env: Env
             doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
             assert doc is not None
             assert doc["status"] == "down"
-            r = _result(1, ok=True)
-            await js.publish(
-                s.result_subject(r.monitor_id),
-                r.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": r.msg_id},
-            )
+            for second in (1, 4):  # recovered, and still up after the quiet period (2 s)
+                r = _result(second, ok=True)
+                await js.publish(
+                    s.result_subject(r.monitor_id),
+                    r.model_dump_json().encode(),
+                    headers={"Nats-Msg-Id": r.msg_id},
+                )
 
             async def resolved() -> bool:
                 doc = await env.db["incidents"].find_one({"_id": "inc-crashed"})

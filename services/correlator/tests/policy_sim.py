@@ -66,6 +66,7 @@ class Sim:
     events: list[IncidentEvent] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     watch_silence: bool = False  # most tests stop sending results while time passes
+    evidence_at: datetime | None = None  # set: the correlator is behind (working through a backlog)
 
     def world(self) -> World:
         by_system: dict[str, list[str]] = {}
@@ -80,6 +81,7 @@ class Sim:
             windows=self.windows,
             started_at=T0,
             first_seen={m.id: T0 for m in self.monitors},
+            evidence_at=self.evidence_at,
         )
 
     def _apply(self, outcome: Outcome) -> Outcome:

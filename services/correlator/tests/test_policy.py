@@ -431,3 +431,20 @@ def test_an_outage_seen_by_one_zone_first_is_not_a_zone_problem() -> None:
     assert sim.events == []
     sim.fail("web-home", 2, zone="dr")
     assert sim.sent() == [("opened", "web", "outage")]
+
+
+def test_working_through_a_backlog_does_not_end_a_hold_whose_evidence_is_still_in_it() -> None:
+    """After a failover the standby handles results seconds late: the hold is measured on the
+    results' clock, so the parent's failures later in the backlog still suppress the child."""
+    sim = tree(1)
+    all_ok(sim)
+    failed_at = sim.now
+    sim.fail("app0-web", 2)
+    sim.evidence_at = sim.now
+    sim.step(60)  # wall clock far past the parent's confirmation time
+    sim.tick()
+    assert sim.events == [], "still held: the backlog has not reached the parent's checks"
+    sim.result("core-ping", False, at=failed_at + timedelta(seconds=2))
+    sim.result("core-ping", False, at=failed_at + timedelta(seconds=3))
+    assert sim.sent() == [("opened", "core", "outage")]
+    assert sim.incident_of("app0").muted == "dependency"

@@ -59,6 +59,9 @@ EVENT_TYPES: tuple[IncidentEventType, ...] = (
 TICK = 1.0
 SYSTEMS_REFRESH = 10.0
 KEEP_RESOLVED = timedelta(hours=2)
+# Results that finished longer ago than this when handled mean the correlator is working through
+# a backlog: waits for evidence then run on the results' clock (``World.evidence_at``).
+LIVE_LAG = timedelta(seconds=5)
 
 Clock = Callable[[], datetime]
 
@@ -99,6 +102,8 @@ class Correlator:
         self._unfinished: list[JournalEntry] = []
         self._lock = asyncio.Lock()
         self.started_at = clock()
+        self._evidence: datetime | None = None  # newest result's end; None until one is seen
+        self._behind = False
 
     # -- loading ---------------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -155,6 +160,7 @@ class Correlator:
             windows=list(self._windows.windows.values()) if self._windows else [],
             started_at=self.started_at,
             first_seen=self._first_seen,
+            evidence_at=self._evidence if self._behind else None,
         )
 
     def _remember(self, state: MonitorState) -> None:
@@ -166,10 +172,18 @@ class Correlator:
         self.states[state.monitor_id] = state
 
     # -- the three inputs ------------------------------------------------------------------------
+    def _saw(self, result: CheckResult, now: datetime) -> None:
+        finished = result.started_at + timedelta(milliseconds=result.latency_ms)
+        if finished <= now and (self._evidence is None or finished > self._evidence):
+            self._evidence = finished
+        self._behind = self._evidence is not None and now - self._evidence > LIVE_LAG
+
     async def apply(self, result: CheckResult) -> None:
         async with self._lock:
             await self._finish()
-            outcome = on_result(self.world(), result, self._clock())
+            now = self._clock()
+            self._saw(result, now)
+            outcome = on_result(self.world(), result, now)
             if outcome.ignored is not None:
                 RESULTS.labels(outcome.ignored).inc()
                 if outcome.ignored in ("unknown_monitor", "zone_not_listed", "from_the_future"):

@@ -126,6 +126,11 @@ class World:
     windows: Sequence[MaintenanceWindow] = ()
     started_at: datetime | None = None  # when this correlator started (silence needs a baseline)
     first_seen: Mapping[str, datetime] = field(default_factory=dict)  # monitor id → added at
+    # How far the results seen so far reach, when the correlator is behind (a backlog after a
+    # restart or a failover); None when it is live. Waits for evidence — holds, quiet periods,
+    # grace after a parent's recovery — are measured on this clock, so working through a backlog
+    # never ends a wait whose evidence is still in the backlog.
+    evidence_at: datetime | None = None
 
 
 @dataclass
@@ -160,6 +165,7 @@ class _Decision:
     def __init__(self, world: World, now: datetime) -> None:
         self.w = world
         self.now = now
+        self.seen = min(now, world.evidence_at) if world.evidence_at is not None else now
         self.states: dict[str, MonitorState] = {}
         self.incidents: dict[str, Incident] = {}
         self.index: dict[str, str | None] = {}
@@ -282,7 +288,7 @@ class _Decision:
                     continue
                 bound = since + timedelta(seconds=monitor.confirm_time)
                 deadline = bound if deadline is None else max(deadline, bound)
-        return deadline if deadline is not None and self.now < deadline else None
+        return deadline if deadline is not None and self.seen < deadline else None
 
     def reconcile_system(self, system_id: str) -> None:
         states = self.system_states(system_id)
@@ -370,7 +376,7 @@ class _Decision:
                     (m.confirm_time for st in problems if (m := self.w.monitors.get(st.monitor_id))),
                     default=0.0,
                 )
-                if self.now >= recovered + timedelta(seconds=grace):
+                if self.seen >= recovered + timedelta(seconds=grace):
                     changed = changed.model_copy(update={"muted": None, "alerted": True})
                     self.emit("unmuted", changed, text="parent_resolved")
                 else:
@@ -387,7 +393,7 @@ class _Decision:
             (m.effective_quiet_period for mid in changed.monitor_ids if (m := self.w.monitors.get(mid))),
             default=0.0,
         )
-        if cleared is None or self.now - cleared >= timedelta(seconds=quiet):
+        if cleared is None or self.seen - cleared >= timedelta(seconds=quiet):
             self.resolve(changed, cleared or self.now)
         elif changed is not incident:
             self.put(changed)
@@ -481,7 +487,7 @@ class _Decision:
             if (st := self.state(m)) is not None and (zs := st.zones.get(zone)) is not None
         ]
         cleared = max(oks, default=self.now)
-        if self.now - cleared >= ZONE_QUIET:
+        if self.seen - cleared >= ZONE_QUIET:
             self.resolve(incident, cleared)
 
     def reconcile_silence(self, zone: str) -> None:
