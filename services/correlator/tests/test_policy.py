@@ -448,3 +448,15 @@ def test_working_through_a_backlog_does_not_end_a_hold_whose_evidence_is_still_i
     sim.result("core-ping", False, at=failed_at + timedelta(seconds=3))
     assert sim.sent() == [("opened", "core", "outage")]
     assert sim.incident_of("app0").muted == "dependency"
+
+
+def test_a_monitor_removed_while_down_closes_its_incident_with_a_note() -> None:
+    sim = single()
+    sim.ok("web-home")
+    sim.fail("web-home", 2)
+    sim.monitors.clear()
+    sim.tick()
+    incident = sim.incident_of("web")
+    assert incident.status == "resolved"
+    resolved = [e for e in sim.events if e.type == "resolved"]
+    assert resolved[0].text == "monitors removed from the configuration: web-home"

@@ -227,7 +227,10 @@ class Correlator:
             now = self._clock()
             self.incidents.forget_resolved_before(now - KEEP_RESOLVED)
             world = self.world()
-            systems = {st.system_id for st in self.states.values() if st.problem}
+            monitors = self._catalog.monitors
+            systems = {
+                st.system_id for st in self.states.values() if st.problem and st.monitor_id in monitors
+            }
             systems.update(i.system_id for i in self.incidents.open() if i.kind in ("outage", "flapping"))
             outcome = on_tick(world, now, systems, self._zones)
             if not outcome.empty:

@@ -394,7 +394,9 @@ class _Decision:
             default=0.0,
         )
         if cleared is None or self.seen - cleared >= timedelta(seconds=quiet):
-            self.resolve(changed, cleared or self.now)
+            gone = [m for m in changed.monitor_ids if m not in self.w.monitors]
+            note = "monitors removed from the configuration: " + ", ".join(gone) if gone else ""
+            self.resolve(changed, cleared or self.now, text=note)
         elif changed is not incident:
             self.put(changed)
 
