@@ -122,6 +122,12 @@ class Correlator:
                     if parent is not None:
                         self.incidents.put(parent)
             await self.refresh_systems()
+            # Until live results arrive, waits run on the clock of the newest result stored: a
+            # standby taking over must not end holds whose evidence is still queued.
+            seen = [st.last_at for st in self.states.values() if st.last_at is not None]
+            if seen:
+                self._evidence = max(seen)
+                self._behind = self._clock() - self._evidence > LIVE_LAG
             self._unfinished = await self._store.journal()
             await self._finish()
 
