@@ -460,3 +460,21 @@ def test_a_monitor_removed_while_down_closes_its_incident_with_a_note() -> None:
     assert incident.status == "resolved"
     resolved = [e for e in sim.events if e.type == "resolved"]
     assert resolved[0].text == "monitors removed from the configuration: web-home"
+
+
+def test_resolving_a_parent_by_hand_closes_its_suppressed_dependants_without_a_storm() -> None:
+    sim = tree(3)
+    all_ok(sim)
+    sim.fail("core-ping", 2)
+    for i in range(3):
+        sim.fail(f"app{i}-web", 2)
+    parent = sim.incident_of("core")
+    sim.command(cmd("resolve", parent.id))
+    for _ in range(3):  # everything still fails
+        for m in sim.monitors:
+            sim.result(m.id, False)
+        sim.step(5)
+        sim.tick()
+    sim.run_ticks(60)
+    assert sim.sent() == [("opened", "core", "outage"), ("resolved", "core", "outage")]
+    assert all(sim.incident_of(f"app{i}").status == "resolved" for i in range(3))

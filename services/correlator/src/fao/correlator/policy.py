@@ -671,11 +671,16 @@ def on_command(world: World, command: Command, now: datetime, target: Incident |
         )
         return emit("acknowledged", acked, command.text)
     # resolve by hand: monitors still failing are silenced until they recover, so the same
-    # problem does not open a new incident the moment after
-    for monitor_id in incident.monitor_ids:
-        state = decision.state(monitor_id)
-        if state is not None and state.problem:
-            decision.states[monitor_id] = state.model_copy(update={"silenced": True})
+    # problem does not open a new incident the moment after; the dependants suppressed under it
+    # are part of the same problem and are closed with it (silently: they were never told)
+    children = [i for i in world.incidents.open() if i.parent_incident_id == incident.id]
+    for closing in (incident, *children):
+        for monitor_id in closing.monitor_ids:
+            state = decision.state(monitor_id)
+            if state is not None and state.problem:
+                decision.states[monitor_id] = state.model_copy(update={"silenced": True})
     decision.resolve(incident, at, by=actor, actor=actor, text=command.text)
     decision.pending[-1].event_id = event_id
+    for child in children:
+        decision.resolve(child, at, by=actor, actor=actor, text="resolved with its cause")
     return decision.outcome()
