@@ -104,3 +104,21 @@ def test_version_1_document_migrates() -> None:
     assert state.zones["default"].status == "down"
     assert state.applied == {"default/p1": T}
     assert MonitorState.from_doc(state.to_doc()) == state
+
+
+def test_essential_facts_change_with_status_not_with_more_of_the_same() -> None:
+    from services.correlator.tests.policy_sim import Sim
+
+    sim = Sim([system("web")], [monitor("web-home", "web")])
+    sim.ok("web-home")
+    healthy = sim.states["web-home"].essential()
+    sim.ok("web-home", 3)
+    assert sim.states["web-home"].essential() == healthy, "more successes: nothing to write"
+    sim.fail("web-home", 1)
+    suspect = sim.states["web-home"].essential()
+    assert suspect != healthy
+    sim.fail("web-home", 1)
+    down = sim.states["web-home"].essential()
+    assert down != suspect
+    sim.fail("web-home", 4)
+    assert sim.states["web-home"].essential() == down, "more failures while down: nothing to write"

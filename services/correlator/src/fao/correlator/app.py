@@ -9,8 +9,12 @@ The service only loads, calls the pure policy (``policy.py``), commits, publishe
    (deterministic ``Nats-Msg-Id``), then the journal entry is deleted;
 4. acknowledge the message.
 
-A success on a monitor whose stored state is already settled is applied in memory only: after a
-crash the stored state is settled too, and replaying successes changes nothing that matters.
+A result that changes nothing a decision depends on (``MonitorState.essential``: statuses per zone
+and overall, flapping, when the problem began or cleared) is applied in memory only — the common
+case, a healthy monitor staying healthy or a down one staying down. After a crash the stored
+state has every decision-relevant fact; what is lost is detail (the newest samples, the flap
+history, the last-result times), so a pending X-of-Y confirmation may count up to X-1 failures
+again. Every change of status, every incident change and every event is written before the ack.
 
 Only one correlator is active at a time (a KV lease, ``ServiceApp.singleton``): a second instance
 waits as a hot standby and takes over within seconds when the active one dies.
@@ -98,7 +102,7 @@ class Correlator:
         self._zones: list[str] = []
         self._monitors_dirty = True  # the catalog changed since the indexes were built
         self._first_seen: dict[str, datetime] = {}
-        self._settled: set[str] = set()  # monitors whose *stored* state is settled
+        self._stored: dict[str, tuple[object, ...]] = {}  # monitor → essential facts of its stored state
         self._unfinished: list[JournalEntry] = []
         self._lock = asyncio.Lock()
         self.started_at = clock()
@@ -111,8 +115,7 @@ class Correlator:
         async with self._lock:
             for state in await self._store.all_states():
                 self._remember(state)
-                if state.settled:
-                    self._settled.add(state.monitor_id)
+                self._stored[state.monitor_id] = state.essential()
             for incident in await self._store.open_incidents():
                 self.incidents.put(incident)
             for incident in list(self.incidents.open()):
@@ -201,8 +204,7 @@ class Correlator:
             in_memory_only = (
                 len(outcome.states) == 1
                 and not (outcome.incidents or outcome.events)
-                and state.settled
-                and result.monitor_id in self._settled
+                and self._stored.get(result.monitor_id) == state.essential()
             )
             if in_memory_only:
                 self._remember(state)
@@ -254,7 +256,7 @@ class Correlator:
         entry = JournalEntry.of(outcome)
         await self._store.append(entry)  # the commit point
         for state in entry.states:
-            self._settled.discard(state.monitor_id)
+            self._stored.pop(state.monitor_id, None)
             self._remember(state)
         for incident in entry.incidents:
             self.incidents.put(incident)
@@ -263,10 +265,7 @@ class Correlator:
 
     def _after_write(self, state: MonitorState) -> None:
         self._remember(state)
-        if state.settled:
-            self._settled.add(state.monitor_id)
-        else:
-            self._settled.discard(state.monitor_id)
+        self._stored[state.monitor_id] = state.essential()
 
     async def _finish(self) -> None:
         """Apply and publish committed decisions, oldest first; raises (the message is retried)

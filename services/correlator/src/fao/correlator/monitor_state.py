@@ -55,14 +55,16 @@ class MonitorState(BaseModel):
         times = [z.last_at for z in self.zones.values() if z.last_at is not None]
         return max(times) if times else None
 
-    @property
-    def settled(self) -> bool:
-        """Up in every zone with nothing failing in memory: a success changes nothing that matters."""
+    def essential(self) -> tuple[object, ...]:
+        """What decisions depend on; a result that leaves it unchanged need not be written."""
         return (
-            self.status == "up"
-            and not self.flapping
-            and not self.silenced
-            and all(z.settled for z in self.zones.values())
+            self.status,
+            self.flapping,
+            self.silenced,
+            self.problem_since,
+            self.clear_since,
+            self.down_since,
+            tuple(sorted((name, z.status, z.down_since) for name, z in self.zones.items())),
         )
 
     def fine_after(self, t0: datetime) -> bool:
