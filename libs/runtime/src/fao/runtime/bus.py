@@ -1,11 +1,20 @@
 """JetStream streams and KV buckets, created idempotently at start-up by every service.
 
 Creating is safe to repeat: an existing stream with a different configuration is updated to this
-one (so a new release can change retention), never deleted.
+one (so a new release can change retention or limits), never deleted.
+
+Message sizes. Every stream has a ``max_msg_size`` (body plus headers, as the server counts it) safely
+below the server's ``max_payload`` (from the INFO the client got; nats-server's default is 1 MiB):
+a body over it is refused by the stream (``BadRequestError`` 10054), so no consumer ever receives
+something it could not dead-letter. The dead-letter stream takes anything just under
+``max_payload``. A HPUB bigger than ``max_payload`` makes the server close the connection (nats-py
+checks the body alone, not the headers), so producers check the size first: ``check_size`` raises
+``MessageTooLarge`` with the subject, size and limit before anything is sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -20,6 +29,12 @@ log = structlog.get_logger()
 
 HOUR = 3600.0
 DAY = 24 * HOUR
+KIB = 1024
+
+# nats-server's default max_payload; the limits below assume at least this much.
+DEFAULT_MAX_PAYLOAD = 1024 * KIB
+# What the dead-letter stream's limit leaves below the server's max_payload.
+PAYLOAD_HEADROOM = 4 * KIB
 
 
 @dataclass(frozen=True)
@@ -28,8 +43,15 @@ class StreamSpec:
     subjects: list[str]
     max_age: float
     duplicate_window: float
+    # Largest message (body + headers) the stream stores; None: just under the server's max_payload.
+    max_msg_size: int | None = None
 
-    def config(self) -> StreamConfig:
+    def msg_limit(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> int:
+        """The stream's limit on a server whose max_payload is ``max_payload`` (never above it)."""
+        under = max_payload - PAYLOAD_HEADROOM
+        return under if self.max_msg_size is None else min(self.max_msg_size, under)
+
+    def config(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> StreamConfig:
         return StreamConfig(
             name=self.name,
             subjects=self.subjects,
@@ -37,15 +59,28 @@ class StreamSpec:
             max_age=self.max_age,
             duplicate_window=self.duplicate_window,
             discard=DiscardPolicy.OLD,
+            max_msg_size=self.msg_limit(max_payload),
         )
 
 
 STREAMS = [
-    # Raw results are only needed until the correlator has folded them into monitor state.
-    StreamSpec(subjects.RESULTS_STREAM, [subjects.RESULTS_SUBJECTS], max_age=HOUR, duplicate_window=120.0),
-    # The public incident history: long retention so the reporter can rebuild its read model.
+    # Raw results are only needed until the correlator has folded them into monitor state. A result
+    # is a few hundred bytes (its detail is at most 500 characters).
     StreamSpec(
-        subjects.INCIDENTS_STREAM, [subjects.INCIDENTS_SUBJECTS], max_age=400 * DAY, duplicate_window=DAY
+        subjects.RESULTS_STREAM,
+        [subjects.RESULTS_SUBJECTS],
+        max_age=HOUR,
+        duplicate_window=120.0,
+        max_msg_size=64 * KIB,
+    ),
+    # The public incident history: long retention so the reporter can rebuild its read model. An
+    # event carries a full incident snapshot (monitors, dependants, maintenance spans, notes).
+    StreamSpec(
+        subjects.INCIDENTS_STREAM,
+        [subjects.INCIDENTS_SUBJECTS],
+        max_age=400 * DAY,
+        duplicate_window=DAY,
+        max_msg_size=512 * KIB,
     ),
     # Operator commands and the correlator's answers to them (rejections); the correlator reads
     # only the commands, senders (gateway, CLI) watch the outcomes.
@@ -54,25 +89,89 @@ STREAMS = [
         [subjects.COMMANDS_SUBJECTS, subjects.COMMAND_OUTCOMES_SUBJECTS],
         max_age=30 * DAY,
         duplicate_window=DAY,
+        max_msg_size=64 * KIB,
     ),
+    # Anything a consumer could not handle, with its reason; just under max_payload, so a message of
+    # any other stream fits with the dead-letter headers (``fao.runtime.consume.dead_letter``
+    # truncates what still would not).
     StreamSpec(
         subjects.DEAD_LETTER_STREAM, [subjects.DEAD_LETTER_SUBJECTS], max_age=90 * DAY, duplicate_window=120.0
     ),
 ]
+DEAD_LETTERS = STREAMS[-1]
 
 STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create every Fao stream, or bring an existing one to the current configuration."""
+class MessageTooLarge(ValueError):  # noqa: N818  # named for what happened, like the NATS errors
+    """A message was refused before publishing: body plus headers over the limit of its stream."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(f"message on {subject} is {size} bytes, over the {limit}-byte limit of its stream")
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+
+
+def headers_size(headers: Mapping[str, str] | None) -> int:
+    """Bytes ``headers`` take in a HPUB as nats-py writes it (``NATS/1.0``, ``Key: value`` lines)."""
+    if not headers:
+        return 0
+    lines = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+def max_msg_size(subject: str, max_payload: int = DEFAULT_MAX_PAYLOAD) -> int:
+    """The limit of the Fao stream that stores ``subject``; ValueError when none does."""
     for spec in STREAMS:
+        if any(_matches(pattern, subject) for pattern in spec.subjects):
+            return spec.msg_limit(max_payload)
+    raise ValueError(f"no Fao stream stores {subject}")
+
+
+def check_size(
+    subject: str, body: bytes, limit: int | None = None, *, headers: Mapping[str, str] | None = None
+) -> int:
+    """The size of a message (body plus ``headers``) about to be published on ``subject``; raises
+    ``MessageTooLarge`` when it is over ``limit`` (default: the limit of the Fao stream that stores
+    ``subject``). Call it before every JetStream publish whose body is not bounded by its model."""
+    size = len(body) + headers_size(headers)
+    bound = max_msg_size(subject) if limit is None else limit
+    if size > bound:
+        raise MessageTooLarge(subject, size, bound)
+    return size
+
+
+def server_max_payload(js: JetStreamContext) -> int:
+    """The max_payload of the server ``js`` talks to, from the INFO its connection received."""
+    nc = getattr(js, "_nc", None)  # nats-py keeps the connection here (no public accessor)
+    return int(getattr(nc, "max_payload", DEFAULT_MAX_PAYLOAD))
+
+
+async def ensure_streams(js: JetStreamContext, max_payload: int | None = None) -> None:
+    """Create every Fao stream, or bring an existing one to the current configuration (limits
+    included: sized for ``max_payload``, by default the connected server's)."""
+    payload = server_max_payload(js) if max_payload is None else max_payload
+    for spec in STREAMS:
+        config = spec.config(payload)
         try:
-            await js.add_stream(spec.config())
+            await js.add_stream(config)
         except BadRequestError as exc:
             if exc.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
                 raise
-            await js.update_stream(spec.config())
-            log.info("stream_updated", stream=spec.name)
+            await js.update_stream(spec.config(payload))
+            log.info("stream_updated", stream=spec.name, max_msg_size=config.max_msg_size)
 
 
 async def _config_bucket(js: JetStreamContext, bucket: str) -> KeyValue:

@@ -6,12 +6,24 @@ handlers go through ``process`` instead:
 - the body does not match the contract → the raw message goes to ``fao.deadletter.<service>`` with
   the validation error, a log line is written, and the message is acknowledged so it never blocks
   the stream;
-- the handler raises (store or bus unavailable...) → ``nak`` with an exponential delay; the
-  message is redelivered and nothing is lost. A message whose handler still fails on its
+- the handler raises ``Rejected(reason)`` → the message is valid but implausible (a result for a
+  monitor nobody configured, a result from the future): it is dead-lettered with that reason and
+  acknowledged at once, with no retries;
+- the handler raises anything else (store or bus unavailable...) → ``nak`` with an exponential
+  delay; the message is redelivered and nothing is lost. A message whose handler still fails on its
   ``max_deliveries``-th delivery (default ``MAX_DELIVERIES``) is dead-lettered with the reason
   "gave up after N deliveries: <last error>" and acknowledged, so one poisoned message cannot
   hold an ordered consumer forever;
 - the handler returns → ``ack``, after its effects are durable.
+
+Dead letters keep the original body, unless body plus headers would not fit the dead-letter stream
+(or the server's max_payload): then the first ``TRUNCATED_BODY`` bytes are kept, with headers
+``Fao-Original-Size``, ``Fao-Original-Sha256`` and ``Fao-Truncated: true``. A dead letter that
+cannot be written (the stream is missing, the bus is down) is itself handled: the message is
+``nak``ed with the retry delay (never acknowledged, so never lost) and the failure logged once per
+delivery; a later delivery dead-letters it. As a server-side safety net every consumer has
+``max_deliver`` ``MAX_DELIVER_MARGIN`` above ``max_deliveries``, so the server stops redelivering
+even if giving up keeps failing.
 
 Bodies are read tolerantly: bus models (``fao.schemas.base.BusModel``) ignore unknown fields, so a
 newer producer that adds an optional field never sends an older consumer's messages to dead letters.
@@ -24,6 +36,7 @@ every ``HEARTBEAT`` seconds, so a slow handler is not mistaken for a dead one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
@@ -34,6 +47,7 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from fao.runtime.bus import DEAD_LETTERS, KIB, MessageTooLarge, check_size, headers_size
 from fao.schemas import subjects
 
 log = structlog.get_logger()
@@ -49,6 +63,21 @@ PULL_TIMEOUT = 5.0
 # Deliveries of one message before a failing handler is given up on (dead-lettered). With
 # ``retry_delay`` the 20th delivery comes about 7 minutes after the first.
 MAX_DELIVERIES = 20
+# The server's own limit (``max_deliver``) is this many deliveries above ``max_deliveries``: room
+# for a few more attempts at dead-lettering when giving up fails, never endless redelivery.
+MAX_DELIVER_MARGIN = 5
+# How much of a body too large for the dead-letter stream is kept.
+TRUNCATED_BODY = 16 * KIB
+
+
+class Rejected(Exception):  # noqa: N818  # a verdict on the message, not an error of the handler
+    """Raised by a handler for a message that matches its contract but must not be applied (a
+    result for an unknown monitor, from the future): dead-lettered with ``reason`` and acknowledged
+    at once, without retries."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def ordered_pull() -> PullSub[Literal[False]]:
@@ -70,18 +99,31 @@ def retry_delay(num_delivered: int, base: float = 0.5, cap: float = 30.0) -> flo
 
 async def dead_letter(broker: NatsBroker, service: str, original: Msg, reason: str) -> None:
     """Keep the original body; the reason and origin go in headers (one line each: NATS headers
-    cannot hold line breaks). The stream sequence makes a repeated dead-lettering a duplicate."""
+    cannot hold line breaks). The stream sequence makes a repeated dead-lettering a duplicate. A
+    body that would not fit the dead-letter stream with these headers is truncated (see the module
+    docstring). Raises when the dead letter could not be stored."""
+    nc = broker.connection
+    subject = subjects.dead_letter_subject(service)
     headers = {
         "Fao-Reason": " ".join(reason.split())[:500],
         "Fao-Original-Subject": original.subject,
         "Nats-Msg-Id": f"{service}.{original.metadata.stream}.{original.metadata.sequence.stream}",
     }
-    await broker.publish(
-        original.data,
-        subjects.dead_letter_subject(service),
-        stream=subjects.DEAD_LETTER_STREAM,
-        headers=headers,
-        timeout=5.0,
+    limit = DEAD_LETTERS.msg_limit(nc.max_payload)
+    body = original.data
+    try:
+        check_size(subject, body, limit, headers=headers)
+    except MessageTooLarge:
+        headers["Fao-Original-Size"] = str(len(body))
+        headers["Fao-Original-Sha256"] = hashlib.sha256(body).hexdigest()
+        headers["Fao-Truncated"] = "true"
+        body = body[: max(0, min(TRUNCATED_BODY, limit - headers_size(headers)))]
+        check_size(subject, body, limit, headers=headers)
+        log.warning(
+            "dead_letter_truncated", subject=original.subject, size=len(original.data), kept=len(body)
+        )
+    await nc.jetstream().publish(
+        subject, body, stream=subjects.DEAD_LETTER_STREAM, headers=headers, timeout=5.0
     )
 
 
@@ -116,18 +158,20 @@ async def process(
         item = model.model_validate_json(msg.data)
     except ValidationError as exc:
         reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        log.error("message_rejected", subject=msg.subject, reason=reason)
-        await dead_letter(broker, service, msg, reason)
-        await msg.ack()
-        MESSAGES.labels(service, "dead_letter").inc()
+        await _dead_letter_and_ack(broker, service, msg, reason, "dead_letter", "message_invalid")
         return
     beat = asyncio.create_task(_heartbeat(msg))
     try:
         await handler(item)
+    except Rejected as exc:
+        await _dead_letter_and_ack(broker, service, msg, exc.reason, "rejected", "message_rejected")
+        return
     except Exception as exc:
         delivered = msg.metadata.num_delivered or 1
         error = f"{type(exc).__name__}: {exc}"
-        if delivered >= max_deliveries and await _give_up(broker, service, msg, delivered, error):
+        if delivered >= max_deliveries:
+            reason = f"gave up after {delivered} deliveries: {error}"
+            await _dead_letter_and_ack(broker, service, msg, reason, "gave_up", "message_given_up")
             return
         delay = retry_delay(delivered)
         log.warning("message_retry", subject=msg.subject, delivered=delivered, delay_s=delay, error=error)
@@ -140,21 +184,27 @@ async def process(
     MESSAGES.labels(service, "ok").inc()
 
 
-async def _give_up(broker: NatsBroker, service: str, msg: Msg, delivered: int, error: str) -> bool:
-    """Dead-letter and ack a message whose handler failed on its last allowed delivery. False when
-    the dead letter could not be written: the caller naks, and the next delivery tries again."""
-    reason = f"gave up after {delivered} deliveries: {error}"
+async def _dead_letter_and_ack(
+    broker: NatsBroker, service: str, msg: Msg, reason: str, outcome: str, event: str
+) -> None:
+    """Dead-letter ``msg`` with ``reason``, then acknowledge it. When the dead letter cannot be
+    written, ``nak`` it with the retry delay instead (one log line), so a later delivery tries
+    again: never acknowledged unrecorded, never redelivered in a tight loop."""
+    delivered = msg.metadata.num_delivered or 1
     try:
         await dead_letter(broker, service, msg, reason)
     except Exception as exc:
+        delay = retry_delay(delivered)
         log.error(
-            "dead_letter_failed", subject=msg.subject, reason=reason, error=f"{type(exc).__name__}: {exc}"
-        )
-        return False
-    log.error("message_given_up", subject=msg.subject, delivered=delivered, reason=reason)
+            "dead_letter_failed", subject=msg.subject, delivered=delivered, delay_s=delay, reason=reason,
+            error=f"{type(exc).__name__}: {exc}",
+        )  # fmt: skip
+        await msg.nak(delay=delay)
+        MESSAGES.labels(service, "dead_letter_failed").inc()
+        return
+    log.error(event, subject=msg.subject, delivered=delivered, reason=reason)
     await msg.ack()
-    MESSAGES.labels(service, "gave_up").inc()
-    return True
+    MESSAGES.labels(service, outcome).inc()
 
 
 def subscribe(
@@ -173,7 +223,9 @@ def subscribe(
     """Register a durable, ordered consumer with Fao's whole policy in one place: stream owned by
     ``fao.runtime.bus`` (not declared here), ``ACK_WAIT`` kept alive by the heartbeat, one message
     per pull, manual ack, raw bytes (``undecoded``), and every message settled by ``process``
-    (dead-lettered once its handler has failed ``max_deliveries`` times)."""
+    (dead-lettered once its handler has failed ``max_deliveries`` times; the server gives up
+    ``MAX_DELIVER_MARGIN`` deliveries later if even that keeps failing). The consumer config is
+    applied when the durable is created: nats-py binds to an existing durable as it is."""
     if max_deliveries < 1:
         raise ValueError("max_deliveries must be at least 1")
 
@@ -181,7 +233,7 @@ def subscribe(
         subject,
         stream=JStream(stream, declare=False),
         durable=durable,
-        config=ConsumerConfig(ack_wait=ACK_WAIT),
+        config=ConsumerConfig(ack_wait=ACK_WAIT, max_deliver=max_deliveries + MAX_DELIVER_MARGIN),
         pull_sub=ordered_pull(),
         ack_policy=AckPolicy.MANUAL,
         decoder=undecoded,

@@ -10,6 +10,12 @@ buffer is bounded by ``max_buffered``: beyond it the *oldest* results are droppe
 matter more to an alerting system), counted in ``dropped`` and logged. ``flush`` may therefore see a
 result again after a failure it reported for a batch it had partly published; ``CheckResult.msg_id``
 makes such a repeat harmless on the bus.
+
+A result whose message (JSON body plus its ``Nats-Msg-Id`` header) would be over the results
+stream's size limit (``fao.runtime.bus.check_size``) is dropped at ``submit`` with an error log and
+counted in ``oversized``: the stream would refuse it, and a batch must never be held up by one
+result that can never be published. Results are a few hundred bytes, so only a pathological
+detail can get there.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from typing import Protocol
 
 import structlog
 
+from fao.runtime.bus import MessageTooLarge, check_size, max_msg_size
 from fao.schemas import CheckResult
+from fao.schemas.subjects import result_subject
 
 log = structlog.get_logger()
 
@@ -49,9 +57,14 @@ class BatchingSink:
         max_buffered: int = 100_000,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
+        max_message_bytes: int | None = None,
     ) -> None:
         if max_size < 1 or max_buffered < max_size:
             raise ValueError("need 1 <= max_size <= max_buffered")
+        # Largest result message (body + headers); by default the results stream's limit.
+        self._max_message_bytes = (
+            max_msg_size(result_subject("m")) if max_message_bytes is None else max_message_bytes
+        )
         self._flush = flush
         self._max_size = max_size
         self._max_delay = max_delay
@@ -72,6 +85,8 @@ class BatchingSink:
         """Results handed to a ``flush`` call that succeeded."""
         self.flush_failures = 0
         """``flush`` calls that raised."""
+        self.oversized = 0
+        """Results dropped at ``submit``: their message would be over the results stream's limit."""
 
     @property
     def pending(self) -> int:
@@ -86,6 +101,8 @@ class BatchingSink:
     async def submit(self, result: CheckResult) -> None:
         if self._closing:
             raise RuntimeError("BatchingSink is closed")
+        if not self._fits(result):
+            return
         buffer = self._buffer
         buffer.append(result)
         size = len(buffer)
@@ -98,6 +115,21 @@ class BatchingSink:
             if size > self._max_buffered:
                 self._drop_oldest(size - self._max_buffered)
             self._full.set()
+
+    def _fits(self, result: CheckResult) -> bool:
+        """Whether ``result`` can be published; if not, log it and count it in ``oversized``."""
+        subject = result_subject(result.monitor_id)
+        body = result.model_dump_json().encode()  # what the prober publishes
+        try:
+            check_size(subject, body, self._max_message_bytes, headers={"Nats-Msg-Id": result.msg_id})
+        except MessageTooLarge as exc:
+            self.oversized += 1
+            log.error(
+                "result_too_large", monitor=result.monitor_id, size=exc.size, limit=exc.limit,
+                oversized_total=self.oversized, detail_start=result.detail[:100],
+            )  # fmt: skip
+            return False
+        return True
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Stop the flusher and flush what is buffered, trying for at most ``grace`` seconds.
