@@ -359,3 +359,39 @@ async def test_a_decision_committed_before_a_crash_is_finished_at_start(env: Env
             await eventually(resolved, 10, "the recovery resolves the incident the journal opened")
     finally:
         await nc.close()
+
+
+async def test_implausible_results_are_dead_lettered_and_never_blind_the_monitor(env: Env) -> None:
+    """A result dated ten years ahead (or for a monitor that does not exist) is dead-lettered with
+    the reason; the same prober's real results still count and open the incident."""
+    await env.apply(CONFIG.replace("{port}", "9"))
+    nc = await nats.connect(env.nats_url)
+    js = nc.jetstream()
+
+    async def publish(r: CheckResult) -> None:
+        await js.publish(
+            s.result_subject(r.monitor_id), r.model_dump_json().encode(), headers={"Nats-Msg-Id": r.msg_id}
+        )
+
+    now = datetime.now(UTC)
+    future = _result(0, ok=True).model_copy(update={"started_at": now + timedelta(days=3650)})
+    ghost = _result(0, ok=False).model_copy(update={"monitor_id": "no-such-monitor", "started_at": now})
+    try:
+        async with serving(build_correlator(env.correlator())):
+            await publish(future)
+            await publish(ghost)
+            for second in (1, 2):
+                await publish(
+                    _result(0, ok=False).model_copy(update={"started_at": now + timedelta(seconds=second)})
+                )
+
+            async def opened() -> bool:
+                return await env.db["incidents"].count_documents({"system_id": "e-service"}) == 1
+
+            await eventually(opened, 10, "the real failures open the incident")
+        sub = await js.pull_subscribe(s.DEAD_LETTER_SUBJECTS, durable="t", stream=s.DEAD_LETTER_STREAM)
+        reasons = sorted((m.headers or {}).get("Fao-Reason", "") for m in await sub.fetch(2, timeout=5))
+        assert "in the future" in reasons[1] or "in the future" in reasons[0], reasons
+        assert any("no monitor 'no-such-monitor'" in r for r in reasons), reasons
+    finally:
+        await nc.close()

@@ -35,7 +35,8 @@ from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState
 from fao.correlator.policy import Incidents, Outcome, World, on_command, on_result, on_tick
 from fao.correlator.store import INDEXES, CorrelatorStore, JournalEntry
-from fao.runtime.consume import subscribe
+from fao.runtime.bus import MessageTooLarge, check_size
+from fao.runtime.consume import Rejected, subscribe
 from fao.runtime.inventory import MaintenanceCatalog, MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -66,6 +67,13 @@ KEEP_RESOLVED = timedelta(hours=2)
 # Results that finished longer ago than this when handled mean the correlator is working through
 # a backlog: waits for evidence then run on the results' clock (``World.evidence_at``).
 LIVE_LAG = timedelta(seconds=5)
+IMPLAUSIBLE = {
+    "unknown_monitor": "no monitor {r.monitor_id!r} in the catalog",
+    "zone_not_listed": "monitor {r.monitor_id!r} is not checked from zone {r.zone!r}",
+    "from_the_future": "started_at {r.started_at:%Y-%m-%dT%H:%M:%SZ} is in the future",
+}
+# An event whose snapshot would not fit its stream lists at most this many dependants/monitors.
+MAX_LISTED = 2000
 
 Clock = Callable[[], datetime]
 
@@ -195,10 +203,10 @@ class Correlator:
             outcome = on_result(self.world(), result, now)
             if outcome.ignored is not None:
                 RESULTS.labels(outcome.ignored).inc()
-                if outcome.ignored in ("unknown_monitor", "zone_not_listed", "from_the_future"):
-                    log.warning(
-                        "result_ignored", reason=outcome.ignored, monitor=result.monitor_id, zone=result.zone
-                    )
+                if outcome.ignored in IMPLAUSIBLE:
+                    # dead-lettered with the reason, so a forged or misrouted result is visible
+                    # and can never hide the real ones
+                    raise Rejected(IMPLAUSIBLE[outcome.ignored].format(r=result))
                 return
             state = outcome.states[result.monitor_id]
             in_memory_only = (
@@ -289,7 +297,26 @@ class Correlator:
                     self._after_write(state)
             self._unfinished.pop(0)
 
+    def _fit(self, event: IncidentEvent) -> IncidentEvent:
+        """The event as published: its snapshot's lists shortened if the whole would not fit the
+        stream (a parent with tens of thousands of dependants); never a publish that fails forever."""
+        subject, headers = s.incident_subject(event.type), {"Nats-Msg-Id": str(event.event_id)}
+        try:
+            check_size(subject, event.model_dump_json().encode(), headers=headers)
+            return event
+        except MessageTooLarge as exc:
+            incident = event.incident
+            short = incident.model_copy(
+                update={
+                    "dependants": incident.dependants[:MAX_LISTED],
+                    "monitor_ids": incident.monitor_ids[:MAX_LISTED],
+                }
+            )
+            log.error("incident_event_shortened", incident=incident.id, size=exc.size, limit=exc.limit)
+            return event.model_copy(update={"incident": short})
+
     async def _publish_event(self, event: IncidentEvent) -> None:
+        event = self._fit(event)
         await self._broker.publish(
             event,
             s.incident_subject(event.type),

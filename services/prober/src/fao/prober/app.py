@@ -66,6 +66,11 @@ class ProberCollector(Collector):
             "fao_prober_results_dropped", "Results dropped: buffer over its cap", value=sink.dropped
         )
         yield CounterMetricFamily(
+            "fao_prober_results_oversized",
+            "Results dropped: larger than the results stream accepts",
+            value=sink.oversized,
+        )
+        yield CounterMetricFamily(
             "fao_prober_publish_failures", "Batch publishes that failed (retried)", value=sink.flush_failures
         )
 
