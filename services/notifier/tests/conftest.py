@@ -163,6 +163,7 @@ class Stack:
             "line_channel_access_token": TOKEN,
             "line_api_base": self.line.base_url,
             "line_backoff_base": 0.05,
+            "line_backoff_max": 0.5,
             "line_timeout": 5.0,
             **changes,
         }
@@ -232,10 +233,35 @@ class Stack:
             await asyncio.sleep(0.02)
         raise AssertionError(f"events not acknowledged within {timeout}s: {info}")
 
+    async def quiet(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109  # a deadline, not a cancel scope
+        """Wait until every event is acknowledged and every delivery it recorded is final."""
+        await self.settled(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        left: list[Document] = []
+        while loop.time() < deadline:
+            left = await self.db["deliveries"].find({"status": {"$in": ["pending", "claimed"]}}).to_list()
+            if not left:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"deliveries not final within {timeout}s: {left}")
+
     async def delivery(self, claim: str) -> Document:
         doc = await self.db["deliveries"].find_one({"_id": claim})
         assert doc is not None, f"no delivery {claim}"
         return doc
+
+    async def wait_delivery_attempts(self, claim: str, attempts: int, timeout: float = 15.0) -> Document:  # noqa: ASYNC109
+        """Wait until the delivery counts at least ``attempts`` tries."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        doc: Document | None = None
+        while loop.time() < deadline:
+            doc = await self.db["deliveries"].find_one({"_id": claim})
+            if doc is not None and doc.get("attempts", 0) >= attempts:
+                return doc
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"delivery {claim} not tried {attempts} times within {timeout}s: {doc}")
 
     async def wait_delivery(self, claim: str, status: str, timeout: float = 15.0) -> Document:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ from fao.notifier.render import (
     RenderedMessage,
     load_catalogue,
     postback_data,
+    render_delivery_notice,
     render_event,
     utf16_units,
 )
@@ -209,7 +210,12 @@ def test_catalogues_are_complete() -> None:
 
 def test_a_catalogue_with_an_unknown_placeholder_is_refused_at_load() -> None:
     """A typo in a template fails when the catalogue loads (start-up), not on the first incident."""
-    for path in (("problem", "outage", "alt_text"), ("fixed", "manual", "alt_text"), ("resolved_by",)):
+    for path in (
+        ("problem", "outage", "alt_text"),
+        ("fixed", "manual", "alt_text"),
+        ("resolved_by",),
+        ("delivery", "failing"),
+    ):
         data = load_catalogue("th").model_dump()
         node = data
         for key in path[:-1]:
@@ -217,6 +223,20 @@ def test_a_catalogue_with_an_unknown_placeholder_is_refused_at_load() -> None:
         node[path[-1]] = "🔴 {sytem} ขัดข้อง"
         with pytest.raises(ValidationError, match="sytem"):
             Catalogue.model_validate(data)
+
+
+def test_delivery_notices_say_since_when_how_long_and_how_many_wait() -> None:
+    """The notifier's own notices to the platform team, in both languages, on one line."""
+    since, now = STARTED, STARTED + timedelta(minutes=7)
+    th = render_delivery_notice("delivery_failing", load_catalogue("th"), since=since, now=now, undelivered=3)
+    assert th == (
+        f"⚠️ Fao ส่งข้อความเข้า LINE ไม่สำเร็จตั้งแต่ {format_thai_datetime(since)} "
+        f"(นาน {format_thai_duration(now - since)}) มีข้อความค้างส่ง 3 ข้อความ จะส่งตามลำดับเมื่อ LINE ใช้งานได้"
+    )
+    en = render_delivery_notice(
+        "delivery_recovered", load_catalogue("en"), since=since, now=now, undelivered=0
+    )
+    assert en == "✅ Fao sends to LINE again (it failed for 7 min)"
 
 
 # --- Every kind of incident, both languages -------------------------------------------------

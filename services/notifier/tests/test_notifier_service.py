@@ -3,7 +3,7 @@
 Each test serves ``fao.notifier.app.build(...)`` in-process (conftest's ``stack``), publishes
 incident events to the incident stream the way the correlator does, and checks what the fake LINE
 server accepted, what ``deliveries``/``outbox`` hold, and that the durable consumer ends with
-nothing left unacknowledged.
+nothing left unacknowledged (``settled``) and no delivery left to send (``quiet``).
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ class Stack(Protocol):
     ) -> IncidentEvent: ...
     async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
     async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
+    async def quiet(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
     async def delivery(self, claim: str) -> Document: ...
     async def wait_delivery(self, claim: str, status: str, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
+    async def wait_delivery_attempts(self, claim: str, attempts: int, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
 
 
 def push_requests(line: FakeLineServer) -> list[RecordedRequest]:
@@ -76,7 +78,7 @@ async def test_opened_event_pushes_one_flex_message_to_the_team_group_naming_the
     await stack.publish(event)
 
     [body] = await stack.line.wait_for_pushes(1)
-    await stack.settled()
+    await stack.quiet()
     assert body["to"] == stack.group
     message = flex(body)
     assert stack.system_name_th in message["altText"]
@@ -102,16 +104,16 @@ async def test_redelivered_event_is_not_pushed_again_and_resolved_adds_one_push(
     opened = stack.event("opened")
     await stack.publish(opened)
     await stack.line.wait_for_pushes(1)
-    await stack.settled()
+    await stack.quiet()
 
     await stack.publish(opened, msg_id=f"{opened.event_id}-again")
-    await stack.settled()
+    await stack.quiet()
     assert len(push_requests(stack.line)) == 1
 
     resolved = stack.event("resolved", opened.incident)
     await stack.publish(resolved)
     pushes = await stack.line.wait_for_pushes(2)
-    await stack.settled()
+    await stack.quiet()
     assert len(pushes) == 2
     alt_text = flex(pushes[1])["altText"]
     assert stack.system_name_th in alt_text
@@ -129,7 +131,7 @@ async def test_line_500_is_retried_with_the_same_retry_key_and_accepted_once(sta
     await stack.publish(event)
 
     await stack.line.wait_for_pushes(1)
-    await stack.settled()
+    await stack.quiet()
     requests = push_requests(stack.line)
     assert [r.status for r in requests] == [500, 200]
     claim = claim_id(event.event_id, stack.group)
@@ -139,17 +141,20 @@ async def test_line_500_is_retried_with_the_same_retry_key_and_accepted_once(sta
     assert doc["attempts"] == 2
 
 
-async def test_failures_beyond_max_attempts_nak_the_event_and_the_redelivery_sends_it(stack: Stack) -> None:
-    """Still failing after ``line_max_attempts`` → the event is nak'ed, not lost: JetStream
-    redelivers it, the open claim is resumed with the same key, and exactly one message arrives."""
+async def test_the_event_is_acknowledged_at_once_and_its_delivery_retried_until_sent(stack: Stack) -> None:
+    """LINE failing → the event is acknowledged anyway (its delivery is recorded), and the
+    delivery is retried with the same key until exactly one message arrives."""
     await stack.add_inventory([stack.group])
     stack.line.fail_next(503, count=2)
-    await stack.start_notifier(stack.settings(line_max_attempts=2))
+    stack.line.delay_next(0.5, count=2)
+    await stack.start_notifier()
     event = stack.event("opened")
     await stack.publish(event)
 
-    await stack.line.wait_for_pushes(1)
     await stack.settled()
+    assert stack.line.pushes == []
+    await stack.line.wait_for_pushes(1)
+    await stack.quiet()
     requests = push_requests(stack.line)
     assert [r.status for r in requests] == [503, 503, 200]
     claim = claim_id(event.event_id, stack.group)
@@ -169,7 +174,7 @@ async def test_persistent_400_marks_the_delivery_failed_permanent_and_acknowledg
 
     claim = claim_id(event.event_id, stack.unknown_group)
     doc = await stack.wait_delivery(claim, "failed_permanent")
-    await stack.settled()
+    await stack.quiet()
     assert FAILED_TO_SEND in doc["error"]
     assert doc["http_status"] == 400
     assert [r.status for r in push_requests(stack.line)] == [400]
@@ -184,7 +189,7 @@ async def test_without_token_messages_go_to_the_outbox_once_and_never_to_line(st
     event = stack.event("opened")
     await stack.publish(event)
     await stack.publish(event, msg_id=f"{event.event_id}-again")
-    await stack.settled()
+    await stack.quiet()
 
     assert stack.line.requests == []
     docs = await stack.db["outbox"].find({}).to_list()
@@ -204,22 +209,25 @@ async def test_restart_after_claim_resends_with_the_same_key_and_line_409_counts
     stack: Stack,
 ) -> None:
     """LINE accepted the push but the answer never reached notifier A (timeout), which is then
-    stopped with the claim still ``claimed``. Notifier B takes the redelivery over, sends again
+    stopped with the claim still ``claimed``. Notifier B's start-up sweep resumes it, sends again
     with the same key, LINE answers 409, and the group has exactly one message."""
     await stack.add_inventory([stack.group])
     stack.line.delay_next(2.0)  # the push is accepted at once; its answer comes too late for A
-    first = await stack.start_notifier(stack.settings(line_timeout=0.3, line_max_attempts=1))
+    # A would retry only after 30 s: it is stopped long before.
+    first = await stack.start_notifier(
+        stack.settings(line_timeout=0.3, line_backoff_base=30.0, line_backoff_max=60.0)
+    )
     event = stack.event("opened")
     await stack.publish(event)
     await stack.line.wait_for_pushes(1)
-    await first.stop()
-
     claim = claim_id(event.event_id, stack.group)
+    await stack.wait_delivery_attempts(claim, 1)
+    await first.stop()
     assert (await stack.delivery(claim))["status"] == "claimed"
 
     await stack.start_notifier()
     doc = await stack.wait_delivery(claim, "sent")
-    await stack.settled()
+    await stack.quiet()
     requests = push_requests(stack.line)
     assert [r.status for r in requests] == [200, 409]
     assert {r.headers["x-line-retry-key"] for r in requests} == {retry_key(claim)}
@@ -242,7 +250,7 @@ async def test_stopping_lets_the_send_in_flight_finish(stack: Stack) -> None:
 
     doc = await stack.delivery(claim_id(event.event_id, stack.group))
     assert doc["status"] == "sent"
-    await stack.settled()
+    await stack.quiet()
     assert [r.status for r in push_requests(stack.line)] == [200]
 
 
@@ -252,7 +260,7 @@ async def test_unroutable_event_is_recorded_and_acknowledged(stack: Stack) -> No
     await stack.start_notifier()
     event = stack.event("opened")
     await stack.publish(event)
-    await stack.settled()
+    await stack.quiet()
 
     docs = await stack.db["deliveries"].find({}).to_list()
     assert [(d["status"], d["error"], d["incident_id"]) for d in docs] == [
@@ -268,7 +276,7 @@ async def test_bookkeeping_events_are_acknowledged_without_a_message(stack: Stac
     await stack.start_notifier()
     for event_type in ("noted", "suppressed", "flapping", "reopened", "escalated"):
         await stack.publish(stack.event(event_type))
-    await stack.settled()
+    await stack.quiet()
     assert stack.line.requests == []
     assert await stack.db["deliveries"].count_documents({}) == 0
 
@@ -293,7 +301,7 @@ async def test_muted_problem_sends_nothing_and_an_unmuted_one_sends_exactly_prob
     await stack.publish(stack.event("resolved", told, actor="fao"))
 
     pushes = await stack.line.wait_for_pushes(2)
-    await stack.settled()
+    await stack.quiet()
     assert len(push_requests(stack.line)) == 2
     assert [body["to"] for body in pushes] == [stack.group, stack.group]
     problem, fixed = (flex(body) for body in pushes)
@@ -319,7 +327,7 @@ async def test_acknowledged_sends_one_short_text_message_without_buttons(
     await stack.publish(stack.event("acknowledged", acked, actor="สมชาย"))
 
     [body] = await stack.line.wait_for_pushes(1)
-    await stack.settled()
+    await stack.quiet()
     [message] = body["messages"]
     assert message["type"] == "text"
     assert message["text"] == f"👀 รับทราบโดย สมชาย: {stack.system_name_th} — หน้าแรก: HTTP 503"
@@ -337,7 +345,7 @@ async def test_zone_problem_goes_to_the_platform_team_groups(
     await stack.publish(stack.event("opened", zone))
 
     pushes = await stack.line.wait_for_pushes(2)
-    await stack.settled()
+    await stack.quiet()
     assert sorted(body["to"] for body in pushes) == sorted([stack.group, stack.group_2])
     for body in pushes:
         assert flex(body)["altText"].startswith("🟡 ปัญหาเฉพาะโซน chiangmai: รายการตรวจไม่ผ่าน 2 รายการ")
@@ -353,7 +361,7 @@ async def test_without_token_an_acknowledgement_is_kept_in_the_outbox_as_text(
     event = stack.event("acknowledged", acked, actor="สมชาย")
     await stack.publish(event)
     doc = await stack.wait_delivery(claim_id(event.event_id, stack.group), "outbox")
-    await stack.settled()
+    await stack.quiet()
     [kept] = await stack.db["outbox"].find({}).to_list()
     assert (kept["_id"], kept["kind"], kept["flex"]) == (doc["_id"], "acknowledged", None)
     assert "รับทราบโดย สมชาย" in kept["text"]

@@ -17,7 +17,9 @@ What it emulates, with LINE's documented status codes, bodies and headers:
   member count of the target group (1 for a user) per request, whatever the number of messages in it.
 * Every response carries a fresh ``x-line-request-id``; every request is recorded.
 * Fault injection: `FakeLineServer.fail_next` answers the next requests with an error status and
-  `FakeLineServer.delay_next` holds responses back, to provoke client timeouts.
+  `FakeLineServer.delay_next` holds responses back, to provoke client timeouts. Either can be limited
+  to pushes addressed to one chat (``to=``) and can last until `FakeLineServer.clear_faults`
+  (``count=None``), so one group's LINE can be "down" while the others work.
 
 What it does not emulate: webhooks (nothing is ever sent *to* the bot), multicast, broadcast,
 narrowcast, group and profile look-ups, rate limits (inject ``429`` instead), delivery to blocked users,
@@ -110,10 +112,12 @@ class RecordedRequest:
 
 @dataclass(kw_only=True)
 class _Pending:
-    """An injected behaviour waiting for its next `remaining` requests to `path` (None: any path)."""
+    """An injected behaviour waiting for its next `remaining` requests to `path` (None: any path)
+    whose body is addressed to `to` (None: any); `remaining` None lasts until cleared."""
 
     path: str | None
-    remaining: int
+    remaining: int | None
+    to: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -267,32 +271,44 @@ class FakeLineServer:
     def fail_next(
         self,
         status: int = 500,
-        count: int = 1,
+        count: int | None = 1,
         path: str | None = PUSH_PATH,
         message: str | None = None,
+        *,
+        to: str | None = None,
     ) -> None:
         """Answer the next `count` requests to `path` (None: any path) with `status`.
 
+        `count` None: every such request until `clear_faults`. `to`: only requests whose JSON body
+        is addressed to it (a push's ``to``), so one group can fail while the others are served.
         The body is ``{"message": message}``; by default LINE's own wording for 500 and 429 (rate limit).
         Such a request has no other effect: a push is not accepted, so its retry key stays usable.
         """
-        if count < 1:
+        if count is not None and count < 1:
             raise ValueError("count must be at least 1")
         if status < HTTPStatus.BAD_REQUEST:
             raise ValueError(f"an injected fault needs an error status (400 or more), not {status}")
-        self._faults.append(_Fault(status=status, path=path, remaining=count, message=message))
+        self._faults.append(_Fault(status=status, path=path, remaining=count, message=message, to=to))
 
-    def delay_next(self, seconds: float, count: int = 1, path: str | None = PUSH_PATH) -> None:
+    def delay_next(
+        self, seconds: float, count: int | None = 1, path: str | None = PUSH_PATH, *, to: str | None = None
+    ) -> None:
         """Hold back the responses to the next `count` requests to `path` (None: any path).
 
         The request takes effect first (a push is accepted and recorded) and only the response is
-        late, which is the ambiguous timeout that ``X-Line-Retry-Key`` exists for.
+        late, which is the ambiguous timeout that ``X-Line-Retry-Key`` exists for. `count` None and
+        `to` as in `fail_next`; a request that gets an injected fault is delayed too.
         """
-        if count < 1:
+        if count is not None and count < 1:
             raise ValueError("count must be at least 1")
         if seconds < 0:
             raise ValueError("seconds must not be negative")
-        self._delays.append(_Delay(seconds=seconds, path=path, remaining=count))
+        self._delays.append(_Delay(seconds=seconds, path=path, remaining=count, to=to))
+
+    def clear_faults(self, to: str | None = None) -> None:
+        """Forget the injected faults and delays not used up yet (only those limited to `to`, if given)."""
+        self._faults[:] = [f for f in self._faults if to is not None and f.to != to]
+        self._delays[:] = [d for d in self._delays if to is not None and d.to != to]
 
     def clear(self) -> None:
         """Forget the recorded requests; server state (accepted retry keys, usage, faults) stays."""
@@ -380,7 +396,8 @@ class FakeLineServer:
         raw = await request.read()
         decoded, body = _decode_json(raw)
 
-        fault = _take(self._faults, path)
+        to = body.get("to") if decoded and isinstance(body, dict) else None
+        fault = _take(self._faults, path, to)
         if fault is not None:
             answer = _Answer(fault.status, {"message": fault.message or _default_message(fault.status)})
         else:
@@ -401,7 +418,7 @@ class FakeLineServer:
             texts = [text for message in body["messages"] for text in message_texts(message)]
             _log.info("  to %s: %s", body.get("to", "reply"), " | ".join(texts))
 
-        delay = _take(self._delays, path)
+        delay = _take(self._delays, path, to)
         if delay is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay.seconds)
@@ -551,12 +568,13 @@ def _collect_texts(node: Any, into: list[str]) -> None:
             _collect_texts(item, into)
 
 
-def _take(pending: list[_PendingT], path: str) -> _PendingT | None:
+def _take(pending: list[_PendingT], path: str, to: object) -> _PendingT | None:
     for item in pending:
-        if item.path is None or item.path == path:
-            item.remaining -= 1
-            if item.remaining == 0:
-                pending.remove(item)
+        if (item.path is None or item.path == path) and (item.to is None or item.to == to):
+            if item.remaining is not None:
+                item.remaining -= 1
+                if item.remaining == 0:
+                    pending.remove(item)
             return item
     return None
 

@@ -1,9 +1,13 @@
 """The notifier process: incident events in, LINE messages (or outbox entries) out.
 
 One durable pull consumer (``notifier-incidents``) on the incident stream, manual acks through
-``fao.runtime.consume.process``: an event is acknowledged only after every delivery of it is
-recorded as final (sent, outbox, failed_permanent, unroutable); a delivery still failing after the
-in-process retries naks it for redelivery; a body that is not an ``IncidentEvent`` is dead-lettered.
+``fao.runtime.consume.process``: an event is acknowledged once its deliveries are recorded in
+``deliveries`` (or it needs none); recording that fails naks it for redelivery; a body that is not
+an ``IncidentEvent`` is dead-lettered. The deliveries are then sent by per-group workers
+(``fao.notifier.workers``), in order per incident.
+
+One active instance (``singleton``: the KV lease ``lease.notifier``; a second process is a hot
+standby): one sender per LINE group is what keeps an incident's messages in order.
 """
 
 from __future__ import annotations
@@ -11,12 +15,9 @@ from __future__ import annotations
 import structlog
 
 from fao.notifier import deliveries, outbox
-from fao.notifier.deliveries import DeliveryStore
 from fao.notifier.dispatcher import Notifier
 from fao.notifier.line_channel import LineChannel
-from fao.notifier.outbox import Outbox
 from fao.notifier.render import load_catalogue
-from fao.notifier.routing import RouteResolver
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
@@ -26,6 +27,8 @@ from fao.schemas import subjects as s
 log = structlog.get_logger()
 
 SERVICE = "notifier"
+# Recording fails only while MongoDB does: with the 30 s back-off cap this is about a day of
+# redeliveries before the event goes to the dead letters (never silently dropped).
 DELIVERY_ATTEMPTS = 2880
 INDEXES = [*deliveries.INDEXES, *outbox.INDEXES]
 
@@ -35,8 +38,6 @@ __all__ = ["INDEXES", "SERVICE", "NotifierSettings", "build"]
 def build(settings: NotifierSettings | None = None) -> ServiceApp:
     """Wire the subscriber; nothing connects until ``serve`` (which calls ``on_start``)."""
     settings = settings or NotifierSettings()
-    # FastStream's log_level is the level its own per-message lines ("Received", "Processed") are
-    # written at, not a threshold: DEBUG keeps them out of the service's info-level output.
     broker = new_broker(settings)
     catalogue = load_catalogue(settings.language)
     token = settings.line_channel_access_token
@@ -57,8 +58,6 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
     subscribe(
         broker, SERVICE, subject=s.INCIDENTS_SUBJECTS, stream=s.INCIDENTS_STREAM,
         durable=s.NOTIFIER_CONSUMER, model=IncidentEvent, handler=handle,
-        # An alert must outlive a long LINE outage: with the 30 s back-off cap this is about a day
-        # of redeliveries before the event goes to the dead letters (never silently dropped).
         max_deliveries=DELIVERY_ATTEMPTS,
         title="notifier/incidents",
         description=(
@@ -67,18 +66,27 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         ),
     )  # fmt: skip
 
+    async def deliveries_ok() -> bool:
+        """/healthz: the delivery machinery runs (a standby has none yet, and that is fine).
+        LINE failing is not a fault of this process: it shows on /metrics and in the outbox."""
+        notifier = ready.get(SERVICE)
+        return notifier is None or notifier.healthy()
+
     async def on_start(rt: Runtime) -> None:
         if line is not None:
             await line.start()
-        ready[SERVICE] = Notifier(
-            routes=RouteResolver(rt.db),
-            deliveries=DeliveryStore(rt.db),
-            outbox=Outbox(rt.db),
+        notifier = Notifier(
+            rt.db,
             sender=line,
             catalogue=catalogue,
-            max_attempts=settings.line_max_attempts,
             backoff_base=settings.line_backoff_base,
+            backoff_max=settings.line_backoff_max,
+            failing_after=settings.delivery_failing_after,
+            sweep_interval=settings.delivery_sweep_interval,
+            give_up_after=settings.delivery_give_up_after,
         )
+        await notifier.start()
+        ready[SERVICE] = notifier
         if line is None:
             log.warning(
                 "line_not_configured", hint="set FAO_LINE_CHANNEL_ACCESS_TOKEN; messages go to the outbox"
@@ -90,9 +98,20 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         # serve() calls this while the broker still feeds the handler: drain first, so no
         # request in flight loses its HTTP session, then close the LINE client.
         notifier = ready.get(SERVICE)
-        if notifier is not None:
-            await notifier.drain(timeout=settings.line_timeout + 1.0)
-        if line is not None:
-            await line.stop()
+        try:
+            if notifier is not None:
+                await notifier.drain(timeout=settings.line_timeout + 1.0)
+        finally:
+            if line is not None:
+                await line.stop()
 
-    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)
+    return ServiceApp(
+        SERVICE,
+        settings,
+        broker,
+        indexes=INDEXES,
+        on_start=on_start,
+        on_stop=on_stop,
+        extra_health={"deliveries": deliveries_ok},
+        singleton=True,
+    )

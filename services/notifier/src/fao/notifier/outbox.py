@@ -1,23 +1,26 @@
-"""The outbox: where messages go when no LINE access token is configured (``fao dev up``).
+"""The outbox: where messages go when no LINE access token is configured (``fao dev up``), and where
+the platform team finds the notifier's own notices (LINE deliveries failing, then recovered).
 
-Each delivery becomes one document in ``outbox`` (``_id`` = the delivery's claim id, so a
-redelivered event does not add a second one) holding the target, the message kind (problem,
-fixed, acknowledged), the plain Thai text and the Flex JSON that LINE would have received (None for
-a text-only message); the dashboard lists them. A log line ``outbox_message`` carries
-the text as well, so a developer sees the message in the service's output.
+Each delivery becomes one document in ``outbox`` (``_id`` = the delivery's claim id, so doing it
+twice does not add a second one) holding the target, the message kind (problem, fixed,
+acknowledged), the plain Thai text and the Flex JSON that LINE would have received (None for a
+text-only message); the dashboard lists them. A log line ``outbox_message`` carries the text as
+well, so a developer sees the message in the service's output.
+
+A notice (``put_notice``) has ``kind`` ``delivery_failing`` or ``delivery_recovered``, no single
+target but the platform teams and their groups (``teams``, ``groups``), and its figures.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from fao.notifier.deliveries import Claim
-from fao.notifier.render import RenderedMessage
+from fao.notifier.deliveries import Delivery
 from fao.runtime.store import Document, IndexSpec
 
 log = structlog.get_logger()
@@ -32,13 +35,16 @@ class Outbox:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._col = db[OUTBOX]
 
-    async def put(self, claim: Claim, message: RenderedMessage, now: datetime) -> bool:
+    async def put(self, delivery: Delivery, now: datetime) -> bool:
         """Store the message of one delivery; False when this delivery was stored before."""
+        message = delivery.message
+        if message is None:
+            raise ValueError(f"delivery {delivery.id} has no message")
         doc: Document = {
-            "_id": claim.id,
-            "target": claim.target,
-            "incident_id": claim.incident_id,
-            "event_type": claim.event_type,
+            "_id": delivery.id,
+            "target": delivery.target,
+            "incident_id": delivery.incident_id,
+            "event_type": delivery.event_type,
             "kind": message.kind,
             "alt_text": message.alt_text,
             "text": message.text,
@@ -51,10 +57,30 @@ class Outbox:
             return False
         log.info(
             "outbox_message",
-            target=claim.target,
-            incident=claim.incident_id,
-            event_type=claim.event_type,
+            target=delivery.target,
+            incident=delivery.incident_id,
+            event_type=delivery.event_type,
             kind=message.kind,
             text=message.text,
         )
+        return True
+
+    async def put_notice(self, notice_id: str, kind: str, text: str, now: datetime, **fields: Any) -> bool:
+        """Store one notice for the platform team; False when ``notice_id`` was stored before."""
+        doc: Document = {
+            "_id": notice_id,
+            "target": None,
+            "incident_id": None,
+            "event_type": None,
+            "kind": kind,
+            "alt_text": text,
+            "text": text,
+            "flex": None,
+            "created_at": now,
+            **fields,
+        }
+        try:
+            await self._col.insert_one(doc)
+        except DuplicateKeyError:
+            return False
         return True

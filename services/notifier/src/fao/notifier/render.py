@@ -190,6 +190,13 @@ class _Dependants(_Strict):
     more: str = Field(min_length=1)
 
 
+class _DeliveryNotices(_Strict):
+    """The notifier's own notices to the platform team (outbox): LINE deliveries failing, recovered."""
+
+    failing: str = Field(min_length=1)
+    recovered: str = Field(min_length=1)
+
+
 class Catalogue(_Strict):
     """The words of one language, as loaded from ``templates/messages_<language>.yaml``."""
 
@@ -206,6 +213,7 @@ class Catalogue(_Strict):
     labels: _Labels
     severity: dict[Severity, str]
     buttons: _Buttons
+    delivery: _DeliveryNotices
     calendar: _Calendar | None = None
 
     def templates(self) -> Iterator[tuple[str, str]]:
@@ -220,6 +228,8 @@ class Catalogue(_Strict):
         for name, text in self.dependants:
             yield f"dependants.{name}", text
         yield "resolved_by", self.resolved_by
+        for name, text in self.delivery:
+            yield f"delivery.{name}", text
 
     @model_validator(mode="after")
     def _templates_use_known_placeholders(self) -> Catalogue:
@@ -568,3 +578,22 @@ def render_event(
     if size > MAX_BUBBLE_BYTES:  # cannot happen with the field limits above; never send it
         raise ValueError(f"rendered bubble is {size} bytes, over LINE's {MAX_BUBBLE_BYTES}")
     return message
+
+
+NoticeKind = Literal["delivery_failing", "delivery_recovered"]
+
+
+def render_delivery_notice(
+    kind: NoticeKind, cat: Catalogue, *, since: datetime, now: datetime, undelivered: int
+) -> str:
+    """The one-line text of a notice to the platform team: LINE deliveries failing since ``since``
+    (``undelivered`` messages waiting), or working again after failing from ``since`` to ``now``."""
+    template = cat.delivery.failing if kind == "delivery_failing" else cat.delivery.recovered
+    values = dict.fromkeys(PLACEHOLDERS, "")
+    values.update(
+        started_at=cat.format_datetime(since),
+        resolved_at=cat.format_datetime(now),
+        duration=cat.format_duration(now - since),
+        count=str(undelivered),
+    )
+    return _shorten(_one_line(template.format_map(values)), MAX_TEXT_CHARS)

@@ -21,9 +21,17 @@ class NotifierSettings(ServiceSettings):
     line_api_base: str = "https://api.line.me"
     # Seconds for one push request, connection included (the SDK's own default is 300 s).
     line_timeout: float = Field(default=10.0, gt=0)
-    # Tries per delivery in one handling of an event, the first included; then the event is
-    # redelivered later by JetStream and the same retry key is used again.
-    line_max_attempts: int = Field(default=4, ge=1, le=20)
-    # Backoff before retry n (1-based): line_backoff_base * 2**(n-1), jittered ±50 %.
+    # Backoff before a delivery's retry n (1-based): line_backoff_base * 2**(n-1), jittered ±50 %,
+    # at most line_backoff_max. A delivery is retried (with the same retry key) until it is final.
     line_backoff_base: float = Field(default=0.5, ge=0)
+    line_backoff_max: float = Field(default=60.0, gt=0)
+    # Deliveries to LINE failing for this many seconds → one "delivery failing" notice for the
+    # platform team (outbox + an error log line) per failing period.
+    delivery_failing_after: float = Field(default=300.0, gt=0)
+    # Seconds between two reads of every undelivered delivery (resumes what nobody works on, e.g.
+    # after a crash; also done at start-up).
+    delivery_sweep_interval: float = Field(default=30.0, gt=0)
+    # A delivery still failing this long after its first try is given up (failed_permanent): LINE
+    # remembers a retry key for 24 h only, so a later retry could be a duplicate.
+    delivery_give_up_after: float = Field(default=23 * 3600.0, gt=0, le=24 * 3600.0)
     language: Language = "th"
