@@ -93,7 +93,8 @@ class Scenario:
         )
 
     async def drained(self) -> bool:
-        """Every result and every incident event published so far is handled and acknowledged."""
+        """Every result and every incident event published so far is handled and acknowledged, and
+        every LINE delivery they caused is final (sent, or given up)."""
         for stream, consumer in (
             (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
             (s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER),
@@ -104,7 +105,9 @@ class Scenario:
                 return False
             if info.num_pending or info.num_ack_pending:
                 return False
-        return True
+        # the notifier acks an event once its deliveries are recorded; they are sent afterwards
+        undelivered = await self.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}})
+        return undelivered == 0
 
     async def settle(self, within: float = 60) -> None:
         await eventually(self.drained, within, "results and events all handled")
