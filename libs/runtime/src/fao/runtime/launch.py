@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -142,12 +143,16 @@ class LocalServer:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def start_nats(data_dir: Path, port: int | None = None, *, log: IO[bytes] | None = None) -> LocalServer:
-    """nats-server with JetStream on 127.0.0.1 (a free port unless ``port`` is given)."""
+def start_nats(
+    data_dir: Path, port: int | None = None, *, log: IO[bytes] | None = None, args: Sequence[str] = ()
+) -> LocalServer:
+    """nats-server with JetStream on 127.0.0.1 (a free port unless ``port`` is given), plus any
+    extra command-line ``args``. Started again on the same port and ``data_dir`` after ``stop()``,
+    it keeps its streams, consumers and buckets (tests use that to take NATS away and back)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [str(nats_server_binary()), "-js", "-sd", str(data_dir), "-a", "127.0.0.1", "-p", str(port)],
+        [str(nats_server_binary()), "-js", "-sd", str(data_dir), "-a", "127.0.0.1", "-p", str(port), *args],
         stdout=log or subprocess.DEVNULL,
         stderr=log or subprocess.DEVNULL,
     )

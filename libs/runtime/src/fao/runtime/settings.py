@@ -24,3 +24,10 @@ class ServiceSettings(BaseSettings):
     # Singleton services (one active instance, the others standby): lease time-to-live in seconds.
     # A crashed active instance is replaced within about this long.
     lease_ttl: float = Field(default=6.0, gt=0)
+    # Seconds between two attempts to reach NATS while it is unreachable. Services never give up
+    # (at start-up or after losing the connection); a connection closed for good stops the process.
+    nats_reconnect_wait: int = Field(default=2, ge=1, le=60)
+    # Seconds a service has to stop after SIGTERM/SIGINT (or after deciding to stop itself); past
+    # that the process logs ``stop_timeout`` and exits 1 anyway. Keep it below the supervisor's own
+    # kill timeout (docker compose: ``stop_grace_period``).
+    stop_grace: float = Field(default=10.0, gt=0, le=300)
