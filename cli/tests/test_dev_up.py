@@ -122,10 +122,10 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
         assert outage_alerts()[0].startswith("[notifier  ]")
 
 
-def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: Path) -> None:
+def site_inventory(tmp_path: Path, port: int, zones: str = "[default]") -> Path:
+    """A one-monitor inventory (a TCP check of ``port``) in ``tmp_path/config``."""
     config = tmp_path / "config"
     config.mkdir()
-    first_http = free_port()
     (config / "inventory.yaml").write_text(
         f"""
 teams:
@@ -135,13 +135,19 @@ systems:
 monitors:
   - id: site-tcp
     system: site
-    check: {{type: tcp, host: 127.0.0.1, port: {first_http}}}
+    check: {{type: tcp, host: 127.0.0.1, port: {port}}}
     interval: 5s
     timeout: 1s
-    zones: [west, east]
+    zones: {zones}
 """,
         encoding="utf-8",
     )
+    return config
+
+
+def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: Path) -> None:
+    first_http = free_port()
+    config = site_inventory(tmp_path, first_http, zones="[west, east]")
     demo_port = free_port()
     with dev_up(tmp_path, config, first_http, "--no-demo", "--demo-port", str(demo_port)) as fao:
         for zone in ("east", "west"):

@@ -8,7 +8,7 @@ import re
 import signal
 from pathlib import Path
 
-from cli.tests.test_dev_up import dev_up, healthy
+from cli.tests.test_dev_up import dev_up, healthy, site_inventory
 
 from fao.cli.dev import DevConfig, describe_exit, restart_delay
 from fao.runtime.launch import free_port
@@ -27,24 +27,8 @@ def started_pids(lines: list[str], label: str) -> list[int]:
 
 
 def test_dev_up_restarts_a_service_that_dies(tmp_path: Path) -> None:
-    config = tmp_path / "config"
-    config.mkdir()
     first_http = free_port()
-    (config / "inventory.yaml").write_text(
-        f"""
-teams:
-  - {{id: ops, name: Ops}}
-systems:
-  - {{id: site, name: Site, team: ops}}
-monitors:
-  - id: site-tcp
-    system: site
-    check: {{type: tcp, host: 127.0.0.1, port: {first_http}}}
-    interval: 5s
-    timeout: 1s
-""",
-        encoding="utf-8",
-    )
+    config = site_inventory(tmp_path, first_http)
     with dev_up(tmp_path, config, first_http, "--no-demo", "--demo-port", str(free_port())) as fao:
         fao.wait_for(lambda: healthy(first_http), 60, "the correlator's /healthz")
         fao.wait_for(lambda: healthy(first_http + 1), 30, "the notifier's /healthz")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest_asyncio
 from pymongo.asynchronous.database import AsyncDatabase
-from tests.integration.harness import CONFIG, Fao, Target
+from tests.integration.harness import CONFIG, Fao, Target, service_env
 
 from fao.cli.apply import apply
 from fao.runtime.store import Document
@@ -27,16 +27,7 @@ async def fao(
     (config / "inventory.yaml").write_text(CONFIG.replace("{port}", str(target.port)), encoding="utf-8")
     await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
     async with FakeLineServer(access_token="test-token") as line:
-        env = {
-            "FAO_NATS_URL": nats_url,
-            "FAO_MONGO_URL": mongo_url,
-            "FAO_MONGO_DB": mongo_db.name,
-            "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
-            "FAO_LINE_API_BASE": line.base_url,
-            "FAO_LINE_BACKOFF_BASE": "0.1",
-            "FAO_PROBER_ID": "p1",
-            "NO_PROXY": "127.0.0.1",
-        }
+        env = service_env(nats_url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1")
         system = Fao(mongo_db, line, target)
         try:
             for name in ("correlator", "notifier", "reporter", "prober"):

@@ -93,6 +93,22 @@ class Fao:
         return "\n".join(f"--- {n}\n{s.output()}" for n, s in self.services.items())
 
 
+def service_env(
+    nats_url: str, mongo_url: str, mongo_db: str, line: FakeLineServer, **extra: str
+) -> dict[str, str]:
+    """The environment of a Fao service process talking to the test's servers and fake LINE."""
+    return {
+        "FAO_NATS_URL": nats_url,
+        "FAO_MONGO_URL": mongo_url,
+        "FAO_MONGO_DB": mongo_db,
+        "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
+        "FAO_LINE_API_BASE": line.base_url,
+        "FAO_LINE_BACKOFF_BASE": "0.1",
+        "NO_PROXY": "127.0.0.1",
+        **extra,
+    }
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool]], within: float, what: str, fao: Fao | None = None
 ) -> None:

@@ -19,7 +19,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
-from tests.integration.harness import eventually
+from tests.integration.harness import eventually, service_env
 
 from fao.cli.apply import apply
 from fao.runtime.store import Document
@@ -140,15 +140,7 @@ async def scenario(
     plan = await apply(config, mongo_url, db.name, nats_url, dry_run=False)
     nc = await nats.connect(nats_url)
     async with FakeLineServer(access_token="test-token") as line:
-        env = {
-            "FAO_NATS_URL": nats_url,
-            "FAO_MONGO_URL": mongo_url,
-            "FAO_MONGO_DB": db.name,
-            "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
-            "FAO_LINE_API_BASE": line.base_url,
-            "FAO_LINE_BACKOFF_BASE": "0.1",
-            "NO_PROXY": "127.0.0.1",
-        }
+        env = service_env(nats_url, mongo_url, db.name, line)
         sc = Scenario(db, line, nc, nc.jetstream(), env, tmp_path)
         sc.systems_of = {m.id: m.system for m in plan.inventory.monitors}
         try:

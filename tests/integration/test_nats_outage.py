@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from tests.integration.harness import CONFIG, GROUP, Fao, Target, eventually, wait_pushes
+from tests.integration.harness import CONFIG, GROUP, Fao, Target, eventually, service_env, wait_pushes
 from tests.integration.supervisor import SupervisedProcess, Supervisor
 
 from fao.cli.apply import apply
@@ -70,16 +70,7 @@ async def system(tmp_path: Path, mongo_url: str, mongo_db: AsyncDatabase[Documen
     (config / "inventory.yaml").write_text(CONFIG.replace("{port}", str(target.port)), encoding="utf-8")
     await apply(config, mongo_url, mongo_db.name, own.url, dry_run=False)
     async with FakeLineServer(access_token="test-token") as line:
-        env = {
-            "FAO_NATS_URL": own.url,
-            "FAO_MONGO_URL": mongo_url,
-            "FAO_MONGO_DB": mongo_db.name,
-            "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
-            "FAO_LINE_API_BASE": line.base_url,
-            "FAO_LINE_BACKOFF_BASE": "0.1",
-            "FAO_PROBER_ID": "p1",
-            "NO_PROXY": "127.0.0.1",
-        }
+        env = service_env(own.url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1")
         processes = {name: SupervisedProcess(name, env, tmp_path) for name in SERVICES}
         fao = Fao(mongo_db, line, target, dict(processes))
         supervisor = Supervisor(processes)

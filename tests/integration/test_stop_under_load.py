@@ -22,7 +22,7 @@ import nats
 import pytest
 from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
-from tests.integration.harness import CONFIG, Target
+from tests.integration.harness import CONFIG, Target, service_env
 from tests.integration.supervisor import SupervisedProcess
 
 from fao.cli.apply import apply
@@ -76,16 +76,9 @@ async def loaded(
     await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
     nc = await nats.connect(nats_url)
     async with FakeLineServer(access_token="test-token") as line:
-        env = {
-            "FAO_NATS_URL": nats_url,
-            "FAO_MONGO_URL": mongo_url,
-            "FAO_MONGO_DB": mongo_db.name,
-            "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
-            "FAO_LINE_API_BASE": line.base_url,
-            "FAO_PROBER_ID": "p1",
-            "FAO_STOP_GRACE": str(GRACE),
-            "NO_PROXY": "127.0.0.1",
-        }
+        env = service_env(
+            nats_url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1", FAO_STOP_GRACE=str(GRACE)
+        )
         processes = {name: SupervisedProcess(name, env, tmp_path) for name in SERVICES}
         try:
             for proc in processes.values():
