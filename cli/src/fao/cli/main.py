@@ -42,11 +42,27 @@ def _fail(message: str) -> typer.Exit:
 @app.command("apply")
 def apply_cmd(
     directory: Annotated[
-        Path, typer.Argument(help="Folder of YAML files (teams, systems, monitors, maintenance).")
-    ],
+        Path | None,
+        typer.Argument(help="Folder of YAML files (teams, systems, monitors, maintenance)."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff only.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Write nothing: list drift between MongoDB and the KV buckets (and the folder, if"
+            " given, and MongoDB); exit 1 on drift.",
+        ),
+    ] = False,
 ) -> None:
     """Validate the inventory, show what changes, write it to MongoDB and the KV buckets."""
+    if check:
+        if dry_run:
+            raise _fail("--check writes nothing already; leave out --dry-run")
+        _apply_check(directory)
+        return
+    if directory is None:
+        raise _fail("give the config folder: fao apply DIR (or fao apply --check [DIR])")
     settings = ServiceSettings()
     try:
         plan = asyncio.run(
@@ -66,6 +82,34 @@ def apply_cmd(
         summary += f", {len(inv.maintenance)} maintenance window(s)"
     verb = "would apply" if dry_run else "applied"
     typer.echo(f"{verb}: {summary}; {len(plan.changes)} change(s)")
+
+
+def _apply_check(directory: Path | None) -> None:
+    """``fao apply --check``: print each difference; exit 0 when all agree, 1 on drift."""
+    from fao.cli.drift import UnreachableError, check_drift
+
+    settings = ServiceSettings()
+    try:
+        report = asyncio.run(check_drift(settings.mongo_url, settings.mongo_db, settings.nats_url, directory))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.secho(str(problem), fg=typer.colors.RED, err=True)
+        raise _fail(f"config rejected: {len(exc.problems)} problem(s); nothing was compared") from None
+    except UnreachableError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+    places = "the config, MongoDB and KV" if directory is not None else "MongoDB and KV"
+    if report.clean:
+        typer.secho(f"no drift: {places} agree", fg=typer.colors.GREEN)
+        return
+    for line in report.lines():
+        typer.echo(line)
+    target = str(directory) if directory is not None else "<dir>"
+    raise _fail(
+        f"drift: {len(report.differences)} difference(s) between {places};"
+        f" run `fao apply {target}` to repair (KV and MongoDB are rewritten from the config)"
+    )
 
 
 @app.command("report")
