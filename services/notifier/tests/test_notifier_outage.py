@@ -1,9 +1,9 @@
 """A LINE outage for one team's group, with a notifier crash in the middle: real notifier processes
 (``python -m fao.notifier``), real nats-server and FerretDB, the fake LINE API.
 
-Issue 7 asks for "LINE failing for two minutes"; here it fails for ``FAIL_FOR`` = 20 s and the
-"delivery failing" threshold (5 min by default) is ``FAILING_AFTER`` = 4 s, so the whole scenario
-stays well under a minute while keeping every phase: failing, noticed, crashed, resumed, healed.
+LINE fails for ``FAIL_FOR`` = two minutes, as issue 7 asks; the "delivery failing" threshold (5 min
+by default) is ``FAILING_AFTER`` = 4 s and the back-off is capped at 1 s, so every phase — failing,
+noticed, crashed, resumed, healed — happens inside those two minutes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TOKEN = "outage-test-token"
 GROUP_A = "C" + "a" * 32  # team apps: its LINE "fails"
 GROUP_B = "C" + "b" * 32  # team infra: its LINE works
 GROUP_OPS = "C" + "0" * 32  # the platform team's group (no incident of its own here)
-FAIL_FOR = 20.0
+FAIL_FOR = 120.0
 FAILING_AFTER = 4.0
 SLOW_FAILURE = 0.5  # each failing push also takes this long (slow LINE calls, as in the issue)
 
@@ -204,6 +204,7 @@ def alt_texts(line: FakeLineServer, group: str) -> list[str]:
     return [str(body["messages"][0]["altText"]) for body in line.pushes_to(group)]
 
 
+@pytest.mark.timeout(300)
 async def test_line_failing_for_one_group_through_a_crash_keeps_order_once_and_does_not_hold_back_others(
     scenario: Scenario,
     make_incident: Callable[..., Incident],
