@@ -395,3 +395,38 @@ async def test_implausible_results_are_dead_lettered_and_never_blind_the_monitor
         assert any("no monitor 'no-such-monitor'" in r for r in reasons), reasons
     finally:
         await nc.close()
+
+
+async def test_the_correlator_notices_a_monitor_written_straight_into_kv(env: Env) -> None:
+    """The probers and the correlator follow the KV bucket; a definition written there by hand (or
+    removed) no longer matches what ``fao apply`` recorded, and the correlator reports the drift."""
+    from fao.correlator.app import Correlator
+    from fao.correlator.store import CorrelatorStore
+    from fao.runtime.bus import monitors_bucket
+    from fao.runtime.inventory import MonitorCatalog
+    from fao.runtime.service import new_broker
+    from fao.schemas import Monitor
+    from fao.schemas.subjects import monitor_key
+
+    await env.apply(CONFIG.replace("{port}", "9"))
+    nc = await nats.connect(env.nats_url)
+    catalog = MonitorCatalog(nc.jetstream())
+    await catalog.start()
+    try:
+        correlator = Correlator(new_broker(env.correlator()), CorrelatorStore(env.db), catalog)
+        assert await correlator.check_drift() == []
+        forged = Monitor.model_validate(
+            {"id": "forged", "system": "e-service", "check": {"type": "tcp", "host": "127.0.0.1", "port": 22}}
+        )
+        kv = await monitors_bucket(nc.jetstream())
+        await kv.put(monitor_key("forged"), forged.model_dump_json().encode())
+        await eventually(lambda: _seen(catalog, "forged"), 10, "the catalog follows the bucket")
+        assert await correlator.check_drift() == ["forged"]
+        assert REGISTRY.get_sample_value("fao_correlator_inventory_drift") == 1
+    finally:
+        await catalog.stop()
+        await nc.close()
+
+
+async def _seen(catalog: object, monitor_id: str) -> bool:
+    return monitor_id in getattr(catalog, "monitors", {})

@@ -63,6 +63,11 @@ EVENT_TYPES: tuple[IncidentEventType, ...] = (
 )  # fmt: skip
 TICK = 1.0
 SYSTEMS_REFRESH = 10.0
+DRIFT_CHECK = 60.0
+DRIFT = Gauge(
+    "fao_correlator_inventory_drift",
+    "Monitors whose definition in the KV bucket (what probers run) differs from MongoDB (what fao apply wrote)",
+)
 KEEP_RESOLVED = timedelta(hours=2)
 # Results that finished longer ago than this when handled mean the correlator is working through
 # a backlog: waits for evidence then run on the results' clock (``World.evidence_at``).
@@ -115,6 +120,7 @@ class Correlator:
         self._lock = asyncio.Lock()
         self.started_at = clock()
         self._evidence: datetime | None = None  # newest result's end; None until one is seen
+        self._drifted: list[str] = []
         self._behind = False
 
     # -- loading ---------------------------------------------------------------------------------
@@ -141,6 +147,22 @@ class Correlator:
                 self._behind = self._clock() - self._evidence > LIVE_LAG
             self._unfinished = await self._store.journal()
             await self._finish()
+
+    async def check_drift(self) -> list[str]:
+        """Monitors whose KV definition (followed live) and MongoDB copy disagree — someone wrote
+        the bucket or the collection by hand. Logged and on /metrics; ``fao apply --check`` lists
+        them and ``fao apply <dir>`` repairs them."""
+        applied = await self._store.applied_monitors()
+        running = self._catalog.monitors
+        drifted = sorted(m for m in {*applied, *running} if applied.get(m) != running.get(m))
+        DRIFT.set(len(drifted))
+        if drifted != self._drifted:
+            if drifted:
+                log.warning("inventory_drift", monitors=drifted[:20], count=len(drifted))
+            else:
+                log.info("inventory_drift_gone")
+        self._drifted = drifted
+        return drifted
 
     async def refresh_systems(self) -> None:
         systems = await self._store.systems()
@@ -347,7 +369,7 @@ class Correlator:
     # -- time ------------------------------------------------------------------------------------
     async def run_ticks(self, stop: asyncio.Event) -> None:
         """Tick once a second (and refresh systems every few seconds) until ``stop``."""
-        last_refresh = asyncio.get_running_loop().time()
+        last_refresh = last_drift = asyncio.get_running_loop().time()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK)
@@ -358,6 +380,9 @@ class Correlator:
                 if loop_now - last_refresh >= SYSTEMS_REFRESH:
                     await self.refresh_systems()
                     last_refresh = loop_now
+                if loop_now - last_drift >= DRIFT_CHECK:
+                    last_drift = loop_now
+                    await self.check_drift()
                 await self.tick()
             except Exception as exc:  # store or bus down: the next tick tries again
                 log.warning("tick_failed", error=f"{type(exc).__name__}: {exc}")

@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fao.correlator.monitor_state import MonitorState
 from fao.correlator.policy import Outcome
-from fao.runtime.inventory import SYSTEMS, from_doc
+from fao.runtime.inventory import MONITORS, SYSTEMS, from_doc
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import CommandRejected, Incident, IncidentEvent, System
+from fao.schemas import CommandRejected, Incident, IncidentEvent, Monitor, System
 
 STATE = "monitor_state"
 INCIDENTS = "incidents"
@@ -138,6 +139,16 @@ class CorrelatorStore:
 
     async def systems(self) -> list[System]:
         return [from_doc(System, doc) for doc in await self._db[SYSTEMS].find({}).to_list()]
+
+    async def applied_monitors(self) -> dict[str, Monitor | None]:
+        """The monitors ``fao apply`` wrote to MongoDB (None for a document that is not valid)."""
+        out: dict[str, Monitor | None] = {}
+        for doc in await self._db[MONITORS].find({}).to_list():
+            try:
+                out[str(doc["_id"])] = from_doc(Monitor, doc)
+            except ValidationError:
+                out[str(doc["_id"])] = None
+        return out
 
     async def command_applied(self, command_id: UUID) -> bool:
         return await self._db[COMMANDS].find_one({"_id": str(command_id)}) is not None
