@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -164,6 +166,14 @@ def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: 
             assert fao.logged(f"[prober/{zone}", f"dev-{zone}")(), "each prober has its own FAO_PROBER_ID"
         assert not [line for line in fao.lines if line.startswith("fao: demo")]
         assert not listening(demo_port), "no demo target with --no-demo"
+        # NATS runs with authorization; each service has its own user; no password is printed.
+        users = tmp_path / "data" / "nats-users.json"
+        assert stat.S_IMODE(users.stat().st_mode) == 0o600
+        assert "authorization on" in fao.output
+        for password in json.loads(users.read_text()).values():
+            assert password not in fao.output
+        for label in ("correlator", "notifier", "reporter", "prober/east"):
+            fao.wait_for(fao.logged(f"[{label}", "service_started"), 30, f"{label} started with its own user")
 
 
 async def test_demo_target_stops_listening_during_its_outage() -> None:

@@ -17,14 +17,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fao.cli.apply import apply
 from fao.cli.demo_target import DemoTarget
+from fao.runtime.auth import ADMIN, load_or_create_passwords, with_credentials
 from fao.runtime.launch import LaunchError, LocalServer, ferretdb_binary, start_ferretdb, start_nats
 from fao.schemas.loader import Inventory, load_inventory
+
+# Generated once (mode 0600) in the data folder: every NATS user's password.
+NATS_USERS_FILE = "nats-users.json"
 
 # Started in this order, each with the next health port; the probers (one per zone) come last.
 SERVICES = ("correlator", "notifier", "reporter")
@@ -52,11 +56,23 @@ class DevConfig:
 
 @dataclass(frozen=True)
 class Process:
-    """One child process: ``python -m <module>`` with extra env, logged as ``label``."""
+    """One child process: ``python -m <module>`` with extra env, logged as ``label``, connecting to
+    NATS as ``user`` (``fao.runtime.auth``: the service's own least-privilege user)."""
 
     label: str
     module: str
     env: dict[str, str]
+    user: str
+
+
+def service_credentials(spec: Process, passwords: Mapping[str, str]) -> dict[str, str]:
+    """The NATS credentials of one service process: its own user, and no stream management (the
+    admin, i.e. ``dev up``'s own ``fao apply``, created the streams and buckets)."""
+    return {
+        "FAO_NATS_USER": spec.user,
+        "FAO_NATS_PASSWORD": passwords[spec.user],
+        "FAO_NATS_MANAGE_STREAMS": "false",
+    }
 
 
 def prober_zones(inventory: Inventory) -> list[str]:
@@ -66,10 +82,10 @@ def prober_zones(inventory: Inventory) -> list[str]:
 
 def processes(inventory: Inventory) -> list[Process]:
     """The services ``dev up`` starts, in health-port order."""
-    procs = [Process(name, f"fao.{name}", {}) for name in SERVICES]
+    procs = [Process(name, f"fao.{name}", {}, name) for name in SERVICES]
     for zone in prober_zones(inventory):
         env = {"FAO_ZONE": zone, "FAO_PROBER_ID": f"dev-{zone}"}
-        procs.append(Process(f"prober/{zone}", "fao.prober", env))
+        procs.append(Process(f"prober/{zone}", "fao.prober", env, "prober"))
     return procs
 
 
@@ -208,11 +224,17 @@ async def up(cfg: DevConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        servers.append(start_nats(cfg.data_dir / "nats", cfg.nats_port))
+        users_file = cfg.data_dir / NATS_USERS_FILE
+        passwords = load_or_create_passwords(users_file)
+        servers.append(start_nats(cfg.data_dir / "nats", cfg.nats_port, users=passwords))
         servers.append(start_ferretdb(cfg.data_dir / "ferretdb", cfg.mongo_port))
         nats_url, mongo_url = servers[0].url, servers[1].url
-        _echo(f"fao: nats {nats_url}\nfao: mongo {mongo_url}\n")
-        result = await apply(cfg.config_dir, mongo_url, "fao", nats_url, dry_run=False)
+        _echo(
+            f"fao: nats {nats_url} (authorization on; one user per service, passwords in {users_file}; "
+            f"the CLI connects as {ADMIN})\nfao: mongo {mongo_url}\n"
+        )
+        admin_url = with_credentials(nats_url, ADMIN, passwords[ADMIN])
+        result = await apply(cfg.config_dir, mongo_url, "fao", admin_url, dry_run=False)
         _echo(f"fao: applied {cfg.config_dir} ({len(result.changes)} changes)\n")
         if cfg.demo:
             demo = await _start_demo(cfg)
@@ -224,7 +246,8 @@ async def up(cfg: DevConfig) -> None:
         }
         for offset, spec in enumerate(specs):
             port = cfg.first_http_port + offset
-            child = Supervised(spec, {**base_env, "FAO_HTTP_PORT": str(port)})
+            env = {**base_env, **service_credentials(spec, passwords), "FAO_HTTP_PORT": str(port)}
+            child = Supervised(spec, env)
             children.append(child)
             supervisors.append(asyncio.create_task(child.run(cfg, width, pumps, stop), name=spec.label))
             _echo(

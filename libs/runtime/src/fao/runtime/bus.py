@@ -14,13 +14,14 @@ checks the body alone, not the headers), so producers check the size first: ``ch
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from fao.schemas import subjects
@@ -190,6 +191,46 @@ async def monitors_bucket(js: JetStreamContext) -> KeyValue:
 async def maintenance_bucket(js: JetStreamContext) -> KeyValue:
     """The maintenance windows the correlator follows (written by ``fao apply`` and ``fao maintenance``)."""
     return await _config_bucket(js, subjects.MAINTENANCE_BUCKET)
+
+
+CONFIG_BUCKETS = (subjects.MONITORS_BUCKET, subjects.MAINTENANCE_BUCKET)
+# How often a service that may not create the bus checks again whether it exists.
+VERIFY_INTERVAL = 2.0
+
+
+async def missing_bus(js: JetStreamContext) -> list[str]:
+    """Names of the Fao streams and config buckets that do not exist (read-only checks)."""
+    missing: list[str] = []
+    for name in [spec.name for spec in STREAMS] + [f"KV_{bucket}" for bucket in CONFIG_BUCKETS]:
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            missing.append(name)
+    return missing
+
+
+async def verify_bus(js: JetStreamContext) -> None:
+    """Wait until every Fao stream and config bucket exists, for a service that may not create them
+    (``FAO_NATS_MANAGE_STREAMS=false``, a least-privilege NATS user): logs ``bus_not_ready`` with
+    what is missing (once, then every 30 s) and checks again every ``VERIFY_INTERVAL`` seconds."""
+    last_log = -1e9
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            missing = await missing_bus(js)
+            reason = "missing: " + ", ".join(missing)
+        except Exception as exc:  # not answered (NATS away, or the user may not even read them)
+            missing, reason = ["?"], f"cannot check: {type(exc).__name__}: {exc}"
+        if not missing:
+            return
+        if loop.time() - last_log >= 30.0:
+            last_log = loop.time()
+            log.warning(
+                "bus_not_ready",
+                detail=reason,
+                hint="the NATS admin creates streams and buckets (fao apply); waiting",
+            )
+        await asyncio.sleep(VERIFY_INTERVAL)
 
 
 async def ensure_bus(js: JetStreamContext) -> None:

@@ -44,6 +44,7 @@ import structlog
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
+from nats.js.api import INBOX_PREFIX
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -228,6 +229,9 @@ def subscribe(
     applied when the durable is created: nats-py binds to an existing durable as it is."""
     if max_deliveries < 1:
         raise ValueError("max_deliveries must be at least 1")
+    # A broker connecting as a NATS user takes pull deliveries on that user's own inboxes (the only
+    # ones it may subscribe to, ``fao.runtime.auth``); FastStream would otherwise use ``_INBOX.``.
+    inbox: str | None = getattr(broker, "inbox_prefix", None)
 
     @broker.subscriber(
         subject,
@@ -237,6 +241,7 @@ def subscribe(
         pull_sub=ordered_pull(),
         ack_policy=AckPolicy.MANUAL,
         decoder=undecoded,
+        inbox_prefix=f"{inbox}.".encode() if inbox else INBOX_PREFIX,
         title=title,
         description=description,
     )

@@ -17,11 +17,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO
+
+from fao.runtime.auth import render_config, write_private
 
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
@@ -144,15 +146,30 @@ class LocalServer:
 
 
 def start_nats(
-    data_dir: Path, port: int | None = None, *, log: IO[bytes] | None = None, args: Sequence[str] = ()
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    log: IO[bytes] | None = None,
+    args: Sequence[str] = (),
+    users: Mapping[str, str] | None = None,
 ) -> LocalServer:
     """nats-server with JetStream on 127.0.0.1 (a free port unless ``port`` is given), plus any
     extra command-line ``args``. Started again on the same port and ``data_dir`` after ``stop()``,
-    it keeps its streams, consumers and buckets (tests use that to take NATS away and back)."""
+    it keeps its streams, consumers and buckets (tests use that to take NATS away and back).
+
+    With ``users`` (user → password for every user in ``fao.runtime.auth.USERS``) the server
+    requires authorization: ``data_dir/auth.conf`` (mode 0600) holds the users and their
+    least-privilege permissions (``fao.runtime.auth``). The URL returned carries no credentials."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    config: list[str] = []
+    if users is not None:
+        conf = data_dir / "auth.conf"
+        write_private(conf, render_config(users))
+        config = ["-c", str(conf)]
+    command = [str(nats_server_binary()), *config, "-js", "-sd", str(data_dir)]
     proc = subprocess.Popen(
-        [str(nats_server_binary()), "-js", "-sd", str(data_dir), "-a", "127.0.0.1", "-p", str(port), *args],
+        [*command, "-a", "127.0.0.1", "-p", str(port), *args],
         stdout=log or subprocess.DEVNULL,
         stderr=log or subprocess.DEVNULL,
     )

@@ -1,8 +1,12 @@
 """The common start-up and shutdown of a Fao service process.
 
 ``serve`` configures logging, connects MongoDB (creating the service's indexes) and NATS (creating
-streams and buckets), runs the service's own start hook, starts FastStream subscribers, serves
-``/healthz`` and ``/metrics``, and shuts everything down cleanly on SIGTERM/SIGINT.
+streams and buckets; with ``FAO_NATS_MANAGE_STREAMS=false``, a least-privilege NATS user, waiting
+until the admin has created them: ``fao.runtime.bus.verify_bus``), runs the service's own start
+hook, starts FastStream subscribers, serves ``/healthz`` and ``/metrics``, and shuts everything down
+cleanly on SIGTERM/SIGINT. NATS credentials come from ``FAO_NATS_URL`` (``user:password@``) or
+``FAO_NATS_USER``/``FAO_NATS_PASSWORD``; a user's connections take replies on its own inboxes
+(``fao.runtime.auth``).
 
 Connections (docs/architecture.md §7, "Connections"):
 
@@ -46,7 +50,8 @@ from prometheus_client import Gauge
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.runtime.bus import ensure_bus
+from fao.runtime.auth import inbox_prefix
+from fao.runtime.bus import ensure_bus, verify_bus
 from fao.runtime.guard import ProcessGuard, connection_gave_up
 from fao.runtime.http import CHECK_TIMEOUT, HealthCheck, OpsServer
 from fao.runtime.lease import Lease, default_holder_id
@@ -170,8 +175,11 @@ class _ConnectionLog:
 def nats_options(
     settings: ServiceSettings, name: str, events: _ConnectionLog | None = None
 ) -> dict[str, Any]:
-    """Connection options of every service connection: reconnect forever (see the module docstring)."""
+    """Connection options of every service connection: reconnect forever (see the module docstring);
+    a connection as a NATS user takes its replies on that user's own inboxes (``fao.runtime.auth``)."""
+    user = settings.nats_username()
     return {
+        **({"inbox_prefix": inbox_prefix(user)} if user else {}),
         "name": name,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
@@ -187,7 +195,7 @@ def nats_options(
 async def connect_nats(settings: ServiceSettings, name: str) -> NatsClient:
     """A plain NATS connection with the service policy (waits for NATS as long as it takes)."""
     nc = _Connection()
-    await nc.connect(settings.nats_url, **nats_options(settings, name))
+    await nc.connect(settings.nats_connect_url(), **nats_options(settings, name))
     return nc
 
 
@@ -195,6 +203,8 @@ class _Broker(NatsBroker):
     """FastStream's NATS broker on a ``_Connection``."""
 
     events: _ConnectionLog
+    # The connection's inbox prefix when it connects as a NATS user (``consume.subscribe`` uses it).
+    inbox_prefix: str | None = None
 
     def name_connection(self, name: str) -> None:
         """Name the connection after the service (shown by the NATS server, and in our log lines)."""
@@ -216,12 +226,14 @@ def new_broker(settings: ServiceSettings) -> NatsBroker:
     not a filter."""
     events = _ConnectionLog("fao")
     broker = _Broker(
-        settings.nats_url,
+        settings.nats_connect_url(),
         logger=logging.getLogger("fao.faststream"),
         log_level=logging.DEBUG,
         **nats_options(settings, events.name, events),
     )
     broker.events = events
+    user = settings.nats_username()
+    broker.inbox_prefix = inbox_prefix(user) if user else None
     return broker
 
 
@@ -342,7 +354,10 @@ async def serve(
             guard.watch(broker.connection)
         watchers.append(asyncio.create_task(_watch_connections(health.connections, fail), name="nats-watch"))
         js = broker.connection.jetstream()
-        await ensure_bus(js)
+        if settings.nats_manage_streams:
+            await ensure_bus(js)
+        elif not await _first(verify_bus(js), stop):
+            return  # stopped while waiting for the admin to create the streams
         if svc.singleton:
             # Its own connection: the lease is released after the broker (and its connection) stopped.
             connecting = asyncio.ensure_future(connect_nats(settings, f"{svc.name}-lease"))
@@ -369,7 +384,7 @@ async def serve(
         await start_ops()
         if lease is not None:
             ACTIVE.labels(svc.name).set(1)
-        log.info("service_started", nats=settings.nats_url, db=settings.mongo_db)
+        log.info("service_started", nats=settings.nats_display_url(), db=settings.mongo_db)
         if ready is not None:
             ready.set()
         await stop.wait()

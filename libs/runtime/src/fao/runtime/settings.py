@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fao.runtime.auth import redact, url_user, with_credentials
 
 
 class ServiceSettings(BaseSettings):
@@ -13,7 +15,14 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FAO_", extra="ignore", frozen=True)
 
+    # May carry ``user:password@``; or give FAO_NATS_USER / FAO_NATS_PASSWORD (never logged).
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    # True: create/update the Fao streams and config buckets at start-up (a server without
+    # authorization, or the admin user). False (a least-privilege service user): only check they
+    # exist, and wait, logging ``bus_not_ready``, until the admin (``fao apply``) has created them.
+    nats_manage_streams: bool = True
     mongo_url: str = "mongodb://127.0.0.1:27017/?directConnection=true&serverSelectionTimeoutMS=5000"
     mongo_db: str = "fao"
     http_host: str = "127.0.0.1"
@@ -31,3 +40,18 @@ class ServiceSettings(BaseSettings):
     # that the process logs ``stop_timeout`` and exits 1 anyway. Keep it below the supervisor's own
     # kill timeout (docker compose: ``stop_grace_period``).
     stop_grace: float = Field(default=10.0, gt=0, le=300)
+
+    def nats_connect_url(self) -> str:
+        """The URL to connect with: ``nats_url`` with FAO_NATS_USER/FAO_NATS_PASSWORD put in it when set."""
+        if self.nats_user is None:
+            return self.nats_url
+        password = self.nats_password.get_secret_value() if self.nats_password is not None else ""
+        return with_credentials(self.nats_url, self.nats_user, password)
+
+    def nats_username(self) -> str | None:
+        """The NATS user this service connects as (FAO_NATS_USER, or the user in FAO_NATS_URL)."""
+        return self.nats_user or url_user(self.nats_url)
+
+    def nats_display_url(self) -> str:
+        """``nats_url`` without credentials, for logs."""
+        return redact(self.nats_url)
