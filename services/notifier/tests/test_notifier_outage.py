@@ -264,6 +264,11 @@ async def test_line_failing_for_one_group_through_a_crash_keeps_order_once_and_d
     assert samples["fao_notifier_failing_groups"] == 1
     status, health = await first.healthz()
     assert (status, health["checks"]["deliveries"]) == (200, True)
+    details = health["details"]
+    assert details["undelivered"] == 3, details
+    assert details["oldest_undelivered_s"] > FAILING_AFTER - 1, details
+    assert details["failing_groups"] == 1
+    assert details["failing_since"] is not None
 
     # Crash in the middle of a retry: right after one more failed try has started.
     tried = len(sc.requests_to(GROUP_A))
@@ -325,6 +330,7 @@ async def test_line_failing_for_one_group_through_a_crash_keeps_order_once_and_d
     assert sc.line.pushes_to(GROUP_OPS) == []
     status, health = await second.healthz()
     assert (status, health["checks"]["deliveries"]) == (200, True)
+    assert health["details"]["undelivered"] == 0, health["details"]
 
     second.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(second.process.wait(), timeout=20) == 0

@@ -29,6 +29,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 log = structlog.get_logger()
 
 HealthCheck = Callable[[], Awaitable[bool]]
+# Figures a service adds to the /healthz body (e.g. the notifier's undelivered messages); they
+# inform, they never change the status code.
+HealthDetails = Callable[[], Mapping[str, object]]
 
 CHECK_INTERVAL = 1.0
 CHECK_TIMEOUT = 2.0
@@ -48,8 +51,11 @@ class OpsServer:
         interval: float = CHECK_INTERVAL,
         timeout: float = CHECK_TIMEOUT,
         stale_after: float = STALE_AFTER,
+        details: HealthDetails | None = None,
     ) -> None:
         self._host = host
+        self._details = details
+        self._details_snapshot: Mapping[str, object] = {}
         self._checks = checks
         self._interval = interval
         self._timeout = timeout
@@ -68,6 +74,11 @@ class OpsServer:
             *(self._run_check(self._checks[name]) for name in names), return_exceptions=True
         )
         results = {name: outcome is True for name, outcome in zip(names, outcomes, strict=True)}
+        if self._details is not None:
+            try:
+                self._details_snapshot = dict(self._details())
+            except Exception as exc:  # figures are informative: never let them break /healthz
+                self._details_snapshot = {"error": f"{type(exc).__name__}: {exc}"}
         self._snapshot = (results, time.monotonic())
         return results
 
@@ -91,6 +102,8 @@ class OpsServer:
             "checks": checks,
             "age_s": round(age, 3),
         }
+        if self._details is not None:
+            body["details"] = self._details_snapshot
         return (200 if ok else 503), body
 
     async def start(self) -> None:

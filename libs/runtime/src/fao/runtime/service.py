@@ -53,7 +53,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.runtime.auth import inbox_prefix
 from fao.runtime.bus import ensure_bus, verify_bus
 from fao.runtime.guard import ProcessGuard, connection_gave_up
-from fao.runtime.http import CHECK_TIMEOUT, HealthCheck, OpsServer
+from fao.runtime.http import CHECK_TIMEOUT, HealthCheck, HealthDetails, OpsServer
 from fao.runtime.lease import Lease, default_holder_id
 from fao.runtime.logging import configure_logging
 from fao.runtime.settings import ServiceSettings
@@ -261,6 +261,7 @@ class ServiceApp:
     on_start: Hook | None = None
     on_stop: Hook | None = None
     extra_health: dict[str, HealthCheck] = field(default_factory=dict)
+    health_details: HealthDetails | None = None  # figures shown in /healthz (status unaffected)
     uses_mongo: bool = True
     # One active instance at a time (lease named after the service); the others wait as standbys.
     singleton: bool = False
@@ -330,7 +331,7 @@ async def serve(
     async def start_ops() -> None:
         nonlocal ops
         if ops is None and settings.http_port >= 0:
-            ops = OpsServer(settings.http_host, settings.http_port, health.checks)
+            ops = OpsServer(settings.http_host, settings.http_port, health.checks, details=svc.health_details)
             await ops.start()
 
     mongo: AsyncMongoClient[Document] | None = None

@@ -72,6 +72,20 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         notifier = ready.get(SERVICE)
         return notifier is None or notifier.healthy()
 
+    def delivery_figures() -> dict[str, object]:
+        """/healthz details: deliveries waiting, the oldest one's age, groups failing."""
+        notifier = ready.get(SERVICE)
+        if notifier is None:
+            return {"active": False}
+        figures = notifier.figures()
+        return {
+            "active": True,
+            "undelivered": figures.undelivered,
+            "oldest_undelivered_s": round(figures.oldest_undelivered_s, 1),
+            "failing_groups": len(figures.failing_groups),
+            "failing_since": figures.failing_since.isoformat() if figures.failing_since else None,
+        }
+
     async def on_start(rt: Runtime) -> None:
         if line is not None:
             await line.start()
@@ -113,5 +127,6 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         on_start=on_start,
         on_stop=on_stop,
         extra_health={"deliveries": deliveries_ok},
+        health_details=delivery_figures,
         singleton=True,
     )
