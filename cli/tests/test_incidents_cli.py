@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import getpass
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import nats
 import pytest
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 from typer.testing import CliRunner, Result
 
 from fao.cli.main import app
-from fao.runtime.bus import ensure_bus
 from fao.runtime.inventory import SYSTEMS, to_doc
 from fao.runtime.launch import free_port
 from fao.runtime.store import Document
@@ -43,17 +40,6 @@ def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.M
     monkeypatch.setenv("FAO_NATS_URL", nats_url)
     monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
     monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc: NatsClient = await nats.connect(nats_url)
-    try:
-        jsc = nc.jetstream()
-        await ensure_bus(jsc)
-        yield jsc
-    finally:
-        await nc.close()
 
 
 async def invoke(args: list[str]) -> Result:

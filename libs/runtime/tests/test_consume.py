@@ -6,32 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import nats
-import pytest
 from faststream.nats import NatsBroker
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from fao.runtime.bus import ensure_bus
 from fao.runtime.consume import subscribe
 from fao.schemas import Command
 from fao.schemas import subjects as s
 
 DURABLE = "t-consume"
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc: NatsClient = await nats.connect(nats_url)
-    try:
-        jsc = nc.jetstream()
-        await ensure_bus(jsc)
-        yield jsc
-    finally:
-        await nc.close()
 
 
 async def start_consumer(

@@ -5,6 +5,7 @@
 - ``nats_url``: nats-server with JetStream started once per session on a free loopback port, or
   the server named by ``FAO_TEST_NATS_URL``. Before each test every Fao stream (with its durable
   consumers) and bucket is deleted, so nothing leaks from one test into the next.
+- ``js``: a JetStream context on that server with every Fao stream and bucket created.
 - ``fake_line``: the fake LINE Messaging API server; the real line-bot-sdk talks to it.
 """
 
@@ -19,11 +20,12 @@ from pathlib import Path
 import nats
 import pytest
 import pytest_asyncio
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.runtime.bus import STREAMS
+from fao.runtime.bus import STREAMS, ensure_bus
 from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import subjects
@@ -77,6 +79,18 @@ def nats_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def nats_url(nats_server_url: str) -> str:
     await _reset_shared_nats(nats_server_url)
     return nats_server_url
+
+
+@pytest_asyncio.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """JetStream on the test's nats-server, with every Fao stream and bucket created."""
+    nc = await nats.connect(nats_url)
+    try:
+        jsc = nc.jetstream()
+        await ensure_bus(jsc)
+        yield jsc
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
