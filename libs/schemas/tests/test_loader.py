@@ -197,5 +197,63 @@ def test_a_long_chain_is_no_cycle_and_no_recursion_error(tmp_path: Path) -> None
 def test_unknown_section_names_maintenance_as_allowed(tmp_path: Path) -> None:
     folder = write(tmp_path / "c", teams=TEAMS, extra="windows: []\n")
     assert problems(folder) == [
-        f"{folder / 'extra.yaml'}:1: windows: unknown section (use teams, systems, monitors, maintenance)"
+        f"{folder / 'extra.yaml'}:1: windows: unknown section (use teams, people, systems, monitors, maintenance)"
     ]
+
+
+PEOPLE_AND_ESCALATION = """\
+teams:
+  - id: noc
+    name: NOC
+    email: [noc@example.go.th]
+    escalation:
+      steps:
+        - after: 10m
+          people: [somchai]
+        - after: 30m
+          teams: [directors]
+          repeat_every: 15m
+  - id: directors
+    name: Directors
+people:
+  - id: somchai
+    name: สมชาย ใจดี
+    role: หัวหน้าทีม
+    teams: [noc]
+    line_user_id: U0123456789abcdef0123456789abcdef
+"""
+
+
+def test_people_and_escalation_are_loaded(tmp_path: Path) -> None:
+    inventory = load_inventory(write(tmp_path / "c", config=PEOPLE_AND_ESCALATION))
+    (person,) = inventory.people
+    assert (person.id, person.teams, person.line_user_id) == (
+        "somchai",
+        ["noc"],
+        "U0123456789abcdef0123456789abcdef",
+    )
+    noc = inventory.teams[0]
+    assert noc.escalation is not None
+    assert [step.after for step in noc.escalation.steps] == [600.0, 1800.0]
+    assert noc.escalation.steps[1].repeat_every == 900.0
+    assert noc.channels.primary == "line"
+    assert noc.email == ["noc@example.go.th"]
+
+
+def test_unknown_person_and_team_references_are_reported(tmp_path: Path) -> None:
+    text = PEOPLE_AND_ESCALATION.replace("people: [somchai]", "people: [nobody]").replace(
+        "teams: [noc]\n", "teams: [ghosts]\n"
+    )
+    folder = write(tmp_path / "c", config=text)
+    found = problems(folder)
+    assert f"{folder / 'config.yaml'}:2: teams.escalation.steps.people: unknown person 'nobody'" in found
+    assert f"{folder / 'config.yaml'}:15: people.teams: unknown team 'ghosts'" in found
+
+
+def test_escalation_steps_out_of_order_are_refused(tmp_path: Path) -> None:
+    text = PEOPLE_AND_ESCALATION.replace("after: 30m", "after: 5m")
+    folder = write(tmp_path / "c", config=text)
+    assert (
+        f"{folder / 'config.yaml'}:6: teams[0].escalation: escalation steps must be in order of 'after'"
+        in problems(folder)
+    )

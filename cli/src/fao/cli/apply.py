@@ -28,6 +28,7 @@ from fao.runtime.inventory import (
     AUDIT,
     MAINTENANCE,
     MONITORS,
+    PEOPLE,
     SYSTEMS,
     TEAMS,
     maintenance_from_doc,
@@ -35,11 +36,17 @@ from fao.runtime.inventory import (
     to_doc,
 )
 from fao.runtime.store import Document, connect
-from fao.schemas import MaintenanceWindow, Monitor, System, Team
+from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 from fao.schemas.loader import Inventory, load_inventory
 from fao.schemas.subjects import maintenance_key, monitor_key
 
-SINGULAR = {TEAMS: "team", SYSTEMS: "system", MONITORS: "monitor", MAINTENANCE: "maintenance"}
+SINGULAR = {
+    TEAMS: "team",
+    PEOPLE: "person",
+    SYSTEMS: "system",
+    MONITORS: "monitor",
+    MAINTENANCE: "maintenance",
+}
 
 
 @dataclass
@@ -62,7 +69,7 @@ class Plan:
     windows: list[MaintenanceWindow] = field(default_factory=list)
 
 
-def _docs(models: Sequence[Team | System | Monitor]) -> dict[str, Document]:
+def _docs(models: Sequence[Team | Person | System | Monitor]) -> dict[str, Document]:
     return {m.id: to_doc(m, m.id) for m in models}
 
 
@@ -112,6 +119,7 @@ async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
     result = Plan(inventory)
     for collection, models in (
         (TEAMS, inventory.teams),
+        (PEOPLE, inventory.people),
         (SYSTEMS, inventory.systems),
         (MONITORS, inventory.monitors),
     ):

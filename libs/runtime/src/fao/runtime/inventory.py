@@ -1,6 +1,7 @@
 """The applied inventory, as other services read it.
 
-``fao apply`` is the only writer of the config collections (``teams``, ``systems``, ``monitors``)
+``fao apply`` is the only writer of the config collections (``teams``, ``people``, ``systems``,
+``monitors``)
 and of the ``fao-monitors`` KV bucket. A config document is the model's JSON dump plus ``_id``,
 nothing else, so reading it back is one ``model_validate``. The ``maintenance`` collection is
 written by ``fao apply`` (windows from the config files, ``source: config``) and by
@@ -33,6 +34,7 @@ log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
 
 TEAMS = "teams"
+PEOPLE = "people"
 SYSTEMS = "systems"
 MONITORS = "monitors"
 MAINTENANCE = "maintenance"

@@ -19,11 +19,22 @@ from fao.schemas.events import (
     TimeSpan,
 )
 from fao.schemas.maintenance import MaintenanceWindow, WeeklyRecurrence, occurrence_at
+from fao.schemas.people import (
+    ChannelName,
+    ChannelPolicy,
+    EscalationPolicy,
+    EscalationStep,
+    LineUserId,
+    Person,
+    WebhookTarget,
+)
 from fao.schemas.results import Attempt, CheckResult, ErrorKind
 
 __all__ = [
     "PLATFORM_SYSTEM",
     "Attempt",
+    "ChannelName",
+    "ChannelPolicy",
     "CheckResult",
     "CheckSpec",
     "Command",
@@ -32,20 +43,25 @@ __all__ = [
     "CommandSource",
     "ConfirmPolicy",
     "ErrorKind",
+    "EscalationPolicy",
+    "EscalationStep",
     "HttpCheck",
     "Incident",
     "IncidentEvent",
     "IncidentEventType",
     "IncidentKind",
     "IncidentStatus",
+    "LineUserId",
     "MaintenanceWindow",
     "Monitor",
     "MuteReason",
+    "Person",
     "Severity",
     "System",
     "TcpCheck",
     "Team",
     "TimeSpan",
+    "WebhookTarget",
     "WeeklyRecurrence",
     "command_event_id",
     "occurrence_at",

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from fao.schemas.base import FaoModel, Identifier, Seconds
 from fao.schemas.checks import CheckSpec
 from fao.schemas.events import Severity
+from fao.schemas.people import ChannelPolicy, EmailAddress, EscalationPolicy, WebhookTarget
 
 # A LINE group id is "C" + 32 hex digits (rooms start with "R", users with "U").
 LineTarget = Annotated[str, Field(pattern=r"^[CRU][0-9a-f]{32}$")]
@@ -23,6 +24,11 @@ class Team(FaoModel):
     line_groups: list[LineTarget] = Field(default_factory=list)
     # Runs Fao itself: receives zone problems and silent-prober incidents (not ministry outages).
     platform: bool = False
+    # Second channels (fallbacks, or the primary when ``channels.primary`` says so).
+    email: list[EmailAddress] = Field(default_factory=list)
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
+    channels: ChannelPolicy = Field(default_factory=ChannelPolicy)
+    escalation: EscalationPolicy | None = None
 
 
 class System(FaoModel):

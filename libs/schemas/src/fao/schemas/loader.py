@@ -1,11 +1,12 @@
-"""Load the inventory (teams, systems, monitors, maintenance windows) from YAML files, with
-``path:line: field: message`` errors.
+"""Load the inventory (teams, people, systems, monitors, maintenance windows) from YAML files,
+with ``path:line: field: message`` errors.
 
 Each ``*.yaml``/``*.yml`` file in the directory may hold any of the top-level lists ``teams``,
-``systems``, ``monitors`` and ``maintenance``. Loading either returns a complete, cross-checked
+``people``, ``systems``, ``monitors`` and ``maintenance``. Loading either returns a complete, cross-checked
 ``Inventory`` or raises ``ConfigError`` listing every problem; it never returns a partial result.
 Cross-checks: unique ids per section, every reference exists (``system.team``,
-``system.depends_on``, ``monitor.system``, a window's ``systems`` and ``teams``), and no
+``system.depends_on``, ``monitor.system``, a window's ``systems`` and ``teams``, a person's
+``teams``, an escalation step's ``people`` and ``teams``), and no
 ``depends_on`` cycle.
 """
 
@@ -21,14 +22,17 @@ from pydantic import BaseModel, ValidationError
 
 from fao.schemas.config import Monitor, System, Team
 from fao.schemas.maintenance import MaintenanceWindow
+from fao.schemas.people import Person
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "teams": Team,
+    "people": Person,
     "systems": System,
     "monitors": Monitor,
     "maintenance": MaintenanceWindow,
 }
-ConfigModel = Team | System | Monitor | MaintenanceWindow
+NOUNS = {"teams": "team", "people": "person", "systems": "system", "monitors": "monitor"}
+ConfigModel = Team | Person | System | Monitor | MaintenanceWindow
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -59,6 +63,7 @@ class Inventory:
     systems: list[System] = field(default_factory=list)
     monitors: list[Monitor] = field(default_factory=list)
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
+    people: list[Person] = field(default_factory=list)
 
 
 @dataclass
@@ -172,8 +177,21 @@ def _check_references(located: dict[str, list[_Located]], problems: list[ConfigP
 
     def missing(item: _Located, fld: str, ref: str, section: str) -> None:
         if ref not in ids[section]:
-            problems.append(ConfigProblem(item.path, item.line, fld, f"unknown {section[:-1]} {ref!r}"))
+            problems.append(ConfigProblem(item.path, item.line, fld, f"unknown {NOUNS[section]} {ref!r}"))
 
+    for item in located["people"]:
+        person = item.model
+        assert isinstance(person, Person)
+        for team_id in person.teams:
+            missing(item, "people.teams", team_id, "teams")
+    for item in located["teams"]:
+        team = item.model
+        assert isinstance(team, Team)
+        for step in team.escalation.steps if team.escalation else []:
+            for person_id in step.people:
+                missing(item, "teams.escalation.steps.people", person_id, "people")
+            for team_id in step.teams:
+                missing(item, "teams.escalation.steps.teams", team_id, "teams")
     for item in located["systems"]:
         system = item.model
         assert isinstance(system, System)
@@ -265,4 +283,5 @@ def load_inventory(directory: Path) -> Inventory:
         systems=_models(located["systems"], System),
         monitors=_models(located["monitors"], Monitor),
         maintenance=_models(located["maintenance"], MaintenanceWindow),
+        people=_models(located["people"], Person),
     )

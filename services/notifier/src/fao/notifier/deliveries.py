@@ -204,22 +204,52 @@ class DeliveryStore:
     ) -> tuple[Delivery, bool]:
         """Insert the ``pending`` delivery of ``event`` to ``target``; if it exists (a redelivered
         event), return it and False. A record of an older notifier gets its message filled in."""
-        cid = claim_id(event.event_id, target, channel)
+        return await self.record_message(
+            claim_id(event.event_id, target, channel),
+            event_id=str(event.event_id),
+            incident_id=event.incident.id,
+            event_type=event.type,
+            target=target,
+            message=message,
+            at=event.at,
+            now=now,
+            channel=channel,
+        )
+
+    async def record_message(
+        self,
+        cid: str,
+        *,
+        event_id: str,
+        incident_id: str,
+        event_type: str,
+        target: str,
+        message: RenderedMessage,
+        at: datetime,
+        now: datetime,
+        channel: str = LINE,
+        **extra: Any,
+    ) -> tuple[Delivery, bool]:
+        """Insert a ``pending`` delivery with the claim id ``cid`` (unique: a second call records
+        nothing and returns the first record and False). For messages that are not one incident
+        event's (an escalation step, a digest), ``event_id`` and ``event_type`` name what caused
+        it and ``cid`` is derived from that cause, so it is recorded once whoever records it."""
         doc: Document = {
             "_id": cid,
-            "event_id": str(event.event_id),
-            "incident_id": event.incident.id,
-            "event_type": event.type,
+            "event_id": event_id,
+            "incident_id": incident_id,
+            "event_type": event_type,
             "channel": channel,
             "target": target,
             "status": "pending",
             "attempts": 0,
             "retry_key": retry_key(cid),
             "kind": message.kind,
-            "at": event.at,
+            "at": at,
             "message": _message_doc(message),
             "created_at": now,
             "updated_at": now,
+            **extra,
         }
         try:
             await self._col.insert_one(doc)
@@ -228,7 +258,7 @@ class DeliveryStore:
             if existing is None:  # deleted between insert and read: nothing else writes here
                 raise
             if not existing.get("message"):
-                fill = {"kind": message.kind, "at": event.at, "message": doc["message"]}
+                fill = {"kind": message.kind, "at": at, "message": doc["message"]}
                 await self._col.update_one({"_id": cid}, {"$set": fill})
                 existing.update(fill)
             return delivery_from_doc(existing), False
