@@ -25,11 +25,11 @@ def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.M
 
 def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     runner = CliRunner()
-    first = runner.invoke(app, ["apply", str(EXAMPLES)])
+    first = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert first.exit_code == 0, first.output
     assert "+ monitor e-service-home" in first.output
     assert "applied: 4 teams, 3 systems, 3 monitors, 1 maintenance window(s); 11 change(s)" in first.output
-    again = runner.invoke(app, ["apply", str(EXAMPLES)])
+    again = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert again.exit_code == 0
     assert "0 change(s)" in again.output
 
@@ -38,7 +38,7 @@ def test_apply_bad_file_exits_1_with_file_line_and_no_traceback(env: None, tmp_p
     config = tmp_path / "config"
     shutil.copytree(EXAMPLES, config)
     (config / "teams.yaml").write_text("teams:\n  - id: Bad Id\n    name: x\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["apply", str(config)])
+    result = CliRunner().invoke(app, ["apply", "--yes", str(config)])
     assert result.exit_code == 1
     assert f"{config / 'teams.yaml'}:2: teams[0].id: String should match pattern" in result.output
     assert "nothing was changed" in result.output
@@ -50,7 +50,7 @@ def test_apply_dry_run_writes_nothing(env: None) -> None:
     dry = runner.invoke(app, ["apply", "--dry-run", str(EXAMPLES)])
     assert dry.exit_code == 0
     assert "would apply" in dry.output
-    real = runner.invoke(app, ["apply", str(EXAMPLES)])
+    real = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert "11 change(s)" in real.output, "the dry run changed nothing"
 
 
@@ -60,7 +60,7 @@ def test_unreachable_database_is_one_clear_line(
     closed = free_port()
     monkeypatch.setenv("FAO_NATS_URL", nats_url)
     monkeypatch.setenv("FAO_MONGO_URL", f"mongodb://127.0.0.1:{closed}/?serverSelectionTimeoutMS=300")
-    for args in (["apply", str(EXAMPLES)], ["report", "2026-10", "--out", str(tmp_path)]):
+    for args in (["apply", "--yes", str(EXAMPLES)], ["report", "2026-10", "--out", str(tmp_path)]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1, args
         assert "cannot reach" in result.output
@@ -76,7 +76,7 @@ def test_report_rejects_a_bad_month_clearly(env: None, tmp_path: Path) -> None:
 
 def test_report_writes_html_and_json_for_an_empty_month(env: None, tmp_path: Path) -> None:
     runner = CliRunner()
-    runner.invoke(app, ["apply", str(EXAMPLES)])
+    runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     result = runner.invoke(app, ["report", "2026-10", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
@@ -102,7 +102,7 @@ def test_incidents_lists_open_ones_with_thai_names(env: None, mongo_db_name: str
     from fao.schemas import Incident
 
     runner = CliRunner()
-    runner.invoke(app, ["apply", str(EXAMPLES)])
+    runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert "no open incidents" in runner.invoke(app, ["incidents"]).output
 
     async def insert() -> None:

@@ -33,7 +33,7 @@ def fao(*args: str) -> Result:
 
 
 def applied(directory: Path = EXAMPLES) -> None:
-    result = fao("apply", str(directory))
+    result = fao("apply", "--yes", "--prune", "--force", str(directory))
     assert result.exit_code == 0, result.output
 
 

@@ -89,7 +89,7 @@ def test_add_list_end_round_trip(
     env: None, inventory: Path, nats_url: str, mongo_url: str, mongo_db_name: str
 ) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["apply", str(inventory)]).exit_code == 0
+    assert runner.invoke(app, ["apply", "--yes", str(inventory)]).exit_code == 0
     before = datetime.now(BANGKOK)
     added = runner.invoke(
         app,
@@ -223,7 +223,7 @@ def test_bad_input_is_one_red_line_and_exit_1(
     env: None, inventory: Path, mongo_url: str, mongo_db_name: str, args: list[str], message: str
 ) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["apply", str(inventory)]).exit_code == 0
+    assert runner.invoke(app, ["apply", "--yes", str(inventory)]).exit_code == 0
     result = runner.invoke(app, ["maintenance", "add", *args])
     assert result.exit_code == 1, result.output
     assert message in result.output
@@ -309,8 +309,11 @@ async def test_apply_keeps_cli_windows_and_prunes_vanished_config_windows(
 
     rescheduled = CONFIG_WINDOWS.split("  - id: portal-move")[0].replace('at: "00:00"', 'at: "01:00"')
     (config / "maintenance.yaml").write_text(rescheduled, encoding="utf-8")
-    changed = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
-    assert {str(c) for c in changed.changes} == {"~ maintenance nightly-core", "- maintenance portal-move"}
+    kept = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+    assert {str(c) for c in kept.changes} == {"~ maintenance nightly-core"}, "removed only with prune"
+    assert await mongo_db["maintenance"].find_one({"_id": "portal-move"}) is not None
+    changed = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False, prune=True, force=True)
+    assert {str(c) for c in changed.changes} == {"- maintenance portal-move"}
     docs = {d["_id"]: d async for d in mongo_db["maintenance"].find({})}
     assert set(docs) == {"nightly-core", cli_window.id}
     assert docs["nightly-core"]["ended_at"] is None, "a new schedule starts afresh"

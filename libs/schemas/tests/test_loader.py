@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fao.schemas.loader import ConfigError, Inventory, load_inventory
+from fao.schemas.loader import MAX_FILE_BYTES, ConfigError, Inventory, load_inventory
 from fao.schemas.maintenance import BANGKOK
 
 TEAMS = """\
@@ -257,3 +257,54 @@ def test_escalation_steps_out_of_order_are_refused(tmp_path: Path) -> None:
         f"{folder / 'config.yaml'}:6: teams[0].escalation: escalation steps must be in order of 'after'"
         in problems(folder)
     )
+
+
+def test_duplicate_keys_are_errors_with_their_lines(tmp_path: Path) -> None:
+    text = "teams:\n  - id: noc\n    name: NOC\n    name: Network\nsystems: []\nsystems: []\n"
+    folder = write(tmp_path / "c", teams=text)
+    assert problems(folder) == [
+        f"{folder / 'teams.yaml'}:4: name: duplicate key (first at line 3)",
+        f"{folder / 'teams.yaml'}:6: systems: duplicate key (first at line 5)",
+    ]
+
+
+def test_hidden_foreign_and_outside_files_are_left_out_with_a_note(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams=TEAMS)
+    (folder / ".planted.yaml").write_text("teams:\n  - id: rogue\n    name: Rogue\n", encoding="utf-8")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "x.yaml").write_text("teams: [", encoding="utf-8")
+    (folder / "notes.txt").write_text("not config", encoding="utf-8")
+    outside = write(tmp_path / "elsewhere", stray=TEAMS.replace("noc", "stray"))
+    (folder / "linked.yaml").symlink_to(outside / "stray.yaml")
+    (folder / "sub").symlink_to(outside, target_is_directory=True)
+    inventory = load_inventory(folder)
+    assert [team.id for team in inventory.teams] == ["noc", "apps"]
+    assert inventory.notes == [
+        f"{folder / '.git'}: hidden folder, not read",
+        f"{folder / 'sub'}: link to a folder, not read (link the files instead)",
+        f"{folder / '.planted.yaml'}: hidden file, not read",
+        f"{folder / 'linked.yaml'}: link to a file outside {folder}, not read",
+        f"{folder / 'notes.txt'}: not a .yaml/.yml file, not read",
+    ]
+
+
+def test_a_link_to_a_file_inside_the_folder_is_read_once(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams=TEAMS)
+    (folder / "shared").mkdir()
+    (folder / "shared" / "people.yml").write_text(
+        "people:\n  - id: somchai\n    name: Somchai\n", encoding="utf-8"
+    )
+    (folder / "people.yaml").symlink_to(folder / "shared" / "people.yml")
+    inventory = load_inventory(folder)
+    assert [person.id for person in inventory.people] == ["somchai"]
+    assert inventory.notes == [
+        f"{folder / 'shared' / 'people.yml'}: the same file as {folder / 'people.yaml'}, read once"
+    ]
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams=TEAMS)
+    (folder / "huge.yaml").write_text("# " + "x" * MAX_FILE_BYTES + "\n", encoding="utf-8")
+    (found,) = problems(folder)
+    assert found.startswith(f"{folder / 'huge.yaml'}:1: (file): file is ")
+    assert found.endswith("bytes; the limit is 5,242,880 (split it up)")

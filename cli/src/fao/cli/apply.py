@@ -1,7 +1,22 @@
-"""``fao apply``: validate the inventory, show the diff, write it to MongoDB and the KV bucket.
+"""``fao apply``: validate the inventory, show the plan, write it to MongoDB and the KV buckets.
 
 Validation of every file happens before anything is written, so a bad file changes nothing.
-The CLI is the only writer of ``teams``, ``systems``, ``monitors``, ``maintenance`` and ``audit``.
+The CLI is the only writer of ``teams``, ``people``, ``systems``, ``monitors``, ``maintenance``
+and ``audit``.
+
+Safety, as Terraform and kubectl users expect it:
+
+- the plan (added / changed / removed, per kind) is shown first; the CLI writes only with
+  ``--yes`` or after a confirmation on a terminal;
+- objects missing from the files are removed only with ``--prune`` (otherwise they are kept, in
+  MongoDB and in the KV buckets, and the plan says so), and removing more than
+  ``MASS_REMOVAL`` of any kind also needs ``--force``: a folder holding one empty file no longer
+  empties the inventory;
+- all or nothing: every KV value is checked against the server's message size before the first
+  write; a write that fails undoes the writes before it (KV values and documents are restored
+  from what the plan read). A process killed half-way leaves the difference that ``fao apply
+  --check`` reports and the next ``fao apply`` of the same folder completes (the plan is made
+  against MongoDB; the buckets are compared with the files themselves).
 
 Maintenance windows from the config files are stored with ``source: config``; apply adds, changes
 and removes only those. Windows made with ``fao maintenance add`` (``source: cli``) are never
@@ -13,7 +28,8 @@ from __future__ import annotations
 
 import getpass
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +39,13 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.runtime.bus import ensure_bus, maintenance_bucket, monitors_bucket
+from fao.runtime.bus import (
+    PAYLOAD_HEADROOM,
+    ensure_bus,
+    maintenance_bucket,
+    monitors_bucket,
+    server_max_payload,
+)
 from fao.runtime.inventory import (
     AUDIT,
     MAINTENANCE,
@@ -31,6 +53,7 @@ from fao.runtime.inventory import (
     PEOPLE,
     SYSTEMS,
     TEAMS,
+    from_doc,
     maintenance_from_doc,
     maintenance_to_doc,
     to_doc,
@@ -59,6 +82,21 @@ class Change:
         sign = {"add": "+", "change": "~", "remove": "-"}[self.kind]
         return f"{sign} {SINGULAR.get(self.collection, self.collection)} {self.key}"
 
+    def describe(self, prune: bool) -> str:
+        """The plan line; a removal that is not pruned says it is kept."""
+        if self.kind == "remove" and not prune:
+            return f"= {SINGULAR.get(self.collection, self.collection)} {self.key} (not in the files: kept; --prune removes it)"
+        return str(self)
+
+
+# Removing more than this share of the stored objects of one kind needs --force (with --prune).
+MASS_REMOVAL = 0.2
+KINDS = (TEAMS, PEOPLE, SYSTEMS, MONITORS, MAINTENANCE)
+
+
+class ApplyRefusedError(Exception):
+    """The plan may not be written as asked (what to do instead is in the message)."""
+
 
 @dataclass
 class Plan:
@@ -67,6 +105,70 @@ class Plan:
     desired: dict[str, dict[str, Document]] = field(default_factory=dict)
     # What the maintenance bucket must hold: the config's windows and those made with the CLI.
     windows: list[MaintenanceWindow] = field(default_factory=list)
+    # What MongoDB held when the plan was made (to undo a failed write, and to keep what is not
+    # pruned).
+    current: dict[str, dict[str, Document]] = field(default_factory=dict)
+
+    def removals(self) -> list[Change]:
+        return [c for c in self.changes if c.kind == "remove"]
+
+    def summary(self, prune: bool) -> list[str]:
+        """One line per kind with changes: ``monitors: 2 to add, 1 to change, 3 to remove``."""
+        lines: list[str] = []
+        for kind in KINDS:
+            count = {
+                k: sum(1 for c in self.changes if (c.collection, c.kind) == (kind, k))
+                for k in KINDS_OF_CHANGE
+            }
+            if not any(count.values()):
+                continue
+            line = f"{kind}: {count['add']} to add, {count['change']} to change"
+            if count["remove"]:
+                line += f", {count['remove']} " + (
+                    "to remove" if prune else "kept (not in the files; --prune removes)"
+                )
+            lines.append(line)
+        return lines
+
+    def mass_removals(self) -> list[str]:
+        """Kinds of which the plan removes more than ``MASS_REMOVAL`` of what is stored."""
+        found: list[str] = []
+        for kind in KINDS:
+            stored = len(self.current.get(kind, {}))
+            removed = sum(1 for c in self.removals() if c.collection == kind)
+            if stored and removed / stored > MASS_REMOVAL:
+                found.append(f"{removed} of {stored} {kind}")
+        return found
+
+    def without_removals(self) -> Plan:
+        """This plan with what it would remove kept instead: in MongoDB and in the buckets."""
+        kept = {(c.collection, c.key) for c in self.removals()}
+        inventory = self.inventory
+        kept_monitors = [
+            from_doc(Monitor, self.current[MONITORS][key]) for (kind, key) in sorted(kept) if kind == MONITORS
+        ]
+        kept_windows = [
+            maintenance_from_doc(self.current[MAINTENANCE][key])[0]
+            for (kind, key) in sorted(kept)
+            if kind == MAINTENANCE
+        ]
+        return Plan(
+            inventory=Inventory(
+                teams=inventory.teams,
+                systems=inventory.systems,
+                monitors=[*inventory.monitors, *kept_monitors],
+                maintenance=inventory.maintenance,
+                people=inventory.people,
+                notes=inventory.notes,
+            ),
+            changes=[c for c in self.changes if c.kind != "remove"],
+            desired=self.desired,
+            windows=[*self.windows, *kept_windows],
+            current=self.current,
+        )
+
+
+KINDS_OF_CHANGE = ("add", "change", "remove")
 
 
 def _docs(models: Sequence[Team | Person | System | Monitor]) -> dict[str, Document]:
@@ -94,6 +196,7 @@ def _keep_ended(window: MaintenanceWindow, stored: MaintenanceWindow | None) -> 
 
 async def _plan_maintenance(db: AsyncDatabase[Document], inventory: Inventory, result: Plan) -> None:
     current = {doc["_id"]: doc async for doc in db[MAINTENANCE].find({})}
+    result.current[MAINTENANCE] = current
     stored = {key: _stored_window(doc) for key, doc in current.items()}
     desired: dict[str, Document] = {}
     for window in inventory.maintenance:
@@ -126,6 +229,7 @@ async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
         desired = _docs(models)
         result.desired[collection] = desired
         current = {doc["_id"]: doc async for doc in db[collection].find({})}
+        result.current[collection] = current
         for key, doc in sorted(desired.items()):
             if key not in current:
                 result.changes.append(Change(collection, key, "add"))
@@ -152,82 +256,185 @@ def _git_revision(directory: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-async def sync_bucket(kv: KeyValue, desired: dict[str, bytes]) -> int:
+KvUndo = list[tuple[KeyValue, str, bytes | None]]
+
+
+async def sync_bucket(kv: KeyValue, desired: dict[str, bytes], undo: KvUndo | None = None) -> int:
     """Make the bucket hold exactly ``desired`` (key → value); return how many keys were written
-    or deleted."""
+    or deleted. Each write is recorded in ``undo`` (the key's value before it) first."""
     try:
         existing = set(await kv.keys())
     except NoKeysError:
         existing = set()
     touched = 0
     for key, value in desired.items():
+        before: bytes | None = None
         if key in existing:
             try:
-                if (await kv.get(key)).value == value:
-                    continue
+                before = (await kv.get(key)).value
             except KeyNotFoundError:
-                pass
+                before = None
+            if before == value:
+                continue
+        if undo is not None:
+            undo.append((kv, key, before))
         await kv.put(key, value)
         touched += 1
     for key in existing - set(desired):
+        if undo is not None:
+            try:
+                undo.append((kv, key, (await kv.get(key)).value))
+            except KeyNotFoundError:
+                continue
         await kv.delete(key)
         touched += 1
     return touched
 
 
-async def sync_monitors(kv: KeyValue, monitors: list[Monitor]) -> int:
-    """Make the bucket hold exactly ``monitors``; return how many keys were written or deleted."""
-    return await sync_bucket(kv, {monitor_key(m.id): m.model_dump_json().encode() for m in monitors})
+def monitor_values(monitors: list[Monitor]) -> dict[str, bytes]:
+    return {monitor_key(m.id): m.model_dump_json().encode() for m in monitors}
 
 
-async def sync_maintenance(kv: KeyValue, windows: list[MaintenanceWindow]) -> int:
-    """Make the bucket hold exactly ``windows``; return how many keys were written or deleted."""
-    return await sync_bucket(kv, {maintenance_key(w.id): w.model_dump_json().encode() for w in windows})
+def window_values(windows: list[MaintenanceWindow]) -> dict[str, bytes]:
+    return {maintenance_key(w.id): w.model_dump_json().encode() for w in windows}
+
+
+def check_value_sizes(values: dict[str, bytes], max_payload: int) -> None:
+    """Refuse (before anything is written) a value NATS would not carry."""
+    limit = max_payload - PAYLOAD_HEADROOM
+    too_big = [f"{key} ({len(value):,} bytes)" for key, value in values.items() if len(value) > limit]
+    if too_big:
+        raise ApplyRefusedError(
+            f"too large for the NATS server (at most {limit:,} bytes each): {', '.join(too_big[:5])}; "
+            "nothing was changed"
+        )
+
+
+async def _undo(
+    db: AsyncDatabase[Document], kv_undo: KvUndo, doc_undo: list[tuple[str, str, Document | None]]
+) -> None:
+    """Put back what a failed apply wrote, newest first (best effort: each step on its own)."""
+    for collection, key, before in reversed(doc_undo):
+        try:
+            if before is None:
+                await db[collection].delete_one({"_id": key})
+            else:
+                await db[collection].replace_one({"_id": key}, before, upsert=True)
+        except Exception as exc:  # reported; --check shows what is left
+            log_undo_failure(f"{collection}/{key}", exc)
+    for kv, key, value in reversed(kv_undo):
+        try:
+            if value is None:
+                await kv.delete(key)
+            else:
+                await kv.put(key, value)
+        except Exception as exc:
+            log_undo_failure(key, exc)
+
+
+def log_undo_failure(what: str, exc: Exception) -> None:
+    print(f"could not undo {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def write_document(db: AsyncDatabase[Document], change: Change, doc: Document | None) -> None:
+    """One document write of a plan (remove, or add/change with the desired document)."""
+    if doc is None:
+        await db[change.collection].delete_one({"_id": change.key})
+    else:
+        await db[change.collection].replace_one({"_id": change.key}, doc, upsert=True)
 
 
 async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, source: Path) -> None:
-    """Write the plan: KV first (probers follow it), then collections, then the audit entry.
+    """Write the plan: KV first (probers follow it), then documents, then the audit entry; a
+    failure undoes what was written and raises.
 
-    The KV bucket is compared with the config itself, not with MongoDB, so a re-apply also
-    repairs a bucket that was lost or edited by hand.
+    The KV buckets are compared with the plan's inventory (the files, plus what is kept without
+    ``--prune``), not with MongoDB, so a re-apply also repairs a bucket lost or edited by hand.
     """
+    kv_undo: KvUndo = []
+    doc_undo: list[tuple[str, str, Document | None]] = []
+    monitors = monitor_values(the_plan.inventory.monitors)
+    windows = window_values(the_plan.windows)
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
     try:
+        check_value_sizes({**monitors, **windows}, server_max_payload(nc.jetstream()))
         js = nc.jetstream()
         await ensure_bus(js)
-        await sync_monitors(await monitors_bucket(js), the_plan.inventory.monitors)
-        await sync_maintenance(await maintenance_bucket(js), the_plan.windows)
+        try:
+            await sync_bucket(await monitors_bucket(js), monitors, kv_undo)
+            await sync_bucket(await maintenance_bucket(js), windows, kv_undo)
+            for change in the_plan.changes:
+                before = the_plan.current.get(change.collection, {}).get(change.key)
+                doc_undo.append((change.collection, change.key, before))
+                desired = None if change.kind == "remove" else the_plan.desired[change.collection][change.key]
+                await write_document(db, change, desired)
+            if the_plan.changes:
+                await db[AUDIT].insert_one(_audit_entry(the_plan, source))
+        except BaseException:
+            await _undo(db, kv_undo, doc_undo)
+            raise
     finally:
         await nc.close()
-    for change in the_plan.changes:
-        if change.kind == "remove":
-            await db[change.collection].delete_one({"_id": change.key})
-        else:
-            doc = the_plan.desired[change.collection][change.key]
-            await db[change.collection].replace_one({"_id": change.key}, doc, upsert=True)
-    if not the_plan.changes:
-        return
-    await db[AUDIT].insert_one(
-        {
-            "at": datetime.now(UTC),
-            "actor": getpass.getuser(),
-            "action": "apply",
-            "source": str(source),
-            "git_revision": _git_revision(source),
-            "changes": [{"collection": c.collection, "key": c.key, "kind": c.kind} for c in the_plan.changes],
-        }
-    )
 
 
-async def apply(directory: Path, mongo_url: str, mongo_db: str, nats_url: str, *, dry_run: bool) -> Plan:
-    """Validate (raises ``ConfigError`` before touching anything), plan, and unless dry-run, write."""
+def _audit_entry(the_plan: Plan, source: Path) -> Document:
+    return {
+        "at": datetime.now(UTC),
+        "actor": getpass.getuser(),
+        "action": "apply",
+        "source": str(source),
+        "git_revision": _git_revision(source),
+        "changes": [{"collection": c.collection, "key": c.key, "kind": c.kind} for c in the_plan.changes],
+    }
+
+
+async def prepare(directory: Path, mongo_url: str, mongo_db: str) -> Plan:
+    """Validate (raises ``ConfigError`` before touching anything) and plan against MongoDB."""
     inventory = load_inventory(directory)
     client = connect(mongo_url)
     try:
-        db = client[mongo_db]
-        the_plan = await plan(db, inventory)
-        if not dry_run:
-            await execute(db, nats_url, the_plan, directory)
-        return the_plan
+        return await plan(client[mongo_db], inventory)
     finally:
         await client.close()
+
+
+def decide(the_plan: Plan, *, prune: bool, force: bool) -> Plan:
+    """The plan to write: without its removals unless ``prune``; refused (``ApplyRefusedError``) when
+    it removes more than ``MASS_REMOVAL`` of a kind without ``force``."""
+    if not prune:
+        return the_plan.without_removals()
+    mass = the_plan.mass_removals()
+    if mass and not force:
+        raise ApplyRefusedError(
+            f"this would remove {', '.join(mass)} (more than {MASS_REMOVAL:.0%}); "
+            "add --force if that is really meant; nothing was changed"
+        )
+    return the_plan
+
+
+async def write(the_plan: Plan, mongo_url: str, mongo_db: str, nats_url: str, source: Path) -> None:
+    client = connect(mongo_url)
+    try:
+        await execute(client[mongo_db], nats_url, the_plan, source)
+    finally:
+        await client.close()
+
+
+async def apply(
+    directory: Path,
+    mongo_url: str,
+    mongo_db: str,
+    nats_url: str,
+    *,
+    dry_run: bool,
+    prune: bool = False,
+    force: bool = False,
+    confirm: Callable[[Plan], bool] | None = None,
+) -> Plan:
+    """Validate, plan, decide (``decide``) and unless ``dry_run`` or ``confirm`` says no, write.
+    Returns the plan that was (or would be) written."""
+    the_plan = decide(await prepare(directory, mongo_url, mongo_db), prune=prune, force=force)
+    if dry_run or (confirm is not None and not confirm(the_plan)):
+        return the_plan
+    await write(the_plan, mongo_url, mongo_db, nats_url, directory)
+    return the_plan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from fao.cli.apply import apply as run_apply
+from fao.cli.apply import MASS_REMOVAL, ApplyRefusedError, decide, prepare, write
 from fao.cli.dev import DevConfig, up
 from fao.cli.incidents import list_incidents
 from fao.runtime.launch import LaunchError, ferretdb_binary
@@ -43,9 +44,17 @@ def _fail(message: str) -> typer.Exit:
 def apply_cmd(
     directory: Annotated[
         Path | None,
-        typer.Argument(help="Folder of YAML files (teams, systems, monitors, maintenance)."),
+        typer.Argument(help="Folder of YAML files (teams, people, systems, monitors, maintenance)."),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff only.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan only.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove what is stored but no longer in the files.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help=f"With --prune: allow removing more than {MASS_REMOVAL:.0%} of a kind."),
+    ] = False,
     check: Annotated[
         bool,
         typer.Option(
@@ -55,33 +64,62 @@ def apply_cmd(
         ),
     ] = False,
 ) -> None:
-    """Validate the inventory, show what changes, write it to MongoDB and the KV buckets."""
+    """Validate the inventory, show the plan, and (with --yes or a confirmation) write it to
+    MongoDB and the KV buckets."""
     if check:
-        if dry_run:
-            raise _fail("--check writes nothing already; leave out --dry-run")
+        if dry_run or yes or prune or force:
+            raise _fail("--check writes nothing; leave out --dry-run, --yes, --prune and --force")
         _apply_check(directory)
         return
     if directory is None:
         raise _fail("give the config folder: fao apply DIR (or fao apply --check [DIR])")
+    if force and not prune:
+        raise _fail("--force only matters with --prune")
     settings = ServiceSettings()
     try:
-        plan = asyncio.run(
-            run_apply(directory, settings.mongo_url, settings.mongo_db, settings.nats_url, dry_run=dry_run)
-        )
+        full = asyncio.run(prepare(directory, settings.mongo_url, settings.mongo_db))
     except ConfigError as exc:
         for problem in exc.problems:
             typer.secho(str(problem), fg=typer.colors.RED, err=True)
         raise _fail(f"config rejected: {len(exc.problems)} problem(s); nothing was changed") from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
-    for change in plan.changes:
-        typer.echo(str(change))
-    inv = plan.inventory
-    summary = f"{len(inv.teams)} teams, {len(inv.systems)} systems, {len(inv.monitors)} monitors"
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    for note in full.inventory.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    for line in full.summary(prune):
+        typer.echo(line)
+    for change in full.changes:
+        typer.echo(change.describe(prune))
+    try:
+        plan = decide(full, prune=prune, force=force)
+    except ApplyRefusedError as exc:
+        raise _fail(str(exc)) from None
+    inv = full.inventory
+    people = f"{len(inv.people)} people, " if inv.people else ""
+    summary = f"{len(inv.teams)} teams, {people}{len(inv.systems)} systems, {len(inv.monitors)} monitors"
     if inv.maintenance:
         summary += f", {len(inv.maintenance)} maintenance window(s)"
-    verb = "would apply" if dry_run else "applied"
-    typer.echo(f"{verb}: {summary}; {len(plan.changes)} change(s)")
+    if kept := len(full.removals()) - len(plan.removals()):
+        summary += f" ({kept} stored object(s) not in the files kept)"
+    if dry_run:
+        typer.echo(f"would apply: {summary}; {len(plan.changes)} change(s)")
+        return
+    # With no document to change, writing only brings the KV buckets in line (nothing to confirm).
+    if plan.changes and not yes:
+        if not sys.stdin.isatty():
+            raise _fail(f"{len(plan.changes)} change(s) not written: not a terminal; add --yes to apply")
+        if not typer.confirm(f"apply {len(plan.changes)} change(s)?", default=False):
+            raise _fail("nothing was changed")
+    try:
+        asyncio.run(write(plan, settings.mongo_url, settings.mongo_db, settings.nats_url, directory))
+    except ApplyRefusedError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(
+            f"apply failed ({type(exc).__name__}: {exc}); what was written was undone"
+            " (`fao apply --check` shows any difference left)"
+        ) from None
+    typer.echo(f"applied: {summary}; {len(plan.changes)} change(s)")
 
 
 def _apply_check(directory: Path | None) -> None:

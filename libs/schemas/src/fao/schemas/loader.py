@@ -4,6 +4,10 @@ with ``path:line: field: message`` errors.
 Each ``*.yaml``/``*.yml`` file in the directory may hold any of the top-level lists ``teams``,
 ``people``, ``systems``, ``monitors`` and ``maintenance``. Loading either returns a complete, cross-checked
 ``Inventory`` or raises ``ConfigError`` listing every problem; it never returns a partial result.
+Reading is strict: a duplicate key in a YAML mapping is an error (YAML would keep the last one
+silently), and so is a file over ``MAX_FILE_BYTES``. Hidden files and folders, links to folders, links to
+files outside the folder and files that are not ``.yaml``/``.yml`` are not read; each is named in
+``Inventory.notes`` so the operator sees what was left out.
 Cross-checks: unique ids per section, every reference exists (``system.team``,
 ``system.depends_on``, ``monitor.system``, a window's ``systems`` and ``teams``, a person's
 ``teams``, an escalation step's ``people`` and ``teams``), and no
@@ -12,6 +16,7 @@ Cross-checks: unique ids per section, every reference exists (``system.team``,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "monitors": Monitor,
     "maintenance": MaintenanceWindow,
 }
+MAX_FILE_BYTES = 5 * 1024 * 1024
+YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 NOUNS = {"teams": "team", "people": "person", "systems": "system", "monitors": "monitor"}
 ConfigModel = Team | Person | System | Monitor | MaintenanceWindow
 M = TypeVar("M", bound=BaseModel)
@@ -64,6 +71,8 @@ class Inventory:
     monitors: list[Monitor] = field(default_factory=list)
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Files and folders that were not read, and why."""
 
 
 @dataclass
@@ -111,8 +120,37 @@ def _field_name(loc: Sequence[int | str]) -> str:
     return out or "(document)"
 
 
+def _duplicate_keys(node: yaml.Node, name: str, problems: list[ConfigProblem]) -> None:
+    """Every mapping key that appears twice in one mapping (YAML itself keeps the last one)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    problems.append(
+                        ConfigProblem(
+                            name, line, str(key.value), f"duplicate key (first at line {seen[key.value]})"
+                        )
+                    )
+                else:
+                    seen[key.value] = line
+            _duplicate_keys(value, name, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _duplicate_keys(item, name, problems)
+
+
 def _parse_file(path: Path, problems: list[ConfigProblem]) -> Iterator[tuple[str, _Located]]:
     name = str(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        problems.append(
+            ConfigProblem(
+                name, 1, "(file)", f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} (split it up)"
+            )
+        )
+        return
     try:
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -125,6 +163,10 @@ def _parse_file(path: Path, problems: list[ConfigProblem]) -> Iterator[tuple[str
         problems.append(ConfigProblem(name, line, "(yaml)", str(exc.problem or exc)))
         return
     if root is None or data is None:
+        return
+    before = len(problems)
+    _duplicate_keys(root, name, problems)
+    if len(problems) > before:
         return
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         problems.append(ConfigProblem(name, root.start_mark.line + 1, "(document)", "expected a mapping"))
@@ -263,11 +305,46 @@ def _models(items: list[_Located], kind: type[M]) -> list[M]:
     return [item.model for item in items if isinstance(item.model, kind)]
 
 
+def config_files(directory: Path) -> tuple[list[Path], list[str]]:
+    """The YAML files under ``directory`` to read, and a note for each thing left out."""
+    root = directory.resolve()
+    files: list[Path] = []
+    notes: list[str] = []
+    for folder, subfolders, names in os.walk(directory):
+        here = Path(folder)
+        for sub in sorted(subfolders):
+            if sub.startswith("."):
+                notes.append(f"{here / sub}: hidden folder, not read")
+            elif (here / sub).is_symlink():  # os.walk does not follow it: say so
+                notes.append(f"{here / sub}: link to a folder, not read (link the files instead)")
+        subfolders[:] = sorted(sub for sub in subfolders if not sub.startswith("."))
+        for file_name in sorted(names):
+            path = here / file_name
+            if file_name.startswith("."):
+                notes.append(f"{path}: hidden file, not read")
+            elif path.suffix not in YAML_SUFFIXES:
+                notes.append(f"{path}: not a .yaml/.yml file, not read")
+            elif path.is_symlink() and not path.resolve().is_relative_to(root):
+                notes.append(f"{path}: link to a file outside {directory}, not read")
+            elif not path.is_file():
+                notes.append(f"{path}: not a regular file, not read")
+            else:
+                files.append(path)
+    read: dict[Path, Path] = {}
+    for path in sorted(files):
+        real = path.resolve()
+        if real in read:
+            notes.append(f"{path}: the same file as {read[real]}, read once")
+        else:
+            read[real] = path
+    return sorted(read.values()), notes
+
+
 def load_inventory(directory: Path) -> Inventory:
     """Validate every YAML file under ``directory``; raise ``ConfigError`` with all problems found."""
     if not directory.is_dir():
         raise ConfigError([ConfigProblem(str(directory), 0, "(directory)", "not a directory")])
-    files = sorted(p for p in directory.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
+    files, notes = config_files(directory)
     if not files:
         raise ConfigError([ConfigProblem(str(directory), 0, "(directory)", "no .yaml files found")])
     problems: list[ConfigProblem] = []
@@ -284,4 +361,5 @@ def load_inventory(directory: Path) -> Inventory:
         monitors=_models(located["monitors"], Monitor),
         maintenance=_models(located["maintenance"], MaintenanceWindow),
         people=_models(located["people"], Person),
+        notes=notes,
     )

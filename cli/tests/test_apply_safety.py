@@ -1,0 +1,201 @@
+"""`fao apply` is safe the way Terraform and kubectl users expect: a plan first, writes only when
+confirmed, removals only with --prune (and --force for many), and nothing half-applied. On real
+NATS and FerretDB."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.errors import NoKeysError
+from pymongo import MongoClient
+from typer.testing import CliRunner, Result
+
+import fao.cli.apply as apply_module
+from fao.cli.drift import check_drift
+from fao.cli.main import app
+from fao.runtime.bus import monitors_bucket
+from fao.runtime.store import Document
+from fao.schemas.subjects import monitor_key
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
+
+
+@pytest.fixture
+def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAO_NATS_URL", nats_url)
+    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
+    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+
+
+@pytest.fixture
+def stored(mongo_url: str, mongo_db_name: str) -> Iterator[MongoClient[Document]]:
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    folder = tmp_path / "config"
+    shutil.copytree(EXAMPLES, folder)
+    return folder
+
+
+def fao(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def ids(client: MongoClient[Document], db: str, collection: str) -> list[str]:
+    return sorted(doc["_id"] for doc in client[db][collection].find({}, {"_id": 1}))
+
+
+async def kv_keys(nats_url: str) -> list[str]:
+    nc = await nats.connect(nats_url)
+    try:
+        return sorted(await (await monitors_bucket(nc.jetstream())).keys())
+    except NoKeysError:
+        return []
+    finally:
+        await nc.close()
+
+
+def test_nothing_is_written_without_yes_off_a_terminal(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    result = fao("apply", str(config))
+    assert result.exit_code == 1
+    assert "monitors: 3 to add, 0 to change" in result.output
+    assert "+ monitor e-service-home" in result.output
+    assert "not a terminal; add --yes to apply" in result.output
+    assert ids(stored, mongo_db_name, "monitors") == []
+
+
+def test_an_empty_folder_removes_nothing_without_prune_and_everything_only_with_force(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str, nats_url: str, tmp_path: Path
+) -> None:
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    monitors = ids(stored, mongo_db_name, "monitors")
+    assert len(monitors) == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.yaml").write_text("", encoding="utf-8")
+
+    kept = fao("apply", "--yes", str(empty))
+    assert kept.exit_code == 0, kept.output
+    assert "= monitor e-service-home (not in the files: kept; --prune removes it)" in kept.output
+    assert "applied: 0 teams, 0 systems, 0 monitors (" in kept.output
+    assert "stored object(s) not in the files kept); 0 change(s)" in kept.output
+    assert ids(stored, mongo_db_name, "monitors") == monitors
+    assert asyncio.run(kv_keys(nats_url)) == [monitor_key(m) for m in monitors], "the probers keep them too"
+
+    refused = fao("apply", "--yes", "--prune", str(empty))
+    assert refused.exit_code == 1
+    assert "this would remove" in refused.output
+    assert "3 of 3 monitors" in refused.output
+    assert "add --force" in refused.output
+    assert ids(stored, mongo_db_name, "monitors") == monitors
+
+    forced = fao("apply", "--yes", "--prune", "--force", str(empty))
+    assert forced.exit_code == 0, forced.output
+    assert "- monitor e-service-home" in forced.output
+    assert ids(stored, mongo_db_name, "monitors") == []
+    assert asyncio.run(kv_keys(nats_url)) == []
+
+
+def test_pruning_a_few_needs_no_force(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    text = (config / "monitors.yaml").read_text(encoding="utf-8")
+    extra = "\n".join(
+        f"  - id: extra-{n}\n    system: e-service\n    check: {{type: tcp, host: 127.0.0.1, port: 9}}"
+        for n in range(10)
+    )
+    (config / "monitors.yaml").write_text(text.rstrip() + "\n" + extra + "\n", encoding="utf-8")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    (config / "monitors.yaml").write_text(
+        text.rstrip() + "\n" + extra.rsplit("\n  - ", 1)[0] + "\n", encoding="utf-8"
+    )
+    pruned = fao("apply", "--yes", "--prune", str(config))
+    assert pruned.exit_code == 0, pruned.output
+    assert "- monitor extra-9" in pruned.output
+    assert "extra-9" not in ids(stored, mongo_db_name, "monitors")
+
+
+def test_a_failure_half_way_is_undone(
+    env: None,
+    config: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    nats_url: str,
+    mongo_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    before_docs = list(stored[mongo_db_name]["monitors"].find({}))
+    before_kv = asyncio.run(kv_keys(nats_url))
+    monitors = config / "monitors.yaml"
+    changed = monitors.read_text(encoding="utf-8").replace("quiet_period: 15s", "quiet_period: 20s")
+    assert changed != monitors.read_text(encoding="utf-8")
+    monitors.write_text(
+        changed
+        + "  - id: newcomer\n    system: e-service\n    check: {type: tcp, host: 127.0.0.1, port: 9}\n",
+        encoding="utf-8",
+    )
+    real_write = apply_module.write_document
+    calls = 0
+
+    async def failing_write(*args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the KV buckets are written by now, and one document
+            raise OSError("disk full (injected)")
+        await real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply_module, "write_document", failing_write)
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert "apply failed (OSError: disk full (injected)); what was written was undone" in result.output
+    assert calls == 2
+    assert list(stored[mongo_db_name]["monitors"].find({})) == before_docs
+    assert asyncio.run(kv_keys(nats_url)) == before_kv
+    report = asyncio.run(check_drift(mongo_url, mongo_db_name, nats_url, None))
+    assert report.clean, report.lines()
+
+
+def test_a_value_nats_cannot_carry_is_refused_before_anything_is_written(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str, nats_url: str
+) -> None:
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    before_kv = asyncio.run(kv_keys(nats_url))
+    monitors = config / "monitors.yaml"
+    monitors.write_text(
+        monitors.read_text(encoding="utf-8")
+        + "  - id: aaa-first\n    system: e-service\n    check: {type: tcp, host: 127.0.0.1, port: 9}\n"
+        + "  - id: huge\n    system: e-service\n    check:\n      type: http\n      url: http://127.0.0.1/\n"
+        + f"      keyword: {'x' * 1_100_000}\n",
+        encoding="utf-8",
+    )
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert "too large for the NATS server" in result.output
+    assert "monitor.huge" in result.output
+    assert "nothing was changed" in result.output
+    assert asyncio.run(kv_keys(nats_url)) == before_kv
+    assert "aaa-first" not in ids(stored, mongo_db_name, "monitors")
+
+
+def test_hidden_and_foreign_files_are_named_not_read(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    (config / ".x.yaml").write_text("teams:\n  - id: planted\n    name: Planted\n", encoding="utf-8")
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 0, result.output
+    assert f"note: {config / '.x.yaml'}: hidden file, not read" in result.output
+    assert "planted" not in ids(stored, mongo_db_name, "teams")
