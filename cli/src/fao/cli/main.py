@@ -150,6 +150,28 @@ def _apply_check(directory: Path | None) -> None:
     )
 
 
+@app.command("export")
+def export_cmd(
+    directory: Annotated[Path, typer.Argument(help="An empty (or new) folder for the YAML files.")],
+) -> None:
+    """Write the applied inventory back as YAML files (`fao apply` of them changes nothing)."""
+    from fao.cli.export import ExportError, export
+
+    settings = ServiceSettings()
+    try:
+        result = export(settings.mongo_url, settings.mongo_db, directory)
+    except ExportError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    for note in result.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    if not result.files:
+        raise _fail("nothing to export: no inventory was applied to this database")
+    for name, count in result.files.items():
+        typer.echo(f"{directory / name}: {count}")
+
+
 @app.command("report")
 def report_cmd(
     month: Annotated[str, typer.Argument(help="Month as YYYY-MM (CE), e.g. 2026-10.")],
