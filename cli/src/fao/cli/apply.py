@@ -39,6 +39,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.runtime import audit
 from fao.runtime.bus import (
     PAYLOAD_HEADROOM,
     ensure_bus,
@@ -47,7 +48,6 @@ from fao.runtime.bus import (
     server_max_payload,
 )
 from fao.runtime.inventory import (
-    AUDIT,
     MAINTENANCE,
     MONITORS,
     PEOPLE,
@@ -369,7 +369,7 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
                 desired = None if change.kind == "remove" else the_plan.desired[change.collection][change.key]
                 await write_document(db, change, desired)
             if the_plan.changes:
-                await db[AUDIT].insert_one(_audit_entry(the_plan, source))
+                await audit.record(db, _audit_entry(the_plan, source))
         except BaseException:
             await _undo(db, kv_undo, doc_undo)
             raise
@@ -378,14 +378,25 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
 
 
 def _audit_entry(the_plan: Plan, source: Path) -> Document:
-    return {
-        "at": datetime.now(UTC),
-        "actor": getpass.getuser(),
-        "action": "apply",
-        "source": str(source),
-        "git_revision": _git_revision(source),
-        "changes": [{"collection": c.collection, "key": c.key, "kind": c.kind} for c in the_plan.changes],
-    }
+    changes = [
+        audit.Change(
+            c.collection,
+            c.key,
+            "remove" if c.kind == "remove" else "add" if c.kind == "add" else "change",
+            before=the_plan.current.get(c.collection, {}).get(c.key),
+            after=None if c.kind == "remove" else the_plan.desired[c.collection][c.key],
+        )
+        for c in the_plan.changes
+    ]
+    return audit.entry(
+        at=datetime.now(UTC),
+        actor=getpass.getuser(),
+        source="apply",
+        action="apply",
+        changes=changes,
+        folder=str(source),
+        git_revision=_git_revision(source),
+    )
 
 
 async def prepare(directory: Path, mongo_url: str, mongo_db: str) -> Plan:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from fao.cli.apply import MASS_REMOVAL, ApplyRefusedError, decide, prepare, write
-from fao.cli.dev import DevConfig, up
+from fao.cli.dev import DEFAULT_GATEWAY_PORT, DevConfig, up
 from fao.cli.incidents import list_incidents
 from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.runtime.settings import ServiceSettings
@@ -33,6 +33,10 @@ maintenance = typer.Typer(
     help="Maintenance windows: planned downtime that sends no alerts.", no_args_is_help=True
 )
 app.add_typer(maintenance, name="maintenance")
+line = typer.Typer(help="LINE: the groups the bot is in.", no_args_is_help=True)
+app.add_typer(line, name="line")
+line_app = typer.Typer(help="LINE: the month's message quota.", no_args_is_help=True)
+app.add_typer(line_app, name="line")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -170,6 +174,33 @@ def export_cmd(
         raise _fail("nothing to export: no inventory was applied to this database")
     for name, count in result.files.items():
         typer.echo(f"{directory / name}: {count}")
+
+
+@app.command("audit")
+def audit_cmd(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="7d, 12h, or a date/time (Bangkok): only entries since then."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="At most this many (newest).")
+    ] = 100,
+) -> None:
+    """The audit log: who changed what, when and from where, with fields before → after."""
+    from fao.cli.audit_log import SinceError, audit_lines, parse_since
+
+    settings = ServiceSettings()
+    try:
+        start = parse_since(since, datetime.now(UTC)) if since else None
+        lines = asyncio.run(audit_lines(settings.mongo_url, settings.mongo_db, start, limit))
+    except SinceError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    if not lines:
+        typer.echo("no audit entries" + (f" since {since}" if since else ""))
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command("report")
@@ -344,6 +375,28 @@ def check_cmd(
         raise typer.Exit(code=1)
 
 
+@line_app.command("quota")
+def line_quota() -> None:
+    """The month's LINE quota: limit, used, remaining, forecast; each team group's member count
+    (what a push to it costs); whether teams get digests only; exhausted_until if LINE said so."""
+    from fao.cli.line_quota import LineAccess, quota_report
+    from fao.notifier.settings import NotifierSettings
+
+    settings = NotifierSettings()
+    token = settings.line_channel_access_token
+    access = LineAccess(
+        token=token.get_secret_value() or None if token is not None else None,
+        api_base=settings.line_api_base,
+        timeout=settings.line_timeout,
+    )
+    try:
+        lines = asyncio.run(quota_report(settings.mongo_url, settings.mongo_db, datetime.now(UTC), access))
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    for text in lines:
+        typer.echo(text)
+
+
 @dev.command("up")
 def dev_up(
     config: Annotated[Path, typer.Option(help="Inventory to apply.")] = Path("examples/config"),
@@ -353,9 +406,13 @@ def dev_up(
     http_port: Annotated[
         int,
         typer.Option(
-            help="First /healthz + /metrics port: correlator, notifier, reporter, then one per prober zone."
+            help="First /healthz + /metrics port: correlator, notifier, reporter, one per prober zone,"
+            " then the gateway."
         ),
     ] = 9101,
+    gateway_port: Annotated[
+        int, typer.Option(help="Port of the gateway's LINE webhook (loopback).")
+    ] = DEFAULT_GATEWAY_PORT,
     no_demo: Annotated[
         bool, typer.Option("--no-demo", help="Start no demo target (for your own inventory).")
     ] = False,
@@ -371,12 +428,34 @@ def dev_up(
     cfg = DevConfig(
         data_dir=data.resolve(), config_dir=config, nats_port=nats_port, mongo_port=mongo_port,
         first_http_port=http_port, demo=not no_demo, demo_port=demo_port, demo_period=demo_period,
-        demo_outage=demo_outage,
+        demo_outage=demo_outage, gateway_port=gateway_port,
     )  # fmt: skip
     try:
         asyncio.run(up(cfg))
     except (LaunchError, ConfigError) as exc:
         raise _fail(str(exc)) from None
+
+
+@line.command("groups")
+def line_groups(
+    show_left: Annotated[bool, typer.Option("--all", help="Also the groups the bot has left.")] = False,
+) -> None:
+    """The LINE groups the bot is in (ids for the teams' line_groups, with names), and a warning for
+    every team whose configured group the bot left or never joined."""
+    from fao.cli.line import describe_groups, load_groups
+
+    settings = ServiceSettings()
+    try:
+        report = asyncio.run(load_groups(settings.mongo_url, settings.mongo_db))
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    view = describe_groups(report, show_left=show_left)
+    if not view.lines:
+        typer.echo("the bot is in no LINE group yet (none recorded): add it to a group, then look again")
+    for row in view.lines:
+        typer.echo(row)
+    for warning in view.warnings:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
 
 
 @dev.command("build-ferretdb")

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fao.runtime import audit
 from fao.runtime.bus import maintenance_bucket
 from fao.runtime.inventory import (
-    AUDIT,
     MAINTENANCE,
     SYSTEMS,
     TEAMS,
@@ -150,16 +150,26 @@ async def _publish(nats_url: str, window: MaintenanceWindow) -> None:
 
 
 async def _audit(
-    db: AsyncDatabase[Document], action: str, window: MaintenanceWindow, actor: str, now: datetime
+    db: AsyncDatabase[Document],
+    action: str,
+    window: MaintenanceWindow,
+    actor: str,
+    now: datetime,
+    before: Document | None = None,
 ) -> None:
-    await db[AUDIT].insert_one(
-        {
-            "at": now,
-            "actor": actor,
-            "action": action,
-            "window_id": window.id,
-            "window": window.model_dump(mode="json"),
-        }
+    after = await db[MAINTENANCE].find_one({"_id": window.id})
+    kind: audit.ChangeKind = "change" if before is not None else "add"
+    await audit.record(
+        db,
+        audit.entry(
+            at=now,
+            actor=actor,
+            source="cli",
+            action=action,
+            changes=[audit.Change(MAINTENANCE, window.id, kind, before=before, after=after)],
+            window_id=window.id,
+            window=window.model_dump(mode="json"),
+        ),
     )
 
 
@@ -233,7 +243,7 @@ async def end_window(
         ended = window.model_copy(update={"ended_at": now})
         await db[MAINTENANCE].replace_one({"_id": window.id}, maintenance_to_doc(ended, source))
         await _publish(nats_url, ended)
-        await _audit(db, "maintenance.end", ended, actor, now)
+        await _audit(db, "maintenance.end", ended, actor, now, before=doc)
         return Ended(ended, changed=True, message=message)
     finally:
         await client.close()
