@@ -203,6 +203,27 @@ def audit_cmd(
         typer.echo(line)
 
 
+@app.command("doctor")
+def doctor_cmd() -> None:
+    """What needs attention (silent zones, monitors that never worked, unreachable teams...), with fixes."""
+    from fao.cli.doctor import run
+
+    settings = ServiceSettings()
+    try:
+        findings = asyncio.run(run(settings.mongo_url, settings.mongo_db, datetime.now(UTC)))
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    for finding in findings:
+        typer.echo(str(finding))
+    problems = sum(1 for f in findings if f.level == "problem")
+    if not findings:
+        typer.secho("all well: nothing needs attention", fg=typer.colors.GREEN)
+        return
+    typer.echo(f"{problems} problem(s), {len(findings) - problems} warning(s)")
+    if problems:
+        raise typer.Exit(code=1)
+
+
 @app.command("report")
 def report_cmd(
     month: Annotated[str, typer.Argument(help="Month as YYYY-MM (CE), e.g. 2026-10.")],

@@ -1,0 +1,237 @@
+"""``fao doctor``: what in the inventory and its monitoring needs a person's attention, each with
+the fix to make.
+
+``diagnose`` is a pure function over a ``Snapshot`` (the applied inventory and what the correlator
+knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
+
+- a system without a monitor (nobody would notice it fail);
+- a monitor with no result recorded (no prober runs its zone, or it is new), and one whose every
+  remembered result failed (it has never worked as configured: a wrong URL, keyword or port);
+- a zone that monitors need and no prober reports from (silent for ``SILENT_AFTER``);
+- a team nobody can reach: no LINE group, e-mail or webhook;
+- a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
+- a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
+  one covering more than half of every week (real outages would be hidden).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.runtime.inventory import (
+    MAINTENANCE,
+    MONITORS,
+    PEOPLE,
+    SYSTEMS,
+    TEAMS,
+    from_doc,
+    maintenance_from_doc,
+)
+from fao.runtime.store import Document, connect
+from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
+
+STATE: Final = "monitor_state"  # the correlator's per-monitor state
+LONG_WINDOW: Final = timedelta(days=7)
+SILENT_AFTER: Final = timedelta(minutes=10)
+WEEK: Final = 7 * 86400.0
+
+Level = Literal["problem", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    subject: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        mark = "✗" if self.level == "problem" else "!"
+        return f"{mark} {self.subject}: {self.what}\n    fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class MonitorSeen:
+    """What the correlator knows of one monitor: per zone, the newest result and the remembered
+    outcomes (oldest first)."""
+
+    last_at: dict[str, datetime] = field(default_factory=dict)
+    outcomes: tuple[bool, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    teams: list[Team] = field(default_factory=list)
+    people: list[Person] = field(default_factory=list)
+    systems: list[System] = field(default_factory=list)
+    monitors: list[Monitor] = field(default_factory=list)
+    windows: list[MaintenanceWindow] = field(default_factory=list)
+    seen: dict[str, MonitorSeen] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _window_findings(window: MaintenanceWindow, now: datetime) -> list[Finding]:
+    if window.ended_at is not None and window.ended_at <= now:
+        return []
+    if window.weekly is not None:
+        covered = len(window.weekly.days) * window.weekly.duration
+        if covered > WEEK / 2 and (window.end is None or window.end > now):
+            return [
+                Finding(
+                    "warning",
+                    f"maintenance {window.id}",
+                    f"covers {covered / WEEK:.0%} of every week, with no end",
+                    "shorten it, give it an `end`, or end it: fao maintenance end " + window.id,
+                )
+            ]
+        return []
+    if window.start is not None and window.end is not None and window.end > now:
+        length = window.end - window.start
+        if length > LONG_WINDOW:
+            return [
+                Finding(
+                    "warning",
+                    f"maintenance {window.id}",
+                    f"lasts {length.days} days (until {window.end.date().isoformat()}): outages are hidden",
+                    "split it into real work periods, or end it: fao maintenance end " + window.id,
+                )
+            ]
+    return []
+
+
+def diagnose(snap: Snapshot, now: datetime) -> list[Finding]:
+    found: list[Finding] = [
+        Finding("problem", "stored document", what, "re-apply the config: fao apply DIR --yes")
+        for what in snap.unreadable
+    ]
+    monitored = {m.system for m in snap.monitors if m.enabled}
+    for system in sorted(snap.systems, key=lambda s: s.id):
+        if system.id not in monitored:
+            found.append(
+                Finding(
+                    "warning",
+                    f"system {system.id}",
+                    "has no enabled monitor",
+                    "add a monitor for it, or remove the system",
+                )
+            )
+    zones_needed: dict[str, list[str]] = {}
+    latest_by_zone: dict[str, datetime] = {}
+    for known in snap.seen.values():
+        for zone, at in known.last_at.items():
+            latest_by_zone[zone] = max(at, latest_by_zone.get(zone, at))
+    for monitor in sorted(snap.monitors, key=lambda m: m.id):
+        if not monitor.enabled:
+            continue
+        for zone in monitor.zones:
+            zones_needed.setdefault(zone, []).append(monitor.id)
+        seen = snap.seen.get(monitor.id)
+        if seen is None or not seen.last_at:
+            found.append(
+                Finding(
+                    "problem",
+                    f"monitor {monitor.id}",
+                    f"no result recorded (zones: {', '.join(monitor.zones)})",
+                    "check that a prober runs in each of its zones (FAO_ZONE), then: fao check " + monitor.id,
+                )
+            )
+        elif seen.outcomes and not any(seen.outcomes):
+            found.append(
+                Finding(
+                    "problem",
+                    f"monitor {monitor.id}",
+                    f"all of its last {len(seen.outcomes)} results failed: it may never have worked as configured",
+                    f"try it by hand: fao check {monitor.id} (URL, keyword, port, expected status)",
+                )
+            )
+    for zone, monitors in sorted(zones_needed.items()):
+        latest = latest_by_zone.get(zone)
+        if latest is None or now - latest > SILENT_AFTER:
+            since = f"nothing since {latest.isoformat(timespec='seconds')}" if latest else "never reported"
+            found.append(
+                Finding(
+                    "problem",
+                    f"zone {zone}",
+                    f"{len(monitors)} monitor(s) need it; its probers: {since}",
+                    f"start a prober with FAO_ZONE={zone} (or remove the zone from those monitors)",
+                )
+            )
+    for team in sorted(snap.teams, key=lambda t: t.id):
+        if not (team.line_groups or team.email or team.webhooks):
+            found.append(
+                Finding(
+                    "problem",
+                    f"team {team.id}",
+                    "no LINE group, e-mail or webhook: its alerts go nowhere",
+                    "add line_groups (ids from: fao line groups), email or webhooks to the team",
+                )
+            )
+    for person in sorted(snap.people, key=lambda p: p.id):
+        if person.line_user_id is None:
+            found.append(
+                Finding(
+                    "warning",
+                    f"person {person.id}",
+                    "no LINE user id: cannot be recognised acknowledging in LINE, nor escalated to",
+                    "ask them to send a message to the Official Account, then set line_user_id",
+                )
+            )
+    for window in sorted(snap.windows, key=lambda w: w.id):
+        found.extend(_window_findings(window, now))
+    return found
+
+
+def _seen(doc: Mapping[str, Any]) -> MonitorSeen:
+    zones = doc.get("zones")
+    last_at: dict[str, datetime] = {}
+    outcomes: list[bool] = []
+    if isinstance(zones, Mapping):
+        for zone, state in zones.items():
+            if not isinstance(state, Mapping):
+                continue
+            at = state.get("last_at")
+            if isinstance(at, datetime):
+                last_at[str(zone)] = at if at.tzinfo else at.replace(tzinfo=UTC)
+            history = state.get("history")
+            if isinstance(history, list):
+                outcomes.extend(bool(x) for x in history)
+    return MonitorSeen(last_at, tuple(outcomes))
+
+
+async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
+    snap = Snapshot()
+
+    async def load(collection: str, kind: type[BaseModel], into: list[Any]) -> None:
+        async for doc in db[collection].find({}):
+            try:
+                into.append(from_doc(kind, doc))
+            except ValidationError as exc:
+                snap.unreadable.append(f"{collection}/{doc.get('_id')}: {exc.error_count()} invalid field(s)")
+
+    await load(TEAMS, Team, snap.teams)
+    await load(PEOPLE, Person, snap.people)
+    await load(SYSTEMS, System, snap.systems)
+    await load(MONITORS, Monitor, snap.monitors)
+    async for doc in db[MAINTENANCE].find({}):
+        try:
+            snap.windows.append(maintenance_from_doc(doc)[0])
+        except ValueError as exc:
+            snap.unreadable.append(f"maintenance/{doc.get('_id')}: {exc}")
+    async for doc in db[STATE].find({}):
+        monitor_id = doc.get("monitor_id") or doc.get("_id")
+        snap.seen[str(monitor_id)] = _seen(doc)
+    return snap
+
+
+async def run(mongo_url: str, mongo_db: str, now: datetime) -> list[Finding]:
+    client = connect(mongo_url)
+    try:
+        return diagnose(await snapshot(client[mongo_db]), now)
+    finally:
+        await client.close()
