@@ -10,6 +10,7 @@ COPY services/${SERVICE} services/${SERVICE}
 RUN test -n "${SERVICE}" && \
     pip install --no-cache-dir -c constraints.txt ./libs/schemas ./libs/runtime ./services/${SERVICE} uvloop tzdata
 USER nobody
-EXPOSE 9100
-ENV FAO_HTTP_HOST=0.0.0.0 FAO_HTTP_PORT=9100
+# 9100: /healthz and /metrics of every service; 8080: the gateway's public HTTP (the LINE webhook).
+EXPOSE 9100 8080
+ENV FAO_HTTP_HOST=0.0.0.0 FAO_HTTP_PORT=9100 FAO_GATEWAY_HOST=0.0.0.0 FAO_GATEWAY_PORT=8080
 CMD ["sh", "-c", "exec python -m fao.${FAO_SERVICE}"]

@@ -3,15 +3,15 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PKGS := -e libs/schemas -e libs/runtime -e libs/testing -e services/prober -e services/correlator \
-        -e services/notifier -e services/reporter -e cli
+        -e services/notifier -e services/reporter -e services/gateway -e cli
 SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src services/correlator/src \
-       services/notifier/src services/reporter/src cli/src
+       services/notifier/src services/reporter/src services/gateway/src cli/src
 
 .PHONY: up test check lint typecheck pytest install ferretdb
 
 $(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop
+	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop hypothesis
 	touch $@
 
 install: $(BIN)/fao

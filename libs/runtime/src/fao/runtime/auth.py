@@ -17,6 +17,8 @@ do and what it cannot):
   writes only its own key ``lease.correlator``);
 - ``notifier``: consumes incident events (its durable), holds its lease;
 - ``reporter``: consumes incident events (its durable);
+- ``gateway``: publishes commands (``fao.commands.v1.>``) and listens (a core subscription) for
+  the correlator's refusals (``fao.command-outcomes.v1.rejected``), to tell the person in LINE;
 - each consumer dead-letters on its own ``fao.deadletter.<service>`` only.
 
 ``render_config`` writes the ``authorization`` block for nats-server: with the passwords themselves
@@ -38,7 +40,7 @@ from fao.runtime.lease import lease_key
 from fao.schemas import subjects as s
 
 ADMIN = "admin"
-SERVICES = ("prober", "correlator", "notifier", "reporter")
+SERVICES = ("prober", "correlator", "notifier", "reporter", "gateway")
 USERS = (ADMIN, *SERVICES)
 
 API = "$JS.API"
@@ -116,8 +118,8 @@ def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _service(user: str, publish: Iterable[str]) -> Permissions:
-    return Permissions(_dedupe([*_verify(), *publish]), (f"{inbox_prefix(user)}.>",))
+def _service(user: str, publish: Iterable[str], subscribe: Iterable[str] = ()) -> Permissions:
+    return Permissions(_dedupe([*_verify(), *publish]), (f"{inbox_prefix(user)}.>", *subscribe))
 
 
 PERMISSIONS: dict[str, Permissions] = {
@@ -147,6 +149,7 @@ PERMISSIONS: dict[str, Permissions] = {
     "reporter": _service(
         "reporter", [*consume(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER), s.dead_letter_subject("reporter")]
     ),
+    "gateway": _service("gateway", [s.COMMANDS_SUBJECTS], subscribe=[s.command_rejected_subject()]),
 }
 
 

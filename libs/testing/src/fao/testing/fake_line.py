@@ -13,6 +13,13 @@ What it emulates, with LINE's documented status codes, bodies and headers:
   request failed is not accepted and may be retried) and the monthly quota (``429``).
 * ``POST /v2/bot/message/reply``: free of quota, a reply token works once, and an
   ``X-Line-Retry-Key`` header is refused with ``400``.
+* ``GET /v2/bot/group/{groupId}/summary``: ``{groupId, groupName}`` for a group the bot is in
+  (``groups``, `add_group`; named with `set_group_name`), ``404`` for any other (`remove_group`: the bot left).
+* ``GET /v2/bot/group/{groupId}/members/count``: ``{count}``, the member count given in ``groups`` or
+  `add_group` (what a push to the group costs), ``404`` for a group the bot is not in.
+* Webhooks *to* the bot, signed like LINE's (`FakeLineServer.send_webhook`, `webhook_body`,
+  `sign_webhook` and the event builders `postback_event`, `message_event`, `join_event`,
+  `leave_event`, `member_joined_event`, `member_left_event`).
 * ``GET /v2/bot/message/quota`` and ``GET /v2/bot/message/quota/consumption``. A push costs the
   member count of the target group (1 for a user) per request, whatever the number of messages in it.
 * Every response carries a fresh ``x-line-request-id``; every request is recorded.
@@ -21,9 +28,9 @@ What it emulates, with LINE's documented status codes, bodies and headers:
   to pushes addressed to one chat (``to=``) and can last until `FakeLineServer.clear_faults`
   (``count=None``), so one group's LINE can be "down" while the others work.
 
-What it does not emulate: webhooks (nothing is ever sent *to* the bot), multicast, broadcast,
-narrowcast, group and profile look-ups, rate limits (inject ``429`` instead), delivery to blocked users,
-reply-token expiry by time (use `FakeLineServer.expire_reply_token`) and the full message-object schema.
+What it does not emulate: multicast, broadcast, narrowcast, group member and profile look-ups, rate
+limits (inject ``429`` instead), delivery to blocked users, reply-token expiry by time (use
+`FakeLineServer.expire_reply_token`) and the full message-object schema.
 Error messages that LINE documents (retry key already accepted, monthly limit, rate limit, invalid reply
 token, failed to send) are verbatim; the others, such as validation details, only imitate LINE's style.
 """
@@ -31,7 +38,10 @@ token, failed to send) are verbatim; the others, such as validation details, onl
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -46,16 +56,27 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
+import aiohttp
 from aiohttp import web
 
 __all__ = [
+    "BOT_USER_ID",
     "CONSUMPTION_PATH",
     "PUSH_PATH",
     "QUOTA_PATH",
     "REPLY_PATH",
     "FakeLineServer",
     "RecordedRequest",
+    "join_event",
+    "leave_event",
+    "member_joined_event",
+    "member_left_event",
+    "message_event",
     "message_texts",
+    "postback_event",
+    "sign_webhook",
+    "webhook_body",
+    "webhook_event_id",
 ]
 
 PUSH_PATH: Final = "/v2/bot/message/push"
@@ -87,6 +108,10 @@ INTERNAL_ERROR: Final = "Internal server error"
 
 # Message types whose sentMessages entry carries a quoteToken.
 _QUOTABLE_TYPES: Final = frozenset({"text", "textV2", "sticker", "image", "video"})
+# The bot's own user id (a webhook's ``destination``).
+BOT_USER_ID: Final = "U" + "0" * 31 + "b"
+_GROUP_SUMMARY_RE: Final = re.compile(r"/v2/bot/group/(?P<group>[^/]+)/summary")
+_GROUP_MEMBERS_COUNT_RE: Final = re.compile(r"/v2/bot/group/(?P<group>[^/]+)/members/count")
 _UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CHAT_ID_PREFIXES: Final = ("C", "R")
 _POLL_INTERVAL_SECONDS: Final = 0.01
@@ -185,6 +210,7 @@ class FakeLineServer:
         self._usage = 0
         self._accepted: dict[str, _Accepted] = {}
         self._used_reply_tokens: set[str] = set()
+        self._group_names: dict[str, str] = {}
         self._faults: list[_Fault] = []
         self._delays: list[_Delay] = []
         self._message_ids = itertools.count(461230966842064897)
@@ -264,6 +290,16 @@ class FakeLineServer:
             self._groups = {}
         self._groups[group_id] = member_count
 
+    def set_group_name(self, group_id: str, name: str) -> None:
+        """Give a group the name its summary shows (the bot is then in it, if `groups` is not given)."""
+        self._group_names[group_id] = name
+
+    def remove_group(self, group_id: str) -> None:
+        """The bot is no longer in the group: pushes get ``400``, its summary ``404``."""
+        if self._groups is not None:
+            self._groups.pop(group_id, None)
+        self._group_names.pop(group_id, None)
+
     def expire_reply_token(self, reply_token: str) -> None:
         """Make a reply token invalid, as if its minute had passed."""
         self._used_reply_tokens.add(reply_token)
@@ -322,6 +358,7 @@ class FakeLineServer:
         self._usage = 0
         self._accepted.clear()
         self._used_reply_tokens.clear()
+        self._group_names.clear()
         self._faults.clear()
         self._delays.clear()
 
@@ -367,6 +404,33 @@ class FakeLineServer:
                 raise AssertionError(self._describe_shortfall(n, timeout))
             await asyncio.sleep(_POLL_INTERVAL_SECONDS)
         return pushes
+
+    # Webhooks to the bot
+
+    async def send_webhook(
+        self,
+        url: str,
+        events: list[dict[str, Any]],
+        *,
+        channel_secret: str,
+        signature: str | None = None,
+        body: bytes | None = None,
+        destination: str = BOT_USER_ID,
+    ) -> int:
+        """POST a webhook to ``url`` as LINE does and return the HTTP status the bot answered.
+
+        The body is `webhook_body` of ``events`` (or ``body`` as given), signed with
+        ``channel_secret`` in ``X-Line-Signature``, unless ``signature`` is given (a forged one;
+        ``""`` sends no signature header at all).
+        """
+        raw = body if body is not None else webhook_body(events, destination)
+        sig = sign_webhook(raw, channel_secret) if signature is None else signature
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "LineBotWebhook/2.0"}
+        if sig:
+            headers["X-Line-Signature"] = sig
+        async with aiohttp.ClientSession() as session, session.post(url, data=raw, headers=headers) as answer:
+            await answer.read()
+            return answer.status
 
     def _accepted_bodies(self, path: str) -> list[dict[str, Any]]:
         return [
@@ -437,6 +501,12 @@ class FakeLineServer:
         request_id: str,
     ) -> _Answer:
         routes = {PUSH_PATH: "POST", REPLY_PATH: "POST", QUOTA_PATH: "GET", CONSUMPTION_PATH: "GET"}
+        summary = _GROUP_SUMMARY_RE.fullmatch(path)
+        if summary is not None:
+            return self._authenticate(headers) or self._group_summary(method, summary["group"])
+        members = _GROUP_MEMBERS_COUNT_RE.fullmatch(path)
+        if members is not None:
+            return self._authenticate(headers) or self._group_members_count(method, members["group"])
         if path not in routes:
             return _Answer(HTTPStatus.NOT_FOUND, {"message": "Not found"})
         if method != routes[path]:
@@ -512,6 +582,23 @@ class FakeLineServer:
             return _Answer(HTTPStatus.BAD_REQUEST, {"message": INVALID_REPLY_TOKEN})
         self._used_reply_tokens.add(token)
         return _Answer(HTTPStatus.OK, {"sentMessages": self._sent_messages(body["messages"])})
+
+    def _group_summary(self, method: str, group_id: str) -> _Answer:
+        if method != "GET":
+            return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"message": "Method not allowed"})
+        known = group_id in self._groups if self._groups is not None else group_id in self._group_names
+        if not known:
+            return _Answer(HTTPStatus.NOT_FOUND, {"message": "Not found"})
+        name = self._group_names.get(group_id, f"Group {group_id[1:7]}")
+        return _Answer(HTTPStatus.OK, {"groupId": group_id, "groupName": name})
+
+    def _group_members_count(self, method: str, group_id: str) -> _Answer:
+        if method != "GET":
+            return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"message": "Method not allowed"})
+        count = self._groups.get(group_id) if self._groups is not None else None
+        if count is None:
+            return _Answer(HTTPStatus.NOT_FOUND, {"message": "Not found"})
+        return _Answer(HTTPStatus.OK, {"count": count})
 
     def _accepted_retry_key(self, retry_key: str) -> _Accepted | None:
         accepted = self._accepted.get(retry_key)
@@ -683,3 +770,126 @@ def _summarize(body: Any) -> str:
     messages = body.get("messages")
     count = len(messages) if isinstance(messages, list) else 0
     return f"(to={target!r}, {count} message(s))" if target else ""
+
+
+# Webhook bodies and events, shaped like LINE's (developers.line.biz, Messaging API reference,
+# "Webhook event objects"): every event has a ULID ``webhookEventId``, ``deliveryContext``, ``mode``
+# and a millisecond ``timestamp``.
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def webhook_event_id(at_ms: int | None = None) -> str:
+    """A ULID as LINE uses for ``webhookEventId``: 48 bits of milliseconds, 80 random bits."""
+    value = ((at_ms if at_ms is not None else int(time.time() * 1000)) << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def webhook_body(events: list[dict[str, Any]], destination: str = BOT_USER_ID) -> bytes:
+    """The JSON body of a webhook carrying ``events``."""
+    return json.dumps({"destination": destination, "events": events}, ensure_ascii=False).encode()
+
+
+def sign_webhook(body: bytes, channel_secret: str) -> str:
+    """``X-Line-Signature``: Base64(HMAC-SHA256(channel secret, raw body))."""
+    digest = hmac.new(channel_secret.encode(), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _source(group_id: str | None, user_id: str | None) -> dict[str, str]:
+    if group_id is None:
+        if user_id is None:
+            raise ValueError("an event needs a group or a user")
+        return {"type": "user", "userId": user_id}
+    kind = "room" if group_id.startswith("R") else "group"
+    source = {"type": kind, f"{kind}Id": group_id}
+    if user_id is not None:
+        source["userId"] = user_id
+    return source
+
+
+def _event(
+    kind: str,
+    source: dict[str, str],
+    *,
+    reply: bool,
+    redelivery: bool,
+    mode: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    event: dict[str, Any] = {
+        "type": kind,
+        "mode": mode,
+        "timestamp": now_ms,
+        "source": source,
+        "webhookEventId": webhook_event_id(now_ms),
+        "deliveryContext": {"isRedelivery": redelivery},
+        **fields,
+    }
+    if reply and mode == "active":
+        event["replyToken"] = secrets.token_hex(16)
+    return event
+
+
+def postback_event(
+    data: str,
+    *,
+    group_id: str | None = None,
+    user_id: str | None = None,
+    redelivery: bool = False,
+    mode: str = "active",
+) -> dict[str, Any]:
+    """A tap on a postback button (in ``group_id``, by ``user_id`` when LINE gives it)."""
+    return _event(
+        "postback", _source(group_id, user_id), reply=True, redelivery=redelivery, mode=mode,
+        postback={"data": data},
+    )  # fmt: skip
+
+
+def message_event(
+    text: str,
+    *,
+    user_id: str | None = None,
+    group_id: str | None = None,
+    redelivery: bool = False,
+    mode: str = "active",
+) -> dict[str, Any]:
+    """A text message (1:1 from ``user_id`` when no ``group_id``)."""
+    message = {
+        "id": str(secrets.randbits(60)),
+        "type": "text",
+        "quoteToken": secrets.token_urlsafe(16),
+        "text": text,
+    }
+    return _event(
+        "message", _source(group_id, user_id), reply=True, redelivery=redelivery, mode=mode, message=message
+    )
+
+
+def join_event(group_id: str, *, mode: str = "active") -> dict[str, Any]:
+    """The bot was added to ``group_id`` (a group ``C…`` or room ``R…``)."""
+    return _event("join", _source(group_id, None), reply=True, redelivery=False, mode=mode)
+
+
+def leave_event(group_id: str, *, mode: str = "active") -> dict[str, Any]:
+    """The bot was removed from ``group_id`` (no reply token)."""
+    return _event("leave", _source(group_id, None), reply=False, redelivery=False, mode=mode)
+
+
+def _members(user_ids: list[str]) -> dict[str, Any]:
+    return {"members": [{"type": "user", "userId": user} for user in user_ids]}
+
+
+def member_joined_event(group_id: str, user_ids: list[str]) -> dict[str, Any]:
+    return _event(
+        "memberJoined", _source(group_id, None), reply=True, redelivery=False, mode="active",
+        joined=_members(user_ids),
+    )  # fmt: skip
+
+
+def member_left_event(group_id: str, user_ids: list[str]) -> dict[str, Any]:
+    return _event(
+        "memberLeft", _source(group_id, None), reply=False, redelivery=False, mode="active",
+        left=_members(user_ids),
+    )  # fmt: skip

@@ -1,0 +1,265 @@
+"""The gateway process: the public HTTP server (FastAPI on uvicorn) in a Fao service.
+
+``POST /line/webhook``, in this order, nothing skipped:
+
+1. a body larger than ``FAO_GATEWAY_MAX_BODY`` → 413 (``Content-Length`` checked first, then
+   the bytes as they arrive);
+2. ``X-Line-Signature`` checked over the raw bytes, in constant time → 401 when missing or
+   wrong: nothing parsed, nothing written, the body never logged (no channel secret configured:
+   503, nothing can be verified);
+3. a body that is not a LINE webhook → 400 (logged, without the body);
+4. the events' effects made durable (``fao.gateway.webhook``) → 200; MongoDB or NATS failing →
+   503 (LINE may redeliver; the event is not marked as seen);
+5. replies and LINE look-ups after the answer (background tasks).
+
+Any number of replicas (``singleton=False``): events are claimed in MongoDB, rate limits are
+MongoDB slots, command ids are deterministic. ``/healthz`` and ``/metrics`` are the runtime's
+(``FAO_HTTP_PORT``); its ``webhook`` check is the public server accepting connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import Final
+
+import structlog
+import uvicorn
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
+from nats.errors import Error as NatsError
+from pymongo.errors import PyMongoError
+
+from fao.gateway.commands import StreamCommands
+from fao.gateway.events import MalformedWebhookError, parse_webhook
+from fao.gateway.incidents import IncidentActions
+from fao.gateway.line_api import FollowUp, LineApi, NoLine, SdkLine
+from fao.gateway.rejections import RejectionWatch
+from fao.gateway.replies import load_replies
+from fao.gateway.reports import Reports
+from fao.gateway.settings import GatewaySettings
+from fao.gateway.signature import valid_signature
+from fao.gateway.store import INDEXES, GatewayStore
+from fao.gateway.webhook import WebhookHandler, utc_now
+from fao.runtime.service import Runtime, ServiceApp, new_broker
+
+log = structlog.get_logger()
+
+SERVICE: Final = "gateway"
+WEBHOOK_PATH: Final = "/line/webhook"
+# Forgetting old event ids and rate-limit slots: at most this often.
+FORGET_EVERY: Final = 60.0
+SERVER_START_TIMEOUT: Final = 10.0
+# Failures LINE may be told to retry: our stores, not the request.
+UNAVAILABLE: Final = (PyMongoError, NatsError, OSError, TimeoutError)
+
+__all__ = ["SERVICE", "GatewaySettings", "build", "create_app"]
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def run_follow_ups(follow_ups: Sequence[FollowUp]) -> None:
+    for follow_up in follow_ups:
+        try:
+            await follow_up()
+        except Exception as exc:  # one failed reply or look-up must not stop the others
+            log.warning("webhook_follow_up_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def create_app(handler: Callable[[], WebhookHandler | None], secret: str | None, max_body: int) -> FastAPI:
+    """The public ASGI app; ``handler()`` is None until the service has started."""
+    app = FastAPI(title="Fao gateway", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post(WEBHOOK_PATH)
+    async def line_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
+        body = await _read_body(request, max_body)
+        if body is None:
+            log.warning("webhook_too_large", limit=max_body)
+            return _answer(413, "request body too large")
+        if not secret:
+            log.error("webhook_not_configured", hint="set FAO_LINE_CHANNEL_SECRET")
+            return _answer(503, "LINE channel secret not configured")
+        if not valid_signature(body, request.headers.get("x-line-signature"), secret):
+            log.warning("webhook_signature_invalid", size=len(body))
+            return _answer(401, "invalid signature")
+        try:
+            webhook = parse_webhook(body)
+        except MalformedWebhookError as exc:
+            log.warning("webhook_malformed", reason=str(exc), size=len(body))
+            return _answer(400, str(exc))
+        current = handler()
+        if current is None:
+            return _answer(503, "starting")
+        if webhook.skipped:
+            log.warning("webhook_events_unreadable", skipped=webhook.skipped, read=len(webhook.events))
+        try:
+            follow_ups = await current.handle(webhook)
+        except UNAVAILABLE as exc:
+            log.error("webhook_failed", error=f"{type(exc).__name__}: {exc}")
+            return _answer(503, "temporarily unavailable")
+        if follow_ups:
+            background.add_task(run_follow_ups, follow_ups)
+        return JSONResponse({})
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside a Fao service: the service runner owns SIGTERM/SIGINT, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class PublicServer:
+    """Serves an ASGI app on ``host:port`` (0: a free port, in ``port`` once started)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._host, self.port = host, port
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
+            server_header=False, timeout_keep_alive=5,
+        )  # fmt: skip
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self.port))
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gateway-http")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SERVER_START_TIMEOUT
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the gateway's HTTP server stopped while starting")
+            if loop.time() > deadline:
+                raise RuntimeError(f"the gateway's HTTP server did not start within {SERVER_START_TIMEOUT}s")
+            await asyncio.sleep(0.02)
+        log.info("gateway_listening", webhook=f"http://{self._host}:{self.port}{WEBHOOK_PATH}")
+
+    def serving(self) -> bool:
+        return self._server.started and self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+
+
+def build(settings: GatewaySettings | None = None) -> ServiceApp:
+    """Wire the service; nothing connects until ``serve`` (which calls ``on_start``)."""
+    settings = settings or GatewaySettings()
+    broker = new_broker(settings)
+    replies = load_replies()
+    secret = settings.line_channel_secret.get_secret_value() if settings.line_channel_secret else None
+    token = (
+        settings.line_channel_access_token.get_secret_value() if settings.line_channel_access_token else ""
+    )
+    line: LineApi = SdkLine(settings.line_api_base, token, settings.line_timeout) if token else NoLine()
+    state: dict[str, WebhookHandler] = {}
+    server = PublicServer(
+        create_app(lambda: state.get(SERVICE), secret, settings.gateway_max_body),
+        settings.gateway_host,
+        settings.gateway_port,
+    )
+    tasks: list[asyncio.Task[None]] = []
+    rejections: list[RejectionWatch] = []
+
+    async def on_start(rt: Runtime) -> None:
+        if isinstance(line, SdkLine):
+            await line.start()
+        store = GatewayStore(rt.db)
+        commands = StreamCommands(rt.js)
+        watch = RejectionWatch(store, line, replies, settings.rejection_reply_window)
+        await watch.start(rt.broker.connection)
+        rejections.append(watch)
+        reports = Reports(
+            store, commands, line, replies,
+            limit=settings.oa_report_limit,
+            window=timedelta(seconds=settings.oa_report_window),
+            pending_timeout=timedelta(seconds=settings.oa_pending_timeout),
+        )  # fmt: skip
+        state[SERVICE] = WebhookHandler(
+            store, line, IncidentActions(store, commands, line, replies, watch), reports
+        )
+        tasks.append(
+            asyncio.create_task(_housekeeping(store, reports, settings), name="gateway-housekeeping")
+        )
+        await server.start()
+        if secret is None:
+            log.warning(
+                "line_not_configured", hint="set FAO_LINE_CHANNEL_SECRET: every webhook is refused (503)"
+            )
+        if isinstance(line, NoLine):
+            log.warning("line_replies_off", hint="set FAO_LINE_CHANNEL_ACCESS_TOKEN to reply in LINE")
+
+    async def on_stop(rt: Runtime) -> None:
+        try:
+            await server.stop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for watch in rejections:
+                await watch.stop()
+            if isinstance(line, SdkLine):
+                await line.stop()
+
+    async def webhook_serving() -> bool:
+        return server.serving()
+
+    return ServiceApp(
+        SERVICE,
+        settings,
+        broker,
+        indexes=INDEXES,
+        on_start=on_start,
+        on_stop=on_stop,
+        extra_health={"webhook": webhook_serving},
+        singleton=False,
+    )
+
+
+async def _housekeeping(store: GatewayStore, reports: Reports, settings: GatewaySettings) -> None:
+    """Pending reports, incident ids of reports (every interval); old event ids and rate-limit
+    slots (every minute). Idempotent, so every replica may run it."""
+    loop = asyncio.get_running_loop()
+    last_forget = 0.0
+    retention = timedelta(seconds=settings.webhook_event_retention)
+    slot_age = timedelta(seconds=settings.oa_report_window * 2)
+    while True:
+        await asyncio.sleep(settings.housekeeping_interval)
+        try:
+            now = utc_now()
+            await reports.housekeeping(now)
+            if loop.time() - last_forget >= FORGET_EVERY:
+                last_forget = loop.time()
+                forgotten = await store.forget_old(now, retention, slot_age)
+                if forgotten:
+                    log.info("gateway_forgot_old_records", count=forgotten)
+        except UNAVAILABLE as exc:
+            log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
