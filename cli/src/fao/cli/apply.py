@@ -89,6 +89,8 @@ class Change:
         return str(self)
 
 
+# Ids of people erased with `fao people forget` (written there; apply refuses to bring them back).
+FORGOTTEN = "people_forgotten"
 # Removing more than this share of the stored objects of one kind needs --force (with --prune).
 MASS_REMOVAL = 0.2
 KINDS = (TEAMS, PEOPLE, SYSTEMS, MONITORS, MAINTENANCE)
@@ -404,7 +406,17 @@ async def prepare(directory: Path, mongo_url: str, mongo_db: str) -> Plan:
     inventory = load_inventory(directory)
     client = connect(mongo_url)
     try:
-        return await plan(client[mongo_db], inventory)
+        db = client[mongo_db]
+        wanted = [person.id for person in inventory.people]
+        if wanted:
+            gone = await db[FORGOTTEN].find({"_id": {"$in": wanted}}).to_list()
+            if gone:
+                names = ", ".join(f"{doc['_id']} (on {doc['at']:%Y-%m-%d})" for doc in gone)
+                raise ApplyRefusedError(
+                    f"people erased at their request (PDPA) are still in the files: {names}; "
+                    "remove them from the config; nothing was changed"
+                )
+        return await plan(db, inventory)
     finally:
         await client.close()
 

@@ -81,6 +81,8 @@ def apply_cmd(
     settings = ServiceSettings()
     try:
         full = asyncio.run(prepare(directory, settings.mongo_url, settings.mongo_db))
+    except ApplyRefusedError as exc:
+        raise _fail(str(exc)) from None
     except ConfigError as exc:
         for problem in exc.problems:
             typer.secho(str(problem), fg=typer.colors.RED, err=True)
@@ -221,6 +223,56 @@ def doctor_cmd() -> None:
     typer.echo(f"{problems} problem(s), {len(findings) - problems} warning(s)")
     if problems:
         raise typer.Exit(code=1)
+
+
+people_app = typer.Typer(help="People in the inventory: PDPA requests.", no_args_is_help=True)
+app.add_typer(people_app, name="people")
+
+
+@people_app.command("export")
+def people_export(person_id: Annotated[str, typer.Argument(help="The person's id in the config.")]) -> None:
+    """Everything Fao holds about a person (their config and every place they are named), as JSON."""
+    from fao.cli.people import PeopleError, export_person
+
+    settings = ServiceSettings()
+    try:
+        typer.echo(asyncio.run(export_person(settings.mongo_url, settings.mongo_db, person_id)))
+    except PeopleError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+
+
+@people_app.command("forget")
+def people_forget(
+    person_id: Annotated[str, typer.Argument(help="The person's id in the config.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
+) -> None:
+    """Erase a person (PDPA): their name and contacts become a pseudonym everywhere Fao stored them."""
+    import getpass
+
+    from fao.cli.people import PeopleError, forget_person
+
+    if not yes and not (sys.stdin.isatty() and typer.confirm(f"erase {person_id} for good?", default=False)):
+        raise _fail("nothing was changed (add --yes to erase)")
+    settings = ServiceSettings()
+    try:
+        done = asyncio.run(
+            forget_person(
+                settings.mongo_url, settings.mongo_db, settings.nats_url, person_id, getpass.getuser()
+            )
+        )
+    except PeopleError as exc:
+        raise _fail(str(exc)) from None
+    except UNREACHABLE as exc:
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+    typer.echo(f"{person_id} erased: now {done.pseudonym} in {done.documents} stored document(s)")
+    if done.bus_events:
+        typer.echo(
+            f"{done.bus_events} incident event(s) on the bus still name them; they age out with the"
+            " stream's retention (400 days)"
+        )
+    typer.echo("remove them from the config files too: fao apply refuses to bring them back")
 
 
 @app.command("report")

@@ -1,0 +1,111 @@
+"""PDPA requests: `fao people export|forget` on real NATS and FerretDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+from typer.testing import CliRunner, Result
+
+from fao.cli.main import app
+from fao.runtime.store import Document
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
+LINE_ID = "U" + "a" * 32
+PEOPLE = f"""\
+people:
+  - id: somchai
+    name: สมชาย ใจดี
+    teams: [noc]
+    line_user_id: {LINE_ID}
+    email: somchai@example.go.th
+  - id: nid
+    name: นิด
+    teams: [noc]
+"""
+
+
+@pytest.fixture
+def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAO_NATS_URL", nats_url)
+    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
+    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+
+
+def fao(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_export_then_forget_leaves_a_pseudonym_everywhere(
+    env: None, tmp_path: Path, mongo_url: str, mongo_db_name: str
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    (config / "people.yaml").write_text(PEOPLE, encoding="utf-8")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    store = client[mongo_db_name]
+    now = datetime.now(UTC)
+    store["incidents"].insert_one(
+        {"_id": "inc-1", "acknowledged_by": "line:สมชาย ใจดี", "title": "Portal down"}
+    )
+    store["incident_timeline"].insert_one(
+        {"_id": "ev-1", "incident_id": "inc-1", "actor": "line:สมชาย ใจดี", "at": now}
+    )
+    store["deliveries"].insert_one(
+        {"_id": "d-1", "target": LINE_ID, "message": {"text": "รับทราบโดย สมชาย ใจดี", "alt_text": "x"}}
+    )
+    store["incident_timeline"].insert_one(
+        {"_id": "ev-2", "incident_id": "inc-1", "actor": "line:นิด", "at": now}
+    )
+    try:
+        exported = fao("people", "export", "somchai")
+        assert exported.exit_code == 0, exported.output
+        data = json.loads(exported.output)
+        assert data["person"]["email"] == "somchai@example.go.th"
+        assert {(o["collection"], o["doc_id"], o["path"]) for o in data["occurrences"]} == {
+            ("incidents", "inc-1", "acknowledged_by"),
+            ("incident_timeline", "ev-1", "actor"),
+            ("deliveries", "d-1", "target"),
+            ("deliveries", "d-1", "message.text"),
+        }
+
+        refused = fao("people", "forget", "somchai")
+        assert refused.exit_code == 1
+        assert store["people"].find_one({"_id": "somchai"}) is not None
+
+        forgot = fao("people", "forget", "somchai", "--yes")
+        assert forgot.exit_code == 0, forgot.output
+        pseudonym = forgot.output.split("now ", 1)[1].split(" ", 1)[0]
+        assert pseudonym.startswith("former-member-")
+        assert store["people"].find_one({"_id": "somchai"}) is None
+        incident = store["incidents"].find_one({"_id": "inc-1"})
+        assert incident is not None
+        assert incident["acknowledged_by"] == f"line:{pseudonym}"
+        delivery = store["deliveries"].find_one({"_id": "d-1"})
+        assert delivery is not None
+        assert delivery["target"] == pseudonym
+        assert delivery["message"]["text"] == f"รับทราบโดย {pseudonym}"
+        other = store["incident_timeline"].find_one({"_id": "ev-2"})
+        assert other is not None
+        assert other["actor"] == "line:นิด", "nobody else is touched"
+        dumped = json.dumps(
+            [d for c in ("incidents", "incident_timeline", "deliveries", "audit") for d in store[c].find({})],
+            default=str,
+            ensure_ascii=False,
+        )
+        for identifier in ("สมชาย ใจดี", LINE_ID, "somchai@example.go.th"):
+            assert identifier not in dumped
+        (entry,) = list(store["audit"].find({"action": "people.forget"}))
+        assert entry["pseudonym"] == pseudonym
+
+        back = fao("apply", "--yes", str(config))
+        assert back.exit_code == 1
+        assert "people erased at their request (PDPA) are still in the files: somchai" in back.output
+        assert fao("people", "export", "somchai").output.startswith("somchai was forgotten on ")
+    finally:
+        client.close()
