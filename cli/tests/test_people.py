@@ -109,3 +109,35 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
         assert fao("people", "export", "somchai").output.startswith("somchai was forgotten on ")
     finally:
         client.close()
+
+
+def test_a_person_who_leaves_is_kept_until_the_retention_then_doctor_names_them(
+    env: None, tmp_path: Path, mongo_url: str, mongo_db_name: str
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    (config / "people.yaml").write_text(PEOPLE, encoding="utf-8")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    (config / "people.yaml").write_text(PEOPLE.split("  - id: nid")[0], encoding="utf-8")
+    left = fao("apply", "--yes", "--prune", "--force", str(config))
+    assert left.exit_code == 0, left.output
+    assert "- person nid" in left.output
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        departed = client[mongo_db_name]["people_departed"].find_one({"_id": "nid"})
+        assert departed is not None
+        assert departed["name"] == "นิด"
+        assert "nid" not in fao("doctor").output, "within the retention"
+        late = fao("doctor", "--retention-days", "1")
+        assert "person nid: left the config on" not in late.output, "left today: not yet beyond 1 day"
+        client[mongo_db_name]["people_departed"].update_one(
+            {"_id": "nid"}, {"$set": {"departed_at": datetime(2020, 1, 1, tzinfo=UTC)}}
+        )
+        due = fao("doctor", "--retention-days", "30")
+        assert "! person nid: left the config on 2020-01-01, beyond the 30-day retention" in due.output
+        assert "fix: erase their data: fao people forget nid --yes" in due.output
+        assert fao("people", "forget", "nid", "--yes").exit_code == 0
+        assert client[mongo_db_name]["people_departed"].find_one({"_id": "nid"}) is None
+        assert "person nid" not in fao("doctor", "--retention-days", "30").output
+    finally:
+        client.close()

@@ -91,6 +91,8 @@ class Change:
 
 # Ids of people erased with `fao people forget` (written there; apply refuses to bring them back).
 FORGOTTEN = "people_forgotten"
+# People removed from the config, kept until their retention ends (``fao people forget``).
+DEPARTED = "people_departed"
 # Removing more than this share of the stored objects of one kind needs --force (with --prune).
 MASS_REMOVAL = 0.2
 KINDS = (TEAMS, PEOPLE, SYSTEMS, MONITORS, MAINTENANCE)
@@ -338,6 +340,24 @@ def log_undo_failure(what: str, exc: Exception) -> None:
     print(f"could not undo {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
+async def _record_departure(
+    db: AsyncDatabase[Document],
+    change: Change,
+    before: Document,
+    doc_undo: list[tuple[str, str, Document | None]],
+) -> None:
+    """A person removed from the config is kept in ``people_departed`` (with when) until the
+    retention ends and ``fao people forget`` erases them; one who comes back is no longer departed."""
+    was = await db[DEPARTED].find_one({"_id": change.key})
+    doc_undo.append((DEPARTED, change.key, was))
+    if change.kind == "remove":
+        await db[DEPARTED].replace_one(
+            {"_id": change.key}, {**before, "departed_at": datetime.now(UTC)}, upsert=True
+        )
+    elif was is not None:
+        await db[DEPARTED].delete_one({"_id": change.key})
+
+
 async def write_document(db: AsyncDatabase[Document], change: Change, doc: Document | None) -> None:
     """One document write of a plan (remove, or add/change with the desired document)."""
     if doc is None:
@@ -369,6 +389,8 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
                 before = the_plan.current.get(change.collection, {}).get(change.key)
                 doc_undo.append((change.collection, change.key, before))
                 desired = None if change.kind == "remove" else the_plan.desired[change.collection][change.key]
+                if change.collection == PEOPLE and before is not None:
+                    await _record_departure(db, change, before, doc_undo)
                 await write_document(db, change, desired)
             if the_plan.changes:
                 await audit.record(db, _audit_entry(the_plan, source))

@@ -10,6 +10,7 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
 - a zone that monitors need and no prober reports from (silent for ``SILENT_AFTER``);
 - a team nobody can reach: no LINE group, e-mail or webhook;
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
+- a person who left the config longer ago than the retention (``fao people forget`` them);
 - a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
   one covering more than half of every week (real outages would be hidden).
 """
@@ -24,6 +25,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.cli.apply import DEPARTED
 from fao.runtime.inventory import (
     MAINTENANCE,
     MONITORS,
@@ -73,6 +75,8 @@ class Snapshot:
     monitors: list[Monitor] = field(default_factory=list)
     windows: list[MaintenanceWindow] = field(default_factory=list)
     seen: dict[str, MonitorSeen] = field(default_factory=dict)
+    departed: dict[str, datetime] = field(default_factory=dict)
+    """People removed from the config, and when."""
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -105,7 +109,7 @@ def _window_findings(window: MaintenanceWindow, now: datetime) -> list[Finding]:
     return []
 
 
-def diagnose(snap: Snapshot, now: datetime) -> list[Finding]:
+def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(days=365)) -> list[Finding]:
     found: list[Finding] = [
         Finding("problem", "stored document", what, "re-apply the config: fao apply DIR --yes")
         for what in snap.unreadable
@@ -182,6 +186,16 @@ def diagnose(snap: Snapshot, now: datetime) -> list[Finding]:
                     "ask them to send a message to the Official Account, then set line_user_id",
                 )
             )
+    for person_id, departed_at in sorted(snap.departed.items()):
+        if now - departed_at > retention:
+            found.append(
+                Finding(
+                    "warning",
+                    f"person {person_id}",
+                    f"left the config on {departed_at.date().isoformat()}, beyond the {retention.days}-day retention",
+                    f"erase their data: fao people forget {person_id} --yes",
+                )
+            )
     for window in sorted(snap.windows, key=lambda w: w.id):
         found.extend(_window_findings(window, now))
     return found
@@ -223,15 +237,19 @@ async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
             snap.windows.append(maintenance_from_doc(doc)[0])
         except ValueError as exc:
             snap.unreadable.append(f"maintenance/{doc.get('_id')}: {exc}")
+    async for doc in db[DEPARTED].find({}):
+        at = doc.get("departed_at")
+        if isinstance(at, datetime):
+            snap.departed[str(doc["_id"])] = at if at.tzinfo else at.replace(tzinfo=UTC)
     async for doc in db[STATE].find({}):
         monitor_id = doc.get("monitor_id") or doc.get("_id")
         snap.seen[str(monitor_id)] = _seen(doc)
     return snap
 
 
-async def run(mongo_url: str, mongo_db: str, now: datetime) -> list[Finding]:
+async def run(mongo_url: str, mongo_db: str, now: datetime, retention: timedelta) -> list[Finding]:
     client = connect(mongo_url)
     try:
-        return diagnose(await snapshot(client[mongo_db]), now)
+        return diagnose(await snapshot(client[mongo_db]), now, retention)
     finally:
         await client.close()

@@ -205,13 +205,26 @@ def audit_cmd(
 
 
 @app.command("doctor")
-def doctor_cmd() -> None:
+def doctor_cmd(
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            "--retention-days",
+            envvar="FAO_PEOPLE_RETENTION_DAYS",
+            min=1,
+            help="Days a person who left the config is kept before `fao people forget` is due.",
+        ),
+    ] = 365,
+) -> None:
     """What needs attention (silent zones, monitors that never worked, unreachable teams...), with fixes."""
+    from datetime import timedelta
+
     from fao.cli.doctor import run
 
     settings = ServiceSettings()
     try:
-        findings = asyncio.run(run(settings.mongo_url, settings.mongo_db, datetime.now(UTC)))
+        retention = timedelta(days=retention_days)
+        findings = asyncio.run(run(settings.mongo_url, settings.mongo_db, datetime.now(UTC), retention))
     except UNREACHABLE as exc:
         raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
     for finding in findings:

@@ -8,6 +8,9 @@ each document's strings:
 
 - ``export`` prints the person's config and every place an identifier occurs (collection,
   document, field), as JSON;
+- a person removed from the config by ``fao apply --prune`` is kept in ``people_departed`` (with
+  ``departed_at``); ``fao doctor`` names those past the retention (``FAO_PEOPLE_RETENTION_DAYS``,
+  default 365) for ``forget``;
 - ``forget`` replaces every occurrence with one pseudonym (``former-member-<random>``: the same
   within this erasure, linked to nothing), deletes the person, remembers the id in
   ``people_forgotten`` (``fao apply`` then refuses to bring the person back from old files) and
@@ -31,7 +34,7 @@ import nats
 from nats.js.api import DeliverPolicy
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.cli.apply import FORGOTTEN
+from fao.cli.apply import DEPARTED, FORGOTTEN
 from fao.runtime import audit
 from fao.runtime.inventory import PEOPLE, from_doc
 from fao.runtime.store import Document, connect
@@ -105,13 +108,13 @@ def _replace(value: Any, needles: list[str], pseudonym: str) -> Any:
 
 
 async def _person(db: AsyncDatabase[Document], person_id: str) -> tuple[Document, Person]:
-    doc = await db[PEOPLE].find_one({"_id": person_id})
+    doc = await db[PEOPLE].find_one({"_id": person_id}) or await db[DEPARTED].find_one({"_id": person_id})
     if doc is None:
         forgotten = await db[FORGOTTEN].find_one({"_id": person_id})
         if forgotten is not None:
             raise PeopleError(f"{person_id} was forgotten on {forgotten['at']:%Y-%m-%d}: nothing is left")
         raise PeopleError(f"no person {person_id!r} (see the people in your config)")
-    return doc, from_doc(Person, doc)
+    return doc, from_doc(Person, {k: v for k, v in doc.items() if k != "departed_at"})
 
 
 async def find(db: AsyncDatabase[Document], person_id: str) -> Found:
@@ -201,6 +204,7 @@ async def forget_person(
             {"_id": person_id}, {"_id": person_id, "at": now, "pseudonym": pseudonym}, upsert=True
         )
         await db[PEOPLE].delete_one({"_id": person_id})
+        await db[DEPARTED].delete_one({"_id": person_id})
         await audit.record(
             db,
             audit.entry(
