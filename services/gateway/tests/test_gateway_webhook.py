@@ -288,12 +288,15 @@ async def test_with_open_incidents_the_reporter_picks_the_system_from_a_quick_re
     await gw.post([pick])
     await gw.post([postback_event(quick[1]["action"]["data"], user_id=CITIZEN)])  # a second tap
     [command] = await gw.commands()
-    assert (command.action, command.system_id) == ("open_manual", "e-service")
+    assert (command.action, command.incident_id, command.system_id) == ("note", INCIDENT, "e-service")
+    assert command.text == "ยื่นคำขอออนไลน์ไม่ได้"
     assert command.command_id == command_id("report", message["webhookEventId"])
     replies = gw.reply_texts()
     assert "FAO-" in replies[1]
     assert replies[1] == replies[2], "the second tap gets the same reference"
     assert await gw.db["oa_pending_reports"].count_documents({}) == 0
+    [report] = await gw.db["oa_reports"].find({}).to_list()
+    assert (report["incident_id"], report["user_id"]) == (INCIDENT, CITIZEN), "known at once for a note"
 
 
 async def test_a_report_nobody_picks_a_system_for_is_sent_without_one(gw: GatewayStack) -> None:

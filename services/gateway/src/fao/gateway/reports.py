@@ -6,9 +6,9 @@
   the user gets its reference (``FAO-XXXXXXXX``) in a reply.
 - Incidents are open: the report is kept in ``oa_pending_reports`` and the reply offers the
   affected systems (their Thai names only: nothing internal such as host names reaches a
-  citizen) as quick replies, plus "อื่น ๆ". Picking one sends ``open_manual`` with that system
-  (the correlator adds it as a note to the system's open incident, or opens one); "อื่น ๆ" sends
-  it without a system. A report nobody picks for within ``FAO_OA_PENDING_TIMEOUT`` is sent
+  citizen) as quick replies, plus "อื่น ๆ". Picking one adds the report as a ``note`` to that
+  system's open incident (``open_manual`` with the system if it has none any more); "อื่น ๆ"
+  sends ``open_manual`` without a system. A report nobody picks for within ``FAO_OA_PENDING_TIMEOUT`` is sent
   without a system by the housekeeping (no reply then: the token has expired).
 - Every report sent is recorded in ``oa_reports`` (reference, LINE user id, incident id once the
   correlator applied it: the housekeeping reads it from the correlator's timeline entry of the
@@ -105,22 +105,26 @@ class Reports:
         system_id = pick.system_id
         if system_id is not None and await self._store.system(system_id) is None:
             system_id = None  # removed from the inventory meanwhile: reported without a system
-        ref = await self.submit(report, system_id, now)
+        incident = await self._store.open_incident_of(system_id) if system_id is not None else None
+        ref = await self.submit(report, system_id, now, incident_id=incident.id if incident else None)
         return self._reply(event, self._replies.text("report_received", reference=ref))
 
-    async def submit(self, report: PendingReport, system_id: str | None, now: datetime) -> str:
-        """Record the report, send ``open_manual``, forget the pending copy; its reference."""
+    async def submit(
+        self, report: PendingReport, system_id: str | None, now: datetime, *, incident_id: str | None = None
+    ) -> str:
+        """Record the report, send it (a ``note`` on ``incident_id``, else ``open_manual``), forget
+        the pending copy; its reference."""
         cid = command_id("report", report.id)
         ref = reference(cid)
         actor = report.person or self._replies.text("report_actor", reference=ref)
         await self._store.add_report(
             reference=ref, report_id=report.id, user_id=report.user_id, command_id=str(cid),
-            system_id=system_id, now=now,
+            system_id=system_id, incident_id=incident_id, now=now,
         )  # fmt: skip
         await self._commands.send(
             new_command(
-                cid=cid, action="open_manual", actor=actor, at=report.created_at, system_id=system_id,
-                text=report.text,
+                cid=cid, action="note" if incident_id else "open_manual", actor=actor, at=report.created_at,
+                incident_id=incident_id, system_id=system_id, text=report.text,
             )
         )  # fmt: skip
         await self._store.drop_pending(report.id)

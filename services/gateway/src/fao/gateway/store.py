@@ -134,6 +134,11 @@ class GatewayStore:
                 log.warning("incident_document_invalid", id=doc.get("_id"))
         return out
 
+    async def open_incident_of(self, system_id: str) -> Incident | None:
+        """The newest incident of ``system_id`` that is not resolved, if any."""
+        incidents = [i for i in await self.open_incidents() if i.system_id == system_id]
+        return max(incidents, key=lambda i: i.started_at, default=None)
+
     async def system(self, system_id: str) -> System | None:
         doc = await self.db[SYSTEMS].find_one({"_id": system_id})
         models = _models(System, [doc]) if doc is not None else []
@@ -241,12 +246,14 @@ class GatewayStore:
         user_id: str,
         command_id: str,
         system_id: str | None,
+        incident_id: str | None,
         now: datetime,
     ) -> None:
+        """``incident_id``: known when the report is a note on it; else filled in later."""
         doc = {
             "_id": reference,
             "reference": reference,
-            "incident_id": None,
+            "incident_id": incident_id,
             "user_id": user_id,
             "created_at": now,
             "report_id": report_id,
