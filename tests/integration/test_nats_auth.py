@@ -9,6 +9,8 @@
   reporter records it;
 - a service user waits (``bus_not_ready``) until the admin has created the streams;
 - ``fao dev up`` gives each service process its own user and keeps the passwords private;
+- the gateway user publishes commands and hears the correlator's refusals, nothing else; the
+  gateway service turns a signed postback into a command with it;
 - compose: ``deploy/nats.conf`` matches ``render_config()``, works on a real server with the passwords
   from the environment, ``bus-init`` (``fao.runtime.setup_bus``) prepares the bus as admin, and each
   service has its own user.
@@ -28,13 +30,17 @@ import pytest
 import pytest_asyncio
 import yaml
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from pymongo.asynchronous.database import AsyncDatabase
+from services.gateway.tests.stack import GROUP, INCIDENT, MEMBER, SECRET, add_inventory, incident_doc
 from tests.integration.harness import CONFIG, Target, eventually
 
 from fao.cli.apply import apply
 from fao.cli.dev import processes, service_credentials
 from fao.correlator.app import CorrelatorSettings
 from fao.correlator.app import build as build_correlator
+from fao.gateway.app import build as build_gateway
+from fao.gateway.settings import GatewaySettings
 from fao.notifier.app import build as build_notifier
 from fao.notifier.settings import NotifierSettings
 from fao.prober.app import ProberSettings
@@ -52,12 +58,13 @@ from fao.runtime.auth import (
     with_credentials,
 )
 from fao.runtime.bus import STREAMS, ensure_bus
-from fao.runtime.launch import LocalServer, start_nats
+from fao.runtime.launch import LocalServer, free_port, start_nats
 from fao.runtime.settings import ServiceSettings
 from fao.runtime.setup_bus import setup
 from fao.runtime.store import Document
 from fao.schemas import subjects as s
 from fao.schemas.loader import load_inventory
+from fao.testing.fake_line import FakeLineServer, postback_event
 from fao.testing.inprocess import serving
 
 
@@ -203,7 +210,9 @@ def test_only_the_correlator_publishes_incidents_and_no_service_manages_streams(
     for user in SERVICES:
         perms = PERMISSIONS[user]
         assert ">" not in perms.publish
-        assert perms.subscribe == (f"_INBOX.{user}.>",)
+        # the gateway also listens for the correlator's refusals (to tell the person in LINE)
+        extra = (s.command_rejected_subject(),) if user == "gateway" else ()
+        assert perms.subscribe == (f"_INBOX.{user}.>", *extra)
         publishes_incidents = s.INCIDENTS_SUBJECTS in perms.publish
         assert publishes_incidents == (user == "correlator"), user
         for spec in STREAMS:
@@ -349,3 +358,65 @@ async def test_compose_nats_conf_on_a_real_server_and_setup_bus(
             await prober.close()
     finally:
         server.stop()
+
+
+async def test_the_gateway_user_publishes_commands_and_hears_rejections_and_nothing_else(
+    auth_nats: AuthNats, admin: NatsClient
+) -> None:
+    ajs = admin.jetstream()
+    await ensure_bus(ajs)
+    errors: list[str] = []
+    gateway = await auth_nats.connect("gateway", errors)
+    try:
+        gjs = gateway.jetstream()
+        ack = await gjs.publish(s.command_subject("ack"), b"{}", timeout=2)
+        assert ack.stream == s.COMMANDS_STREAM
+        heard: list[bytes] = []
+
+        async def on_rejection(msg: Msg) -> None:
+            heard.append(msg.data)
+
+        await gateway.subscribe(s.command_rejected_subject(), cb=on_rejection)
+        await gateway.flush()
+        await admin.publish(s.command_rejected_subject(), b"refused")
+        await eventually(lambda: _true(heard == [b"refused"]), 5, "the gateway hears a rejection")
+        # what it may not do: forge incident events or results, read incidents or others' inboxes
+        with pytest.raises(nats.errors.TimeoutError):
+            await gjs.publish(s.incident_subject("resolved"), b"{}", timeout=1)
+        await _violation(errors, s.incident_subject("resolved"))
+        with pytest.raises(nats.errors.TimeoutError):
+            await gjs.publish(s.result_subject("m"), b"{}", timeout=1)
+        await _violation(errors, s.result_subject("m"))
+        await gateway.subscribe(s.INCIDENTS_SUBJECTS)
+        await gateway.flush()
+        await _violation(errors, f'subscription to "{s.INCIDENTS_SUBJECTS}"')
+        assert (await ajs.stream_info(s.INCIDENTS_STREAM)).state.messages == 0
+        assert (await ajs.stream_info(s.RESULTS_STREAM)).state.messages == 0
+    finally:
+        await gateway.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_the_gateway_service_turns_a_postback_into_a_command_with_its_own_user(
+    auth_nats: AuthNats, admin: NatsClient, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    await ensure_bus(admin.jetstream())
+    await add_inventory(mongo_db)
+    await mongo_db["incidents"].insert_one(incident_doc())
+    port = free_port()
+    settings = GatewaySettings(
+        **auth_nats.settings("gateway"),  # type: ignore[arg-type]
+        mongo_url=mongo_url, mongo_db=mongo_db.name, line_channel_secret=SECRET, gateway_port=port,
+    )  # fmt: skip
+    async with serving(build_gateway(settings)), FakeLineServer() as line:
+        tap = postback_event(f"action=ack&incident={INCIDENT}", group_id=GROUP, user_id=MEMBER)
+        status = await line.send_webhook(
+            f"http://127.0.0.1:{port}/line/webhook", [tap], channel_secret=SECRET
+        )
+        assert status == 200
+    info = await admin.jetstream().stream_info(s.COMMANDS_STREAM)
+    assert info.state.messages == 1
+    assert auth_nats.violations() == [], "the gateway was refused nothing it needed"
