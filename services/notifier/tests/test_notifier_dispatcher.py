@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -86,7 +87,7 @@ class Harness:
     running: list[Notifier] = field(default_factory=list)
 
     async def start(self, *, outbox_only: bool = False, **options: float) -> Notifier:
-        values: dict[str, float] = {
+        values: dict[str, Any] = {
             "backoff_base": 0.02,
             "backoff_max": 0.1,
             "failing_after": 300.0,

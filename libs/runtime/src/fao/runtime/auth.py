@@ -15,7 +15,9 @@ do and what it cannot):
   ``fao.incidents.v1.>`` and ``fao.command-outcomes.v1.>``, reads the ``fao-monitors`` and
   ``fao-maintenance`` buckets, holds its lease in ``fao-leases`` (which it may create; it
   writes only its own key ``lease.correlator``);
-- ``notifier``: consumes incident events (its durable), holds its lease;
+- ``notifier``: consumes incident events (its durable), holds its lease, publishes
+  ``fao.commands.v1.open_manual`` only (the one platform incident when LINE's monthly limit is
+  reached);
 - ``reporter``: consumes incident events (its durable);
 - ``gateway``: publishes commands (``fao.commands.v1.>``) and listens (a core subscription) for
   the correlator's refusals (``fao.command-outcomes.v1.rejected``), to tell the person in LINE;
@@ -144,6 +146,8 @@ PERMISSIONS: dict[str, Permissions] = {
             *consume(s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER),
             *kv_own(s.LEASES_BUCKET, lease_key("notifier")),
             s.dead_letter_subject("notifier"),
+            # LINE's monthly limit reached → one platform incident (fao.notifier.channels.monthly_limit)
+            s.command_subject("open_manual"),
         ],
     ),
     "reporter": _service(

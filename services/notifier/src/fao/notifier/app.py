@@ -15,13 +15,14 @@ from __future__ import annotations
 import structlog
 
 from fao.notifier import deliveries, outbox
-from fao.notifier.dispatcher import Notifier
+from fao.notifier.channels.registry import ChannelContext, ChannelRegistry
+from fao.notifier.dispatcher import Notifier, utc_now
 from fao.notifier.line_channel import LineChannel
 from fao.notifier.render import load_catalogue
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
-from fao.schemas import IncidentEvent
+from fao.schemas import Command, IncidentEvent
 from fao.schemas import subjects as s
 
 log = structlog.get_logger()
@@ -86,6 +87,16 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
             "failing_since": figures.failing_since.isoformat() if figures.failing_since else None,
         }
 
+    async def publish_command(command: Command) -> None:
+        """A command of the notifier's own (LINE's monthly limit → one platform incident)."""
+        await broker.publish(
+            command,
+            s.command_subject(command.action),
+            stream=s.COMMANDS_STREAM,
+            headers={"Nats-Msg-Id": str(command.command_id)},
+            timeout=5.0,
+        )
+
     async def on_start(rt: Runtime) -> None:
         if line is not None:
             await line.start()
@@ -98,6 +109,9 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
             failing_after=settings.delivery_failing_after,
             sweep_interval=settings.delivery_sweep_interval,
             give_up_after=settings.delivery_give_up_after,
+            channels=ChannelRegistry.builtin(
+                ChannelContext(rt.db, utc_now, settings, line, publish=publish_command)
+            ),
         )
         await notifier.start()
         ready[SERVICE] = notifier

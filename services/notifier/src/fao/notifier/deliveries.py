@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fao.notifier.render import MessageKind, RenderedMessage
+from fao.notifier.targets import TargetPlan
 from fao.runtime.store import Document, IndexSpec
 from fao.schemas import IncidentEvent
 
@@ -42,11 +43,19 @@ LINE: Final = "line"
 RETRY_KEY_NAMESPACE: Final = UUID("8d5f0c52-3b7e-4f0a-9a57-1e2c4b6d7f80")
 
 DeliveryStatus = Literal[
-    "pending", "claimed", "sent", "outbox", "failed_permanent", "superseded", "unroutable"
+    "pending",
+    "claimed",
+    "sent",
+    "outbox",
+    "failed_permanent",
+    "superseded",
+    "unroutable",
+    "skipped_broken",
+    "quota_exhausted",
 ]
 UNDELIVERED_STATUSES: Final = ("pending", "claimed")
 FINAL_STATUSES: Final[frozenset[str]] = frozenset(
-    {"sent", "outbox", "failed_permanent", "superseded", "unroutable"}
+    {"sent", "outbox", "failed_permanent", "superseded", "unroutable", "skipped_broken", "quota_exhausted"}
 )
 # Final and the group has the message (or, without a token, it was kept for it in the outbox).
 DELIVERED_STATUSES: Final[frozenset[str]] = frozenset({"sent", "outbox"})
@@ -89,6 +98,10 @@ class Delivery:
     message: RenderedMessage | None = None
     """None only in records of an older notifier (claimed before this version): the event's
     redelivery fills it in (``DeliveryStore.record``)."""
+    plan: TargetPlan | None = None
+    """Its team and fallbacks (``fao.notifier.targets``); None in an older notifier's records."""
+    incident: Mapping[str, Any] | None = None
+    """The incident's essentials (``targets.incident_summary``), for channels that send them."""
 
     @property
     def final(self) -> bool:
@@ -190,6 +203,8 @@ def delivery_from_doc(doc: Mapping[str, Any]) -> Delivery:
         attempts=int(doc.get("attempts") or 0),
         first_attempt_at=doc.get("first_attempt_at"),
         message=message,
+        plan=TargetPlan.from_doc(doc),
+        incident=doc.get("incident"),
     )
 
 
@@ -200,10 +215,17 @@ class DeliveryStore:
         self._col = db[DELIVERIES]
 
     async def record(
-        self, event: IncidentEvent, target: str, message: RenderedMessage, now: datetime, channel: str = LINE
+        self,
+        event: IncidentEvent,
+        target: str,
+        message: RenderedMessage,
+        now: datetime,
+        channel: str = LINE,
+        **extra: Any,
     ) -> tuple[Delivery, bool]:
         """Insert the ``pending`` delivery of ``event`` to ``target``; if it exists (a redelivered
-        event), return it and False. A record of an older notifier gets its message filled in."""
+        event), return it and False. A record of an older notifier gets its message filled in.
+        ``extra`` fields are stored too (the target plan: ``TargetPlan.fields``)."""
         return await self.record_message(
             claim_id(event.event_id, target, channel),
             event_id=str(event.event_id),
@@ -214,6 +236,7 @@ class DeliveryStore:
             at=event.at,
             now=now,
             channel=channel,
+            **extra,
         )
 
     async def record_message(
@@ -294,6 +317,10 @@ class DeliveryStore:
         if attempted:
             update["$inc"] = {"attempts": 1}
         await self._col.update_one({"_id": delivery.id}, update)
+
+    async def annotate(self, delivery: Delivery, now: datetime, **fields: Any) -> None:
+        """Set informational ``fields`` (e.g. ``fell_back``) without changing the status."""
+        await self._col.update_one({"_id": delivery.id}, {"$set": {"updated_at": now, **fields}})
 
     async def undelivered(self, target: str | None = None) -> list[Delivery]:
         """Every delivery not final yet (to ``target`` only, if given), oldest first."""

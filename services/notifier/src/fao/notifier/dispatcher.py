@@ -34,12 +34,16 @@ import structlog
 from prometheus_client import Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.notifier.broken import BrokenTargets
+from fao.notifier.channels.registry import ChannelRegistry, line_channel
+from fao.notifier.claims import ClaimStore
 from fao.notifier.deliveries import LINE, DeliveryStore
 from fao.notifier.errors import DeliveryError
 from fao.notifier.line_channel import Sender
 from fao.notifier.outbox import Outbox
 from fao.notifier.render import Catalogue, render_event, should_send
 from fao.notifier.routing import RouteResolver
+from fao.notifier.targets import incident_summary
 from fao.notifier.watch import DeliveryWatch, Figures
 from fao.notifier.workers import DELIVERIES, DeliveryWorkers
 from fao.runtime.store import Document
@@ -74,8 +78,12 @@ class Notifier:
         give_up_after: float = 23 * 3600.0,
         clock: Clock = utc_now,
         jitter: Callable[[], float] = random.random,
+        channels: ChannelRegistry | None = None,
     ) -> None:
-        self._routes = RouteResolver(db)
+        # ``channels``: every configured channel (the service passes the registry built from its
+        # settings); None: LINE through ``sender`` (the outbox without one) and nothing else.
+        self.channels = channels or ChannelRegistry({LINE: line_channel(db, sender, clock)})
+        self._routes = RouteResolver(db, configured=self.channels.names)
         self._deliveries = DeliveryStore(db)
         outbox = Outbox(db)
         self._catalogue = catalogue
@@ -86,8 +94,9 @@ class Notifier:
         )
         self.workers = DeliveryWorkers(
             deliveries=self._deliveries,
-            outbox=outbox,
-            sender=sender,
+            channels=self.channels,
+            claims=ClaimStore(db),
+            broken=BrokenTargets(db, notify=self.watch.target_broken),
             watch=self.watch,
             clock=clock,
             backoff_base=backoff_base,
@@ -104,6 +113,7 @@ class Notifier:
     async def start(self) -> None:
         """Continue what an earlier process left (undelivered deliveries, a failing period), then
         start the supervisor."""
+        await self.channels.start()
         await self.watch.load()
         await self.sweep()
         await self.watch.tick(self._clock())
@@ -117,6 +127,7 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self.workers.drain(timeout)
+        await self.channels.stop()
 
     def healthy(self) -> bool:
         """The delivery machinery runs: the supervisor is alive and its last sweep of the
@@ -177,12 +188,18 @@ class Notifier:
             EVENTS.labels(event.type, "unroutable").inc()
             return
         message = render_event(event, route.system, self._catalogue, kind)
-        for target in route.line_groups:
-            delivery, fresh = await self._deliveries.record(event, target, message, self._clock())
+        summary = incident_summary(incident)
+        for plan in route.plans:
+            target, extra = plan.target, {**plan.fields(), "incident": summary}
+            delivery, fresh = await self._deliveries.record(
+                event, target.address, message, self._clock(), target.channel, **extra
+            )
             if not delivery.final:
                 self.watch.recorded(delivery)
-            DELIVERIES.labels(LINE, "recorded" if fresh else "duplicate").inc()
-        bound.info("deliveries_recorded", groups=len(route.line_groups))
-        for target in route.line_groups:
-            self.workers.wake(target)
+            DELIVERIES.labels(target.channel, "recorded" if fresh else "duplicate").inc()
+        bound.info(
+            "deliveries_recorded", targets=[f"{p.target.channel}:{p.target.address}" for p in route.plans]
+        )
+        for plan in route.plans:
+            self.workers.wake(plan.target.address)
         EVENTS.labels(event.type, "recorded").inc()

@@ -8,10 +8,13 @@
 2xx                                     sent
 409 (retry key already accepted)        sent earlier: a receipt with ``already_accepted``
                                         and ``x-line-accepted-request-id``
-408, 429, 5xx                           transient (``DeliveryError(permanent=False)``)
+429 "You have reached your monthly      ``MonthlyLimitError`` (fresh): no LINE push
+limit."                                 until the next month (``channels.monthly_limit``)
+408, 429 (rate limit), 5xx              transient (``DeliveryError(permanent=False)``)
 timeout, connection error               transient
-any other 4xx (bad group, bad message,  permanent (``DeliveryError(permanent=True)``)
-bad token)
+400 "Failed to send messages"           permanent, the *target* is bad: an unknown group,
+                                        or one the bot is no longer in (``target=True``)
+any other 4xx (bad message, bad token)  permanent (``DeliveryError(permanent=True)``)
 ======================================  ===========================================
 
 The SDK's ``AsyncApiClient`` opens an aiohttp session when constructed, so ``start`` must run
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final, Protocol
 
@@ -39,23 +42,21 @@ from linebot.v3.messaging import (
     TextMessage,
 )
 
-from fao.notifier.errors import DeliveryError
+from fao.notifier.channels.contract import Receipt
+from fao.notifier.channels.monthly_limit import limit_until
+from fao.notifier.errors import DeliveryError, MonthlyLimitError
 from fao.notifier.render import RenderedMessage
 
 REQUEST_ID: Final = "x-line-request-id"
 ACCEPTED_REQUEST_ID: Final = "x-line-accepted-request-id"
 TRANSIENT_STATUSES: Final = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
+# LINE's wording (developers.line.biz, "Status codes" / "Error messages"); the rate-limit 429 says
+# "The API rate limit has been exceeded. Try again later." and stays transient.
+MONTHLY_LIMIT_MESSAGE: Final = "You have reached your monthly limit."
+TARGET_GONE_MESSAGE: Final = "Failed to send messages"
 
-
-@dataclass(frozen=True)
-class SendReceipt:
-    """What LINE said when it took the message."""
-
-    request_id: str | None
-    sent_message_ids: tuple[str, ...] = ()
-    already_accepted: bool = False
-    """LINE had accepted this retry key before (409): the message exists once, from that request."""
-    accepted_request_id: str | None = None
+SendReceipt = Receipt
+"""What LINE said when it took the message (the channels' ``Receipt``)."""
 
 
 class Sender(Protocol):
@@ -106,8 +107,9 @@ def _sent_ids(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(item["id"]) for item in sent if isinstance(item, dict) and "id" in item)
 
 
-def classify_api_error(exc: ApiException) -> SendReceipt | DeliveryError:
-    """Translate a non-2xx answer from the SDK into a receipt (409) or a ``DeliveryError``."""
+def classify_api_error(exc: ApiException, now: datetime | None = None) -> SendReceipt | DeliveryError:
+    """Translate a non-2xx answer from the SDK into a receipt (409) or a ``DeliveryError``
+    (``now``: when LINE answered, for the end of a monthly limit)."""
     status = int(exc.status or 0)
     headers = exc.headers
     body = _json_body(exc.body)
@@ -123,8 +125,12 @@ def classify_api_error(exc: ApiException) -> SendReceipt | DeliveryError:
     if isinstance(details, list) and details:
         reason += " (" + "; ".join(f"{d.get('property')}: {d.get('message')}" for d in details[:5]) + ")"
     message = f"LINE answered {status}: {reason}"
+    if status == HTTPStatus.TOO_MANY_REQUESTS and body.get("message") == MONTHLY_LIMIT_MESSAGE:
+        until = limit_until(now or datetime.now(UTC))
+        return MonthlyLimitError(message, until=until, fresh=True, status=status)
     transient = status in TRANSIENT_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR
-    return DeliveryError(message, permanent=not transient, status=status)
+    gone = status == HTTPStatus.BAD_REQUEST and body.get("message") == TARGET_GONE_MESSAGE
+    return DeliveryError(message, permanent=not transient, status=status, target=gone)
 
 
 def classify_transport_error(exc: BaseException) -> DeliveryError:

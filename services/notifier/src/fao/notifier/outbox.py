@@ -7,8 +7,9 @@ acknowledged), the plain Thai text and the Flex JSON that LINE would have receiv
 text-only message); the dashboard lists them. A log line ``outbox_message`` carries the text as
 well, so a developer sees the message in the service's output.
 
-A notice (``put_notice``) has ``kind`` ``delivery_failing`` or ``delivery_recovered``, no single
-target but the platform teams and their groups (``teams``, ``groups``), and its figures.
+A notice (``put_notice``) has ``kind`` ``delivery_failing``, ``delivery_recovered`` or
+``target_broken``, no single target but the platform teams and their groups (``teams``,
+``groups``), and its figures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from fao.notifier.deliveries import Delivery
+from fao.notifier.render import RenderedMessage
 from fao.runtime.store import Document, IndexSpec
 
 log = structlog.get_logger()
@@ -35,16 +36,22 @@ class Outbox:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._col = db[OUTBOX]
 
-    async def put(self, delivery: Delivery, now: datetime) -> bool:
+    async def put(
+        self,
+        delivery_id: str,
+        *,
+        target: str,
+        incident_id: str,
+        event_type: str,
+        message: RenderedMessage,
+        now: datetime,
+    ) -> bool:
         """Store the message of one delivery; False when this delivery was stored before."""
-        message = delivery.message
-        if message is None:
-            raise ValueError(f"delivery {delivery.id} has no message")
         doc: Document = {
-            "_id": delivery.id,
-            "target": delivery.target,
-            "incident_id": delivery.incident_id,
-            "event_type": delivery.event_type,
+            "_id": delivery_id,
+            "target": target,
+            "incident_id": incident_id,
+            "event_type": event_type,
             "kind": message.kind,
             "alt_text": message.alt_text,
             "text": message.text,
@@ -57,9 +64,9 @@ class Outbox:
             return False
         log.info(
             "outbox_message",
-            target=delivery.target,
-            incident=delivery.incident_id,
-            event_type=delivery.event_type,
+            target=target,
+            incident=incident_id,
+            event_type=event_type,
             kind=message.kind,
             text=message.text,
         )

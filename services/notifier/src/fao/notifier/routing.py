@@ -1,15 +1,23 @@
-"""Where an incident's messages go: system → owning team → the team's LINE groups.
+"""Where an incident's messages go: system → owning team → the team's targets on each channel.
 
 Reads the config collections ``systems`` and ``teams`` (written by ``fao apply``). An ordinary
 system is looked up by ``_id`` only, the one lookup FerretDB pushes down. Zone and prober
 incidents carry the system id ``PLATFORM_SYSTEM`` ("fao-platform"): they belong to the people who
-run Fao, so they go to the LINE groups of every team with ``platform: true``, found by reading the
-whole (small) ``teams`` collection. A route that leads nowhere is not an exception: ``Route`` says
-why (``problem``) so the dispatcher can log it and record the delivery as unroutable.
+run Fao, so they go to every team with ``platform: true``, found by reading the whole (small)
+``teams`` collection. A route that leads nowhere is not an exception: ``Route`` says why
+(``problem``) so the dispatcher can log it and record the delivery as unroutable.
+
+Per team, its ``channels`` policy orders the channels (``primary`` then ``fallbacks``); a channel
+counts when the team has targets on it (``line_groups``, ``email``, ``webhooks``) and the notifier
+has it configured (no SMTP host: no e-mail, logged once per team). The first such channel's
+targets get the message (``Route.plans``, one ``targets.TargetPlan`` each); the targets of the
+others are each plan's fallbacks. A target two teams share gets one delivery (the first team's
+plan). ``line_groups`` stays the LINE groups of the route's teams.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -17,6 +25,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.notifier.targets import Target, TargetPlan, team_version
 from fao.runtime.inventory import SYSTEMS, TEAMS, from_doc
 from fao.runtime.store import Document
 from fao.schemas import PLATFORM_SYSTEM, System, Team
@@ -39,6 +48,8 @@ class Route:
     teams: tuple[Team, ...]
     line_groups: tuple[str, ...]
     problem: RouteProblem | None = None
+    plans: tuple[TargetPlan, ...] = ()
+    """One per target to record the message for, with its fallbacks (see the module docstring)."""
 
     @property
     def routable(self) -> bool:
@@ -50,11 +61,57 @@ def _groups(teams: tuple[Team, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(group for team in teams for group in team.line_groups))
 
 
-class RouteResolver:
-    """Looks a system's team and LINE groups up in the applied inventory."""
+def channel_targets(team: Team, channel: str) -> tuple[Target, ...]:
+    """The team's targets on ``channel``."""
+    if channel == "line":
+        return tuple(Target("line", group) for group in dict.fromkeys(team.line_groups))
+    if channel == "email":
+        return tuple(Target("email", address) for address in dict.fromkeys(team.email))
+    if channel == "webhook":
+        return tuple(
+            Target("webhook", hook.url, {"secret_env": hook.secret_env} if hook.secret_env else {})
+            for hook in team.webhooks
+        )
+    return ()
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+
+class RouteResolver:
+    """Looks a system's team and its targets up in the applied inventory; ``configured`` are the
+    channels the notifier can send through (None: every channel)."""
+
+    def __init__(self, db: AsyncDatabase[Document], configured: Collection[str] | None = None) -> None:
         self._db = db
+        self._configured = None if configured is None else frozenset(configured)
+        self._told_unconfigured: set[tuple[str, str]] = set()
+
+    def team_plans(self, team: Team) -> tuple[TargetPlan, ...]:
+        """One plan per target of the team's first usable channel, the rest as its fallbacks."""
+        usable: list[tuple[Target, ...]] = []
+        for channel in (team.channels.primary, *team.channels.fallbacks):
+            targets = channel_targets(team, channel)
+            if not targets:
+                continue
+            if self._configured is not None and channel not in self._configured:
+                if (team.id, channel) not in self._told_unconfigured:
+                    self._told_unconfigured.add((team.id, channel))
+                    log.warning("channel_not_configured", team=team.id, channel=channel, skipped=len(targets))
+                continue
+            usable.append(targets)
+        if not usable:
+            return ()
+        version = team_version(team)
+        fallbacks = tuple(target for targets in usable[1:] for target in targets)
+        return tuple(
+            TargetPlan(target, team.id, version, fallbacks, team.channels.fallback_after)
+            for target in usable[0]
+        )
+
+    def _plans(self, teams: tuple[Team, ...]) -> tuple[TargetPlan, ...]:
+        plans: dict[tuple[str, str], TargetPlan] = {}
+        for team in teams:
+            for plan in self.team_plans(team):
+                plans.setdefault((plan.target.channel, plan.target.address), plan)
+        return tuple(plans.values())
 
     async def _load(self, collection: str, key: str, kind: type[M]) -> M | ValidationError | None:
         doc = await self._db[collection].find_one({"_id": key})
@@ -79,9 +136,10 @@ class RouteResolver:
         if isinstance(team, ValidationError):
             return Route(system_id, system, (), (), "invalid_team")
         groups = _groups((team,))
-        if not groups:
-            return Route(system_id, system, (team,), (), "no_line_groups")
-        return Route(system_id, system, (team,), groups)
+        plans = self._plans((team,))
+        if not plans:
+            return Route(system_id, system, (team,), groups, "no_line_groups")
+        return Route(system_id, system, (team,), groups, plans=plans)
 
     async def platform_teams(self) -> tuple[Team, ...]:
         """Every valid team with ``platform: true``, by id. A full scan: FerretDB would not push a
@@ -104,6 +162,7 @@ class RouteResolver:
         if not teams:
             return Route(PLATFORM_SYSTEM, known, (), (), "no_platform_team")
         groups = _groups(teams)
-        if not groups:
-            return Route(PLATFORM_SYSTEM, known, teams, (), "no_line_groups")
-        return Route(PLATFORM_SYSTEM, known, teams, groups)
+        plans = self._plans(teams)
+        if not plans:
+            return Route(PLATFORM_SYSTEM, known, teams, groups, "no_line_groups")
+        return Route(PLATFORM_SYSTEM, known, teams, groups, plans=plans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -34,4 +35,17 @@ class NotifierSettings(ServiceSettings):
     # A delivery still failing this long after its first try is given up (failed_permanent): LINE
     # remembers a retry key for 24 h only, so a later retry could be a duplicate.
     delivery_give_up_after: float = Field(default=23 * 3600.0, gt=0, le=24 * 3600.0)
+    # E-mail channel (fao.notifier.channels.email): unset host → not configured, teams' e-mail
+    # targets are skipped with a log line. STARTTLS is required unless smtp_starttls is false;
+    # smtp_ca_file trusts a private CA (the ministry's relay) besides the system's.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "fao@localhost"
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_ca_file: Path | None = None
+    # Webhook channel (fao.notifier.channels.webhook): seconds per POST.
+    webhook_timeout: float = Field(default=10.0, gt=0)
     language: Language = "th"

@@ -20,6 +20,10 @@ Gauge ``fao_notifier_delivery_failing`` is 1 meanwhile. The open period is kept 
 ``notifier_state`` (``_id`` ``delivery_failing``, inserted: the unique ``_id`` makes it once), so
 a restarted notifier continues it instead of sending a second notice; the notices' ``_id`` derive
 from the period's start, so writing one again after a crash adds nothing.
+
+``target_broken`` writes the one notice of a target marked broken (``fao.notifier.broken``):
+``{kind: "target_broken", teams, groups, channel, broken_target, team, since, error, text}``, with
+``_id`` ``target_broken:<channel>:<target>:<since>``, and logs ``target_broken_notice``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from prometheus_client import Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fao.notifier.broken import BrokenMark
 from fao.notifier.deliveries import Delivery
+from fao.notifier.notices import load_notices
 from fao.notifier.outbox import Outbox
 from fao.notifier.render import Catalogue, NoticeKind, render_delivery_notice
 from fao.notifier.routing import RouteResolver
@@ -89,6 +95,7 @@ class DeliveryWatch:
         self._routes = routes
         self._outbox = outbox
         self._catalogue = catalogue
+        self._notices = load_notices(catalogue.language)
         self._failing_after = failing_after
         self._undelivered: dict[str, tuple[datetime, str]] = {}
         self._sweep_finished: set[str] | None = None
@@ -201,6 +208,37 @@ class DeliveryWatch:
         await self._state.delete_one({"_id": FAILING_STATE_ID})
         self._period = None
         self._answered_in_period = False
+
+    async def target_broken(self, mark: BrokenMark) -> None:
+        """Tell the platform team, once, that ``mark``'s target refuses every delivery."""
+        teams = await self._routes.platform_teams()
+        text = self._notices.broken(
+            channel=mark.channel, target=mark.target, team=mark.team, error=mark.error, since=mark.since
+        )
+        notice_id = f"target_broken:{mark.channel}:{mark.target}:{mark.since.isoformat()}"
+        fresh = await self._outbox.put_notice(
+            notice_id,
+            "target_broken",
+            text,
+            mark.since,
+            teams=[team.id for team in teams],
+            groups=list(dict.fromkeys(group for team in teams for group in team.line_groups)),
+            channel=mark.channel,
+            broken_target=mark.target,
+            team=mark.team,
+            since=mark.since,
+            error=mark.error,
+        )
+        if fresh:
+            log.error(
+                "target_broken_notice",
+                notice=notice_id,
+                channel=mark.channel,
+                target=mark.target,
+                team=mark.team,
+                platform_teams=[team.id for team in teams],
+                text=text,
+            )
 
     async def _notice(self, kind: NoticeKind, since: datetime, now: datetime, figures: Figures) -> None:
         teams = await self._routes.platform_teams()

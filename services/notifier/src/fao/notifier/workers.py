@@ -1,23 +1,42 @@
-"""Sending recorded deliveries: one worker task per LINE group, each with its own retries.
+"""Sending recorded deliveries: one worker task per target, each with its own retries and fallbacks.
 
-A worker exists while its group has undelivered deliveries (``wake`` starts it; it ends when the
-group has nothing left to try). One *pass* reads the group's undelivered deliveries, and for each
-incident among them (oldest first) reads that incident's deliveries to the group (its *lane*) and
-applies ``deliveries.plan_lane``: supersede what must never be sent, then try the one delivery that
-may go now, once:
+A worker exists while its target (a LINE group, an e-mail address, a webhook URL) has undelivered
+deliveries (``wake`` starts it; it ends when the target has nothing left to try). One *pass*
+reads the target's undelivered deliveries, and for each incident among them (oldest first) reads
+that incident's deliveries to the target (its *lane*) and applies ``deliveries.plan_lane``:
+supersede what must never be sent, then try the one delivery that may go now, once, through its
+channel (``fao.notifier.channels``):
 
-- ``pending`` → ``claimed`` is written before the first try (claim before send), then the message
-  is pushed with the delivery's fixed ``X-Line-Retry-Key`` (LINE answers 409 to a repeat, counted
-  as sent) or, without a LINE token, put in the outbox;
-- a transient failure (429, 5xx, 408, timeout, connection error) schedules the delivery's next try
-  after an exponential, jittered backoff (``backoff_delay``, at most ``backoff_max``); its lane
-  waits, the group's other lanes and every other group go on;
-- a permanent failure (any other 4xx) is final (``failed_permanent``), and so is a delivery still
-  failing ``give_up_after`` seconds after its first try (LINE forgets a retry key after 24 h).
+- a target marked broken (``fao.notifier.broken``) is not tried: the delivery is final
+  ``skipped_broken`` and goes to its fallbacks at once;
+- ``pending`` → ``claimed`` is written before the first try (claim before send); a channel that
+  is not idempotent (e-mail, webhook) also takes an exclusive claim of the attempt
+  (``fao.notifier.claims``) and skips when another sender holds it; LINE pushes carry the
+  delivery's fixed ``X-Line-Retry-Key`` (a repeat answers 409, counted as sent); without a LINE
+  token the LINE channel is the outbox;
+- a transient failure (429 rate limit, 5xx, 408, timeout, connection error) schedules the
+  delivery's next try after an exponential, jittered backoff (``backoff_delay``, at most
+  ``backoff_max``); its lane waits, the target's other lanes and every other target go on. Once
+  it has failed ``fallback_after`` times (the team's ``ChannelPolicy``), its message is also
+  recorded for the team's fallback targets, and the delivery itself goes on being retried until
+  it is final: LINE may still take it (its retry key makes that once), so the group may get the
+  message late besides the e-mail;
+- a permanent failure (any other 4xx; a bad target also marks it broken) is final
+  (``failed_permanent``) and goes to the fallbacks at once, and so is a delivery still failing
+  ``give_up_after`` seconds after its first try (LINE forgets a retry key after 24 h);
+- LINE's monthly limit (``MonthlyLimitError``) is final ``quota_exhausted`` and goes to the
+  fallbacks at once; while it lasts LINE is not tried at all.
 
-A group's pushes are sequential, so one slow or failing group never holds back another group; a
-slow group only delays its own messages. Which deliveries exist is always read from the database,
-so a worker started after a crash (by the sweep) continues exactly where the last one stopped.
+A fallback delivery is recorded with the claim id ``<event_id>:<channel>:<target>``
+(``DeliveryStore.record_message``), so it is recorded once however many primary deliveries fail
+(several groups of a team, a retry after a crash); it has no further fallbacks, records
+``fallback_of`` (the delivery that failed) and ``fallback_reason`` (``failed_attempts``,
+``permanent_error``, ``target_broken``, ``line_monthly_limit``, ``gave_up``), and the delivery
+that failed records ``fell_back`` (the reason).
+
+A target's tries are sequential, so one slow or failing target never holds back another; a slow
+target only delays its own messages. Which deliveries exist is always read from the database, so
+a worker started after a crash (by the sweep) continues exactly where the last one stopped.
 """
 
 from __future__ import annotations
@@ -32,25 +51,33 @@ from typing import Final, Literal
 import structlog
 from prometheus_client import Counter
 
-from fao.notifier.deliveries import LINE, Delivery, DeliveryStore, plan_lane
-from fao.notifier.errors import DeliveryError
-from fao.notifier.line_channel import Sender
-from fao.notifier.outbox import OUTBOX, Outbox
+from fao.notifier.broken import BrokenTargets
+from fao.notifier.channels.contract import Channel, Outgoing, Receipt
+from fao.notifier.channels.registry import ChannelRegistry
+from fao.notifier.claims import ClaimStore
+from fao.notifier.deliveries import LINE, Delivery, DeliveryStore, claim_id, plan_lane
+from fao.notifier.errors import DeliveryError, MonthlyLimitError
+from fao.notifier.outbox import OUTBOX
 from fao.notifier.watch import DeliveryWatch
 
 log = structlog.get_logger()
 
 Clock = Callable[[], datetime]
 Outcome = Literal["done", "retry", "skip"]
+Bound = structlog.typing.FilteringBoundLogger
 
 DELIVERIES: Final = Counter(
     "fao_notifier_deliveries_total",
     "Delivery outcomes: recorded, duplicate (recorded before), sent, already_accepted (LINE 409), "
-    "retried (a try failed, another follows), superseded, gave_up, failed_permanent, outbox, unroutable",
+    "retried (a try failed, another follows), superseded, gave_up, failed_permanent, outbox, "
+    "unroutable, skipped_broken, quota_exhausted, fallback (recorded for a fallback target), "
+    "claimed_elsewhere (another sender holds the attempt)",
     ["channel", "outcome"],
 )
 # A pass that failed on the database is tried again after this long.
 STORE_RETRY_DELAY: Final = 2.0
+# Seconds before looking again at a delivery whose attempt another sender holds.
+CLAIMED_ELSEWHERE_DELAY: Final = 5.0
 
 
 def backoff_delay(failed_attempt: int, base: float, jitter: float, cap: float = float("inf")) -> float:
@@ -64,15 +91,21 @@ def backoff_delay(failed_attempt: int, base: float, jitter: float, cap: float = 
     return float(min(cap, step * (0.5 + jitter)))
 
 
+def claim_stale_after(channel: Channel) -> float:
+    """An attempt claimed longer ago than this, with no outcome, was abandoned (its sender died)."""
+    return 2 * channel.timeout + 10.0
+
+
 class DeliveryWorkers:
-    """The per-group worker tasks (see the module docstring)."""
+    """The per-target worker tasks (see the module docstring)."""
 
     def __init__(
         self,
         *,
         deliveries: DeliveryStore,
-        outbox: Outbox,
-        sender: Sender | None,
+        channels: ChannelRegistry,
+        claims: ClaimStore,
+        broken: BrokenTargets,
         watch: DeliveryWatch,
         clock: Clock,
         backoff_base: float = 0.5,
@@ -81,8 +114,9 @@ class DeliveryWorkers:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._store = deliveries
-        self._outbox = outbox
-        self._sender = sender
+        self._channels = channels
+        self._claims = claims
+        self._broken = broken
         self._watch = watch
         self._clock = clock
         self._backoff_base = backoff_base
@@ -93,6 +127,7 @@ class DeliveryWorkers:
         self._wakes: dict[str, asyncio.Event] = {}
         self._retry_at: dict[str, float] = {}  # delivery id → loop time of its next try
         self._failures: dict[str, int] = {}  # delivery id → failed tries in a row, in this process
+        self._fell_back: set[str] = set()  # delivery ids whose fallbacks are recorded
         self._closing = False
 
     def wake(self, target: str) -> None:
@@ -185,9 +220,21 @@ class DeliveryWorkers:
         self._failures.pop(delivery.id, None)
         self._watch.finished(delivery.id)
 
+    async def _final(
+        self, delivery: Delivery, status: Literal["failed_permanent", "skipped_broken", "quota_exhausted"],
+        outcome: str, reason: str, *, attempted: bool, **fields: object,
+    ) -> Outcome:  # fmt: skip
+        """Make ``delivery`` final without a send and give its message to the fallbacks."""
+        await self._store.finish(delivery, status, self._clock(), attempted=attempted, **fields)
+        self._forget(delivery)
+        DELIVERIES.labels(delivery.channel, outcome).inc()
+        await self._fall_back(delivery, reason)
+        return "done"
+
     async def _attempt(self, delivery: Delivery) -> Outcome:
         bound = log.bind(
             claim=delivery.id,
+            channel=delivery.channel,
             target=delivery.target,
             incident=delivery.incident_id,
             event_type=delivery.event_type,
@@ -197,6 +244,25 @@ class DeliveryWorkers:
             # and its redelivery fills the message in.
             bound.warning("delivery_waits_for_its_event")
             return "skip"
+        channel = self._channels.get(delivery.channel)
+        if channel is None:
+            error = f"the {delivery.channel} channel is not configured in this notifier"
+            bound.error("delivery_channel_not_configured")
+            return await self._final(
+                delivery,
+                "failed_permanent",
+                "failed_permanent",
+                "permanent_error",
+                attempted=False,
+                error=error,
+            )
+        mark = await self._broken.check(delivery)
+        if mark is not None:
+            error = f"target broken since {mark.since.isoformat()}: {mark.error}"
+            bound.warning("delivery_skipped_broken", since=mark.since.isoformat())
+            return await self._final(
+                delivery, "skipped_broken", "skipped_broken", "target_broken", attempted=False, error=error
+            )
         now = self._clock()
         if delivery.status == "pending":
             delivery = await self._store.claim(delivery, now)
@@ -204,59 +270,146 @@ class DeliveryWorkers:
             (now - delivery.first_attempt_at).total_seconds() > self._give_up_after
         ):
             error = f"gave up after {delivery.attempts} tries since {delivery.first_attempt_at.isoformat()}"
-            await self._store.finish(delivery, "failed_permanent", now, attempted=False, error=error)
-            self._forget(delivery)
             bound.error("delivery_given_up", attempts=delivery.attempts, error=error)
-            DELIVERIES.labels(delivery.channel, "gave_up").inc()
-            return "done"
+            return await self._final(
+                delivery, "failed_permanent", "gave_up", "gave_up", attempted=False, error=error
+            )
         elif delivery.id not in self._failures:
             # Tried before this process (a crash, a restart): same key, LINE answers 409 if it had it.
             bound.warning("delivery_resumed", attempts=delivery.attempts, retry_key=delivery.retry_key)
-        if self._sender is None:
-            await self._outbox.put(delivery, now)
+        attempt: int | None = None
+        if not channel.idempotent:
+            attempt = await self._claims.acquire(
+                delivery.id, delivery.attempts, now, claim_stale_after(channel)
+            )
+            if attempt is None:
+                bound.info("delivery_claimed_elsewhere")
+                DELIVERIES.labels(delivery.channel, "claimed_elsewhere").inc()
+                self._retry_at[delivery.id] = asyncio.get_running_loop().time() + CLAIMED_ELSEWHERE_DELAY
+                return "retry"
+        return await self._send(delivery, channel, attempt, bound)
+
+    async def _send(self, delivery: Delivery, channel: Channel, attempt: int | None, bound: Bound) -> Outcome:
+        assert delivery.message is not None  # checked by _attempt
+        plan = delivery.plan
+        outgoing = Outgoing(
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            incident_id=delivery.incident_id,
+            at=delivery.at,
+            message=delivery.message,
+            incident=delivery.incident,
+            options=plan.target.options if plan is not None else {},
+        )
+        try:
+            receipt = await channel.send(delivery.target, outgoing, delivery.retry_key)
+        except MonthlyLimitError as exc:
+            if exc.fresh:
+                self._watch.answered(delivery.target)
+            bound.warning("delivery_quota_exhausted", until=exc.until.isoformat(), tried=exc.fresh)
+            return await self._final(
+                delivery, "quota_exhausted", "quota_exhausted", "line_monthly_limit",
+                attempted=exc.fresh, error=exc.message, http_status=exc.status, quota_until=exc.until,
+            )  # fmt: skip
+        except DeliveryError as exc:
+            if exc.permanent:
+                if delivery.channel == LINE:
+                    self._watch.answered(delivery.target)
+                bound.error(
+                    "delivery_failed_permanent",
+                    error=exc.message,
+                    http_status=exc.status,
+                    target_error=exc.target,
+                )
+                if exc.target:
+                    await self._broken.mark(delivery, exc.message, self._clock())
+                return await self._final(
+                    delivery, "failed_permanent", "failed_permanent", "permanent_error",
+                    attempted=True, error=exc.message, http_status=exc.status, target_error=exc.target,
+                )  # fmt: skip
+            return await self._failed(delivery, attempt, exc, bound)
+        await self._sent(delivery, channel, receipt, bound)
+        return "done"
+
+    async def _failed(
+        self, delivery: Delivery, attempt: int | None, exc: DeliveryError, bound: Bound
+    ) -> Outcome:
+        """A transient failure: count it, schedule the next try, fall back after enough of them."""
+        now = self._clock()
+        if attempt is not None:
+            await self._claims.failed(delivery.id, attempt, exc.message, now)
+        await self._store.record_attempt(delivery, now, error=exc.message)
+        failures = self._failures[delivery.id] = self._failures.get(delivery.id, 0) + 1
+        delay = backoff_delay(failures, self._backoff_base, self._jitter(), self._backoff_max)
+        self._retry_at[delivery.id] = asyncio.get_running_loop().time() + delay
+        if delivery.channel == LINE:
+            self._watch.failed(delivery.target, now)
+        bound.warning("delivery_retry", attempt=failures, delay_s=round(delay, 3), error=exc.message)
+        DELIVERIES.labels(delivery.channel, "retried").inc()
+        plan = delivery.plan
+        if plan is not None and delivery.attempts + 1 >= plan.fallback_after:
+            await self._fall_back(delivery, "failed_attempts")
+        return "retry"
+
+    async def _sent(self, delivery: Delivery, channel: Channel, receipt: Receipt, bound: Bound) -> None:
+        if channel.name == OUTBOX:
             await self._store.finish(delivery, "outbox", self._clock(), attempted=False)
             self._forget(delivery)
             DELIVERIES.labels(OUTBOX, "outbox").inc()
-            return "done"
-        return await self._send(delivery, self._sender, bound)
-
-    async def _send(
-        self, delivery: Delivery, sender: Sender, bound: structlog.typing.FilteringBoundLogger
-    ) -> Outcome:
-        assert delivery.message is not None  # checked by _attempt
-        try:
-            receipt = await sender.send(delivery.target, [delivery.message], delivery.retry_key)
-        except DeliveryError as exc:
-            if exc.permanent:
-                await self._store.finish(
-                    delivery, "failed_permanent", self._clock(), error=exc.message, http_status=exc.status
-                )
-                self._forget(delivery)
-                self._watch.answered(delivery.target)
-                bound.error("delivery_failed_permanent", error=exc.message, http_status=exc.status)
-                DELIVERIES.labels(delivery.channel, "failed_permanent").inc()
-                return "done"
-            now = self._clock()
-            await self._store.record_attempt(delivery, now, error=exc.message)
-            failures = self._failures[delivery.id] = self._failures.get(delivery.id, 0) + 1
-            delay = backoff_delay(failures, self._backoff_base, self._jitter(), self._backoff_max)
-            self._retry_at[delivery.id] = asyncio.get_running_loop().time() + delay
-            self._watch.failed(delivery.target, now)
-            bound.warning("delivery_retry", attempt=failures, delay_s=round(delay, 3), error=exc.message)
-            DELIVERIES.labels(delivery.channel, "retried").inc()
-            return "retry"
+            return
         await self._store.finish(
             delivery,
             "sent",
             self._clock(),
-            line_request_id=receipt.request_id,
+            line_request_id=receipt.request_id if delivery.channel == LINE else None,
+            request_id=receipt.request_id,
             sent_message_ids=list(receipt.sent_message_ids),
             already_accepted=receipt.already_accepted,
             accepted_request_id=receipt.accepted_request_id,
         )
         self._forget(delivery)
-        self._watch.answered(delivery.target)
+        if delivery.channel == LINE:
+            self._watch.answered(delivery.target)
+        await self._broken.sent(delivery.channel, delivery.target)
         outcome = "already_accepted" if receipt.already_accepted else "sent"
-        bound.info("delivery_sent", outcome=outcome, line_request_id=receipt.request_id)
-        DELIVERIES.labels(LINE, outcome).inc()
-        return "done"
+        bound.info("delivery_sent", outcome=outcome, request_id=receipt.request_id)
+        DELIVERIES.labels(delivery.channel, outcome).inc()
+
+    async def _fall_back(self, delivery: Delivery, reason: str) -> None:
+        """Record ``delivery``'s message for its plan's fallback targets (once each) and wake them."""
+        plan = delivery.plan
+        if plan is None or not plan.fallbacks or delivery.message is None or delivery.id in self._fell_back:
+            return
+        now = self._clock()
+        for target in plan.fallbacks:
+            recorded, fresh = await self._store.record_message(
+                claim_id(delivery.event_id, target.address, target.channel),
+                event_id=delivery.event_id,
+                incident_id=delivery.incident_id,
+                event_type=delivery.event_type,
+                target=target.address,
+                message=delivery.message,
+                at=delivery.at,
+                now=now,
+                channel=target.channel,
+                **plan.fallback_plan(target).fields(),
+                incident=dict(delivery.incident) if delivery.incident else None,
+                fallback_of=delivery.id,
+                fallback_reason=reason,
+            )
+            if fresh:
+                self._watch.recorded(recorded)
+                DELIVERIES.labels(target.channel, "fallback").inc()
+            self.wake(target.address)
+        await self._store.annotate(delivery, now, fell_back=reason)
+        self._fell_back.add(delivery.id)
+        log.warning(
+            "delivery_fell_back",
+            claim=delivery.id,
+            channel=delivery.channel,
+            target=delivery.target,
+            incident=delivery.incident_id,
+            reason=reason,
+            fallbacks=[f"{t.channel}:{t.address}" for t in plan.fallbacks],
+        )
