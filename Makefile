@@ -11,7 +11,7 @@ SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src se
 
 $(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop hypothesis
+	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop aiosmtpd hypothesis
 	touch $@
 
 install: $(BIN)/fao
