@@ -119,10 +119,12 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
         output = fao.output
         assert "fao: applied" in output
         assert f"fao: demo target http://127.0.0.1:{demo_port}/" in output
-        labels = ["correlator", "notifier", "reporter", "prober/dc1", "prober/dr"]
+        labels = ["correlator", "notifier", "reporter", "prober/dc1", "prober/dr", "gateway"]
         for offset, label in enumerate(labels):
             assert f"fao: {label} health http://127.0.0.1:{first_http + offset}/healthz" in output
         assert outage_alerts()[0].startswith("[notifier  ]")
+        assert "fao: gateway LINE webhook http://127.0.0.1:" in output
+        fao.wait_for(lambda: healthy(first_http + 5), 30, "the gateway's /healthz (own NATS user)")
 
 
 def site_inventory(tmp_path: Path, port: int, zones: str = "[default]") -> Path:
