@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -16,7 +17,10 @@ from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 from typer.testing import CliRunner, Result
 
+from fao.cli.incidents import display_width
 from fao.cli.main import app
+from fao.notifier.deliveries import DeliveryStore, claim_id
+from fao.notifier.render import load_catalogue, render_event
 from fao.runtime.inventory import SYSTEMS, to_doc
 from fao.runtime.launch import free_port
 from fao.runtime.store import Document
@@ -224,7 +228,7 @@ async def test_show_prints_the_incident_and_its_timeline_with_suppressed_dependa
     assert "รับทราบ: 25 พ.ย. 2569 08:05 น. โดย line:somchai" in result.output
     assert "ระบบที่ได้รับผลกระทบ: ระบบบริการอิเล็กทรอนิกส์ [e-service]" in result.output
     start = lines.index("  ลำดับเหตุการณ์:")
-    timeline = lines[start + 1 :]
+    timeline = lines[start + 1 : lines.index("  การส่งข้อความ (deliveries): (ไม่มี)")]
     assert [row.split()[5] for row in timeline] == ["opened", "suppressed", "acknowledged", "noted"]
     assert "[ระบบบริการอิเล็กทรอนิกส์ [e-service], inc-web]" in timeline[1]
     assert "08:02 น." in timeline[1]
@@ -234,3 +238,68 @@ async def test_show_prints_the_incident_and_its_timeline_with_suppressed_dependa
     unknown = await invoke(["incidents", "show", "inc-nope"])
     assert unknown.exit_code == 1
     assert "no incident 'inc-nope'" in unknown.output
+
+
+def cell_columns(row: str) -> list[int]:
+    """The terminal column each cell of a table row starts at (cells are apart by 2+ spaces)."""
+    return [display_width(row[: m.start()]) for m in re.finditer(r"\S+(?: \S+)*", row)]
+
+
+async def test_show_prints_the_delivery_log_aligned_with_channel_target_attempts_outcome_and_cost(
+    env: None, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Every delivery of the incident, as the notifier records them: LINE stopped by the monthly
+    limit (with the cost the quota module stored), the e-mail that stood in for it, a group skipped
+    as broken; columns aligned by what a terminal shows (Thai marks take no column), errors and
+    fallbacks on the lines below their row; another incident's delivery is not shown."""
+    incident = Incident(
+        id="inc-quota", system_id="e-service", status="open", title="หน้าแรก: HTTP 503",
+        started_at=datetime(2026, 11, 25, 1, 0, tzinfo=UTC), alerted=True,
+    )  # fmt: skip
+    await mongo_db["incidents"].insert_one({"_id": incident.id, **incident.model_dump()})
+    event = IncidentEvent(event_id=uuid.uuid4(), type="opened", at=incident.started_at, incident=incident)
+    message = render_event(event, None, load_catalogue("th"))
+    store = DeliveryStore(mongo_db)
+    group, broken, mail = "C" + "1" * 32, "C" + "f" * 32, "noc@example.go.th"
+    line, _ = await store.record(event, group, message, NOW, cost=7)
+    await store.finish(
+        line, "quota_exhausted", NOW, error="LINE answered 429: You have reached your monthly limit."
+    )
+    await store.annotate(line, NOW, fell_back="line_monthly_limit")
+    skipped, _ = await store.record(event, broken, message, NOW)
+    await store.finish(skipped, "skipped_broken", NOW, attempted=False, error="target broken since 24 พ.ย.")
+    fallback, _ = await store.record_message(
+        claim_id(event.event_id, mail, "email"), event_id=str(event.event_id), incident_id=incident.id,
+        event_type="opened", target=mail, message=message, at=event.at, now=NOW, channel="email",
+        fallback_of=line.id, fallback_reason="line_monthly_limit",
+    )  # fmt: skip
+    await store.finish(fallback, "sent", NOW)
+    other = event.model_copy(
+        update={"event_id": uuid.uuid4(), "incident": incident.model_copy(update={"id": "inc-x"})}
+    )
+    await store.record(other, group, message, NOW)
+
+    result = await invoke(["incidents", "show", "inc-quota"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = lines.index("  การส่งข้อความ (deliveries):")
+    header, *rest = lines[start + 1 :]
+    rows = [row for row in rest if not row.lstrip().startswith("↳")]
+    assert header.split() == ["เวลา", "ข้อความ", "ช่องทาง", "ปลายทาง", "ผล", "ครั้ง", "ค่าใช้จ่าย"]
+    assert len(rows) == 3
+    by_target = {row.split()[7]: row for row in rows}  # after the date (5 words), kind, channel
+    assert set(by_target) == {group, broken, mail}
+    assert "โควตา LINE หมด (quota_exhausted)" in by_target[group]
+    assert by_target[group].split()[-2:] == ["1", "7"]  # attempts, cost
+    assert "ข้าม ปลายทางใช้ไม่ได้ (skipped_broken)" in by_target[broken]
+    assert by_target[broken].split()[-2:] == ["0", "-"]
+    assert "ส่งแล้ว (sent)" in by_target[mail]
+    assert by_target[mail].split()[6] == "email"
+    # Aligned as displayed: every column starts at the same terminal column in every row.
+    starts = {tuple(cell_columns(row)) for row in [header, *rows]}
+    assert len(starts) == 1, starts
+    assert len(next(iter(starts))) == 7
+    assert f"ช่องทางสำรองแทน {line.id} (โควตา LINE หมด)" in result.output
+    assert "ส่งทางช่องทางสำรองด้วย (โควตา LINE หมด)" in result.output
+    assert "ข้อผิดพลาด: LINE answered 429: You have reached your monthly limit." in result.output
+    assert "inc-x" not in result.output

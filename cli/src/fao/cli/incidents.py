@@ -1,10 +1,12 @@
-"""``fao incidents``: what is broken now (or recently), one incident in detail with its timeline,
-and commands to the correlator (acknowledge, resolve, note, open by hand) with its answer."""
+"""``fao incidents``: what is broken now (or recently), one incident in detail with its timeline
+and its delivery log, and commands to the correlator (acknowledge, resolve, note, open by hand)
+with its answer."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -220,6 +222,92 @@ def format_incident(
     return lines
 
 
+# --- show: the delivery log ----------------------------------------------------------------------
+
+DELIVERIES = "deliveries"  # written by the notifier
+OUTCOME_TH = {
+    "pending": "รอส่ง",
+    "claimed": "กำลังส่ง",
+    "sent": "ส่งแล้ว",
+    "outbox": "เก็บใน outbox",
+    "failed_permanent": "ส่งไม่สำเร็จ",
+    "superseded": "ไม่ต้องส่งแล้ว",
+    "unroutable": "ไม่มีปลายทาง",
+    "skipped_broken": "ข้าม ปลายทางใช้ไม่ได้",
+    "quota_exhausted": "โควตา LINE หมด",
+    "digested": "รวมในข้อความสรุป",
+}
+FALLBACK_TH = {
+    "failed_attempts": "ส่งไม่สำเร็จหลายครั้ง",
+    "permanent_error": "ส่งไม่ได้",
+    "target_broken": "ปลายทางใช้ไม่ได้",
+    "line_monthly_limit": "โควตา LINE หมด",
+    "gave_up": "เลิกส่ง",
+}
+DELIVERY_HEADER: tuple[str, ...] = ("เวลา", "ข้อความ", "ช่องทาง", "ปลายทาง", "ผล", "ครั้ง", "ค่าใช้จ่าย")
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Thai vowel and tone marks above or below a letter
+    take none, wide characters (emoji, CJK) two."""
+    width = 0
+    for char in text:
+        if unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
+
+
+def format_deliveries(deliveries: list[Document]) -> list[str]:
+    """The "Deliveries" section of ``fao incidents show``: one aligned row per delivery (channel,
+    target, attempts, outcome, cost when the notifier knew it), oldest first, with its error and
+    what it stood in for (a fallback) on the lines below it."""
+    if not deliveries:
+        return ["  การส่งข้อความ (deliveries): (ไม่มี)"]
+    rows: list[tuple[tuple[str, ...], list[str]]] = []
+    for doc in deliveries:
+        status = str(doc.get("status") or "?")
+        at = doc.get("at") or doc.get("created_at")
+        cost = doc.get("cost")
+        row: tuple[str, ...] = (
+            format_thai_datetime(at) if isinstance(at, datetime) else "-",
+            str(doc.get("kind") or "-"),
+            str(doc.get("channel") or "-"),
+            str(doc.get("target") or "-"),
+            f"{OUTCOME_TH.get(status, status)} ({status})",
+            str(int(doc.get("attempts") or 0)),
+            str(cost) if cost is not None else "-",
+        )
+        notes: list[str] = []
+        if doc.get("fallback_of"):
+            reason = str(doc.get("fallback_reason") or "")
+            notes.append(f"ช่องทางสำรองแทน {doc['fallback_of']} ({FALLBACK_TH.get(reason, reason)})")
+        if doc.get("fell_back"):
+            reason = str(doc["fell_back"])
+            notes.append(f"ส่งทางช่องทางสำรองด้วย ({FALLBACK_TH.get(reason, reason)})")
+        error = doc.get("error") or doc.get("last_error")
+        if error:
+            notes.append(f"ข้อผิดพลาด: {' '.join(str(error).split())}")
+        rows.append((row, notes))
+    widths = [
+        max(display_width(cells[i]) for cells in [DELIVERY_HEADER, *(row for row, _ in rows)])
+        for i in range(len(DELIVERY_HEADER))
+    ]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return ("    " + "  ".join(_pad(cell, widths[i]) for i, cell in enumerate(cells))).rstrip()
+
+    lines = ["  การส่งข้อความ (deliveries):", line(DELIVERY_HEADER)]
+    for row, notes in rows:
+        lines.append(line(row))
+        lines.extend(f"      ↳ {note}" for note in notes)
+    return lines
+
+
 async def show_incident(mongo_url: str, mongo_db: str, incident_id: str, now: datetime) -> list[str]:
     client = connect(mongo_url)
     try:
@@ -230,6 +318,8 @@ async def show_incident(mongo_url: str, mongo_db: str, incident_id: str, now: da
         query = {"$or": [{"incident_id": incident_id}, {"parent_incident_id": incident_id}]}
         timeline = await db[TIMELINE].find(query).sort("at", 1).to_list()
         systems = {d["_id"]: from_doc(System, d) for d in await db[SYSTEMS].find({}).to_list()}
+        deliveries = await db[DELIVERIES].find({"incident_id": incident_id}).to_list()
     finally:
         await client.close()
-    return format_incident(from_doc(Incident, doc), timeline, systems, now)
+    deliveries.sort(key=lambda d: (d.get("created_at") or now, str(d.get("_id"))))
+    return [*format_incident(from_doc(Incident, doc), timeline, systems, now), *format_deliveries(deliveries)]
