@@ -8,6 +8,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import REGISTRY
 from services.gateway.tests.stack import (
     CITIZEN,
     GROUP,
@@ -55,10 +56,12 @@ async def until(check: object, what: str, within: float = 5.0) -> None:
 async def test_forged_or_missing_signature_is_refused_with_no_effect(gw: GatewayStack) -> None:
     await gw.db["incidents"].insert_one(incident_doc())
     event = postback_event(ACK, group_id=GROUP, user_id=MEMBER)
+    refused_before = REGISTRY.get_sample_value("fao_gateway_webhooks_total", {"status": "401"}) or 0.0
     forged = (await gw.post([event], signature="c2lnbmVk")).status_code
     missing = (await gw.post([event], signature="")).status_code
     other_secret = (await gw.post_raw(b'{"events": []}', signature="AAAA" * 11)).status_code
     assert (forged, missing, other_secret) == (401, 401, 401)
+    assert REGISTRY.get_sample_value("fao_gateway_webhooks_total", {"status": "401"}) == refused_before + 3
     assert await gw.events_recorded() == 0
     assert await gw.command_count() == 0
     assert gw.line.requests == [], "no reply, no look-up"

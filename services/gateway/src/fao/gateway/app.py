@@ -31,6 +31,7 @@ import uvicorn
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
+from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from fao.gateway.commands import StreamCommands
@@ -53,13 +54,24 @@ WEBHOOK_PATH: Final = "/line/webhook"
 # Forgetting old event ids and rate-limit slots: at most this often.
 FORGET_EVERY: Final = 60.0
 SERVER_START_TIMEOUT: Final = 10.0
+# A stop waits this long for requests in flight (and their replies), within FAO_STOP_GRACE.
+GRACEFUL_SHUTDOWN: Final = 5
+# Event types counted by name on /metrics (anything else is "other": a label per random type
+# would let a caller grow the registry without bound).
+KNOWN_TYPES: Final = frozenset(
+    {"message", "postback", "join", "leave", "memberJoined", "memberLeft", "follow", "unfollow", "unsend"}
+)
 # Failures LINE may be told to retry: our stores, not the request.
 UNAVAILABLE: Final = (PyMongoError, NatsError, OSError, TimeoutError)
 
 __all__ = ["SERVICE", "GatewaySettings", "build", "create_app"]
 
+WEBHOOKS = Counter("fao_gateway_webhooks", "LINE webhook requests answered, by HTTP status", ["status"])
+EVENTS = Counter("fao_gateway_webhook_events", "Webhook events read from verified bodies, by type", ["type"])
+
 
 def _answer(status: int, message: str) -> JSONResponse:
+    WEBHOOKS.labels(str(status)).inc()
     return JSONResponse({"message": message}, status_code=status)
 
 
@@ -110,6 +122,8 @@ def create_app(handler: Callable[[], WebhookHandler | None], secret: str | None,
             return _answer(503, "starting")
         if webhook.skipped:
             log.warning("webhook_events_unreadable", skipped=webhook.skipped, read=len(webhook.events))
+        for event in webhook.events:
+            EVENTS.labels(event.type if event.type in KNOWN_TYPES else "other").inc()
         try:
             follow_ups = await current.handle(webhook)
         except UNAVAILABLE as exc:
@@ -117,6 +131,7 @@ def create_app(handler: Callable[[], WebhookHandler | None], secret: str | None,
             return _answer(503, "temporarily unavailable")
         if follow_ups:
             background.add_task(run_follow_ups, follow_ups)
+        WEBHOOKS.labels("200").inc()
         return JSONResponse({})
 
     return app
@@ -137,7 +152,7 @@ class PublicServer:
         self._host, self.port = host, port
         config = uvicorn.Config(
             app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
-            server_header=False, timeout_keep_alive=5,
+            server_header=False, timeout_keep_alive=5, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )  # fmt: skip
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
