@@ -189,6 +189,9 @@ async def test_service_users_cannot_forge_or_write_what_is_not_theirs(
         await _violation(errors, s.command_subject("resolve"))
         assert (await ajs.stream_info(s.RESULTS_STREAM)).state.messages == 0
         assert (await ajs.stream_info(s.COMMANDS_STREAM)).state.messages == 0
+        # ...except open_manual: the one platform incident when LINE's monthly limit is reached.
+        ack = await notifier.jetstream().publish(s.command_subject("open_manual"), b"{}", timeout=2)
+        assert ack.stream == s.COMMANDS_STREAM
 
         # Reading what is not theirs: another user's inboxes, the incident subjects.
         await prober.subscribe("_INBOX.>")
