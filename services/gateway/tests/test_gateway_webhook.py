@@ -8,6 +8,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from prometheus_client import REGISTRY
 from services.gateway.tests.stack import (
     CITIZEN,
@@ -16,15 +17,20 @@ from services.gateway.tests.stack import (
     MEMBER,
     PLATFORM_GROUP,
     PLATFORM_MEMBER,
+    SECRET,
     STRANGER,
     SYSTEM_TH,
     GatewayStack,
     incident_doc,
+    make_handler,
 )
 
 from fao.cli.line import describe_groups, load_groups
+from fao.gateway.app import WEBHOOK_PATH, create_app
 from fao.gateway.commands import command_id
+from fao.gateway.line_api import SdkLine
 from fao.gateway.replies import load_replies
+from fao.gateway.store import GatewayStore
 from fao.schemas import CommandRejected, command_event_id
 from fao.schemas import subjects as s
 from fao.testing.fake_line import (
@@ -33,6 +39,8 @@ from fao.testing.fake_line import (
     member_joined_event,
     message_event,
     postback_event,
+    sign_webhook,
+    webhook_body,
 )
 
 REPLIES = load_replies()
@@ -312,3 +320,49 @@ async def test_a_report_nobody_picks_a_system_for_is_sent_without_one(gw: Gatewa
     assert (command.system_id, command.text) == (None, "แจ้งปัญหา")
     assert await gw.db["oa_reports"].count_documents({"user_id": CITIZEN}) == 1
     assert uuid.UUID(str(command.command_id))
+
+
+async def test_two_replicas_share_the_replay_guard_and_the_rate_limit(gw: GatewayStack) -> None:
+    """A second gateway replica on the same MongoDB and NATS: an event delivered to both is one
+    command, and a user's reports count against one limit wherever they land."""
+    line = SdkLine(gw.line.base_url, "test-token", timeout=5)
+    await line.start()
+    try:
+        other, _ = make_handler(gw.db, gw.js, line)
+        transport = httpx.ASGITransport(app=create_app(lambda: other, SECRET, 64 * 1024))
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica-2.test") as replica:
+
+            async def post_to_replica(event: dict[str, object]) -> int:
+                body = webhook_body([event])
+                headers = {"X-Line-Signature": sign_webhook(body, SECRET)}
+                return (await replica.post(WEBHOOK_PATH, content=body, headers=headers)).status_code
+
+            for n in range(4):
+                message = message_event(f"รายงาน {n}", user_id=CITIZEN)
+                if n % 2:
+                    assert await post_to_replica(message) == 200
+                else:
+                    assert (await gw.post([message])).status_code == 200
+            assert await gw.command_count() == 3, "the fourth report is over the limit"
+            assert gw.reply_texts()[-1] == REPLIES.text("report_rate_limited", minutes=10)
+            await gw.db["incidents"].insert_one(incident_doc())
+            tap = postback_event(ACK, group_id=GROUP, user_id=MEMBER)
+            assert (await gw.post([tap])).status_code == 200
+            assert await post_to_replica(tap) == 200
+            assert await gw.command_count() == 3 + 1
+    finally:
+        await line.stop()
+
+
+async def test_old_event_ids_and_rate_slots_are_forgotten(gw: GatewayStack) -> None:
+    store = GatewayStore(gw.db)
+    now = datetime.now(UTC)
+    await gw.db["line_webhook_events"].insert_many(
+        [{"_id": "old", "received_at": now - timedelta(days=8)}, {"_id": "new", "received_at": now}]
+    )
+    await gw.db["oa_rate_slots"].insert_many(
+        [{"_id": "u|1|0", "at": now - timedelta(minutes=30)}, {"_id": "u|2|0", "at": now}]
+    )
+    assert await store.forget_old(now, timedelta(days=7), timedelta(minutes=20)) == 2
+    assert [d["_id"] for d in await gw.db["line_webhook_events"].find({}).to_list()] == ["new"]
+    assert [d["_id"] for d in await gw.db["oa_rate_slots"].find({}).to_list()] == ["u|2|0"]
