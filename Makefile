@@ -7,7 +7,7 @@ PKGS := -e libs/schemas -e libs/runtime -e libs/testing -e services/prober -e se
 SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src services/correlator/src \
        services/notifier/src services/reporter/src services/gateway/src cli/src
 
-.PHONY: up test check lint typecheck pytest install ferretdb
+.PHONY: up test check lint typecheck pytest install ferretdb system-deps
 
 $(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy libs services cli tests bench
 
-pytest: install ferretdb
+# Debian packages the reporter needs (WeasyPrint's Pango/HarfBuzz) and its tests use (pdftotext,
+# pdftoppm): installed only when missing.
+system-deps:
+	ldconfig -p | grep -q libpangoft2-1.0 || (apt-get update && apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0)
+	command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || (apt-get update && apt-get install -y poppler-utils)
+
+pytest: install ferretdb system-deps
 	$(BIN)/pytest -q
 
 check: lint typecheck pytest

@@ -38,6 +38,6 @@ async def test_newer_event_wins_and_platform_incidents_are_not_facts(
         "older than the stored one"
     )
     assert not await store.record(event(PLATFORM_SYSTEM, "open", T0, kind="zone"))
-    [fact] = await store.facts()
+    [fact] = (await store.facts()).facts
     assert fact.system_id == "web"
     assert fact.status == "resolved"

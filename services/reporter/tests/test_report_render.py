@@ -1,4 +1,4 @@
-"""Rendering the monthly report: Thai HTML page and JSON document (`fao.reporter.render`)."""
+"""Rendering the monthly report: the Thai HTML page and the JSON document (`fao.reporter.formats`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from html.parser import HTMLParser
 import pytest
 
 from fao.reporter.availability import IncidentFact, MonthlyReport, SystemInfo, summarize
-from fao.reporter.render import render_html, render_json
+from fao.reporter.formats import RenderContext
+from fao.reporter.formats.html import render_page
+from fao.reporter.formats.json_doc import render_json
+from fao.reporter.localize import Formatter
 from fao.runtime.thai import Month
 
 OCTOBER = Month.parse("2026-10")
@@ -45,6 +48,10 @@ FACTS = [
         status="open",
     ),
 ]
+
+
+def render_html(report: MonthlyReport) -> str:
+    return render_page(RenderContext(report, Formatter("th")), for_print=False)
 
 
 @pytest.fixture
@@ -103,7 +110,7 @@ def test_html_is_thai_with_sarabun_font(report: MonthlyReport) -> None:
     html = render_html(report)
     assert html.startswith('<!DOCTYPE html>\n<html lang="th">')
     assert '<meta charset="utf-8">' in html
-    assert 'font-family: "Sarabun", sans-serif' in html
+    assert 'font-family: "Sarabun", "TH Sarabun New", sans-serif' in html
 
 
 def test_html_system_table_shows_thai_name_availability_and_durations(report: MonthlyReport) -> None:
@@ -128,7 +135,7 @@ def test_html_marks_systems_missing_from_inventory(report: MonthlyReport) -> Non
 def test_html_incident_table_in_bangkok_time_with_status(report: MonthlyReport) -> None:
     """Incidents are numbered, timed in Bangkok with BE years, and statuses read in Thai."""
     text = " ".join(parse(render_html(report)).text)
-    for heading in ("ลำดับ", "เริ่ม", "สิ้นสุด", "ระยะเวลา", "สถานะ"):
+    for heading in ("ลำดับ", "เริ่ม", "สิ้นสุด", "เวลาหยุดในช่วงรายงาน", "สถานะ"):
         assert heading in text
     assert "5 ต.ค. 2569 14:03 น." in text
     assert "5 ต.ค. 2569 14:33 น." in text
@@ -147,7 +154,7 @@ def test_html_for_quiet_month_says_there_were_no_incidents() -> None:
     """A month without incidents still renders, with an explicit 'no incidents' row."""
     report = summarize(OCTOBER, SYSTEMS, [], AFTER_OCTOBER)
     html = render_html(report)
-    assert "ไม่มีเหตุขัดข้องในเดือนนี้" in html
+    assert "ไม่มีเหตุขัดข้องในช่วงรายงานนี้" in html
     assert parse(html).problems == []
 
 
@@ -155,7 +162,7 @@ def test_html_for_month_in_progress_says_figures_are_so_far() -> None:
     """A report run mid-month says the month is not over and up to when the data runs."""
     report = summarize(OCTOBER, SYSTEMS, [], utc(10, 7, 3))
     html = render_html(report)
-    assert "เดือนยังไม่สิ้นสุด" in html
+    assert "ยังไม่สิ้นสุดช่วงรายงาน" in html
     assert "10 ต.ค. 2569 14:03 น." in html
 
 
@@ -182,32 +189,20 @@ def test_json_round_trips_and_is_stable(report: MonthlyReport) -> None:
 
 
 def test_json_top_level_and_row_keys_are_in_fixed_order(report: MonthlyReport) -> None:
-    """Consumers may rely on the documented key order."""
+    """Consumers may rely on the documented key order (schema version 2)."""
     document = json.loads(render_json(report))
+    assert document["schema_version"] == 2
     assert list(document) == [
-        "schema_version",
-        "month",
-        "be_year",
-        "fiscal_year_be",
-        "period",
-        "generated_at",
-        "totals",
-        "systems",
-        "incidents",
-    ]
+        "schema_version", "period", "month", "be_year", "fiscal_year_be", "generated_at",
+        "maintenance_included", "totals", "longest_incident_id", "worst_system_ids", "teams", "days",
+        "systems", "incidents", "skipped_facts",
+    ]  # fmt: skip
     assert list(document["systems"][0]) == [
-        "system_id",
-        "name",
-        "name_th",
-        "in_inventory",
-        "availability_percent",
-        "downtime_seconds",
-        "incident_count",
-        "resolved_count",
-        "mttr_seconds",
-        "acknowledged_count",
-        "mtta_seconds",
-    ]
+        "system_id", "name", "name_th", "team", "in_inventory", "availability_percent", "downtime_seconds",
+        "planned_downtime_seconds", "incident_count", "dependency_count", "by_severity", "by_kind",
+        "resolved_count", "mttr_seconds", "acknowledged_count", "mtta_seconds", "unacknowledged_count",
+        "failure_count", "mtbf_seconds", "sla_target_percent", "sla_met", "change",
+    ]  # fmt: skip
 
 
 def test_json_values_use_utc_iso_seconds_and_three_decimal_availability(report: MonthlyReport) -> None:
@@ -216,9 +211,14 @@ def test_json_values_use_utc_iso_seconds_and_three_decimal_availability(report: 
     assert document["month"] == "2026-10"
     assert (document["be_year"], document["fiscal_year_be"]) == (2569, 2570)
     assert document["period"] == {
+        "key": "2026-10",
+        "kind": "month",
+        "first_month": "2026-10",
+        "last_month": "2026-10",
+        "fiscal_year_be": 2570,
         "start": "2026-09-30T17:00:00Z",
         "end": "2026-10-31T17:00:00Z",
-        "month_end": "2026-10-31T17:00:00Z",
+        "period_end": "2026-10-31T17:00:00Z",
         "complete": True,
         "seconds": 31 * 86_400,
     }

@@ -290,23 +290,47 @@ def people_forget(
 
 @app.command("report")
 def report_cmd(
-    month: Annotated[str, typer.Argument(help="Month as YYYY-MM (CE), e.g. 2026-10.")],
+    period: Annotated[
+        str | None,
+        typer.Argument(help="Month as YYYY-MM (CE), e.g. 2026-10, or a fiscal year to date, e.g. fy2570."),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", help="html, pdf, xlsx or json (repeat; default all).")
+    ] = None,
+    language: Annotated[str, typer.Option("--language", help="th or en.")] = "th",
+    thai_digits: Annotated[bool, typer.Option("--thai-digits", help="Write numbers in Thai digits.")] = False,
+    include_maintenance: Annotated[
+        bool, typer.Option("--include-maintenance", help="Count downtime inside maintenance windows.")
+    ] = False,
+    worst: Annotated[int, typer.Option("--worst", help="How many least available systems to list.")] = 10,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="First rebuild the read model by replaying the incident stream.")
+    ] = False,
 ) -> None:
-    """Write the monthly availability report (HTML and JSON) from the reporter's read model."""
-    from fao.reporter.monthly import write_report  # imported late: keeps `fao apply` start-up fast
+    """Write the availability report (HTML, PDF, XLSX, JSON) of a month or fiscal year to date."""
+    from fao.cli.report_progress import run_report  # imported late: keeps `fao apply` start-up fast
 
-    settings = ServiceSettings()
+    if period is None and not rebuild:
+        raise _fail("give a period (YYYY-MM or fyYYYY) or --rebuild")
     try:
-        paths = asyncio.run(
-            write_report(settings.mongo_url, settings.mongo_db, month, out, datetime.now(UTC))
+        lines = run_report(
+            ServiceSettings(),
+            period,
+            out,
+            formats=formats,
+            language=language,
+            thai_digits=thai_digits,
+            include_maintenance=include_maintenance,
+            worst=worst,
+            rebuild=rebuild,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
-    for path in paths:
-        typer.echo(str(path))
+        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {exc}") from None
+    for line in lines:
+        typer.echo(line)
 
 
 ShowAll = Annotated[bool, typer.Option("--all", help="Also resolved incidents.")]

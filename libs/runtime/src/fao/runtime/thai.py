@@ -133,6 +133,14 @@ def format_thai_duration(duration: timedelta) -> str:
     return " ".join(parts)
 
 
+_THAI_DIGITS: Final = str.maketrans("0123456789", "๐๑๒๓๔๕๖๗๘๙")
+
+
+def thai_digits(text: str) -> str:
+    """`text` with Arabic digits written as Thai digits: "2569" -> "๒๕๖๙"."""
+    return text.translate(_THAI_DIGITS)
+
+
 def to_bangkok(dt: datetime) -> datetime:
     """`dt` converted to Asia/Bangkok. Naive datetimes are rejected: their zone is unknowable."""
     if dt.tzinfo is None or dt.utcoffset() is None:

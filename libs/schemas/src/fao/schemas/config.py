@@ -41,6 +41,8 @@ class System(FaoModel):
     team: Identifier
     severity: Severity = "major"
     depends_on: list[Identifier] = Field(default_factory=list)
+    # Availability the system must reach each month, in percent (the monthly report says met/missed).
+    sla_target: Annotated[float, Field(gt=0, le=100)] | None = None
 
     @property
     def display_name_th(self) -> str:

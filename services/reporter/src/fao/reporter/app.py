@@ -1,24 +1,153 @@
-"""The reporter process: keeps ``report_facts`` current from the incident stream."""
+"""The reporter process: keeps ``report_facts`` current from the incident stream, and produces last
+month's report by itself once it is due (`fao.reporter.schedule`), exactly once across replicas
+and restarts (`fao.reporter.archive`), then pushes a short summary to the management LINE group.
+
+The scheduler looks every `report_check_interval` seconds. Before claiming a report it checks that
+the reporter's durable consumer has nothing pending, so a reporter that was down does not report on
+a read model still catching up. Rendering (matplotlib, WeasyPrint) runs in a worker thread: the
+event loop keeps consuming and answering `/healthz`.
+"""
 
 from __future__ import annotations
 
-import structlog
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+import structlog
+from nats.js import JetStreamContext
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.reporter.archive import CLAIMS, REPORTS, ReportArchive, ReportFile
+from fao.reporter.availability import MonthlyReport, ReportOptions
+from fao.reporter.line_push import LineTarget, push_summary
+from fao.reporter.periods import ReportPeriod
+from fao.reporter.produce import ReportRequest, load_report, write_files
 from fao.reporter.read_model import INDEXES, FactStore
+from fao.reporter.schedule import latest_due
+from fao.reporter.settings import ReporterSettings
+from fao.reporter.summary import summary_text
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
+from fao.runtime.store import Document, IndexSpec
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
 
 log = structlog.get_logger()
 SERVICE = "reporter"
+Clock = Callable[[], datetime]
 
 
-def build(settings: ServiceSettings | None = None) -> ServiceApp:
-    settings = settings or ServiceSettings()
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ReportScheduler:
+    """Produces the latest due monthly report if nobody has (one `check` per interval)."""
+
+    settings: ReporterSettings
+    clock: Clock = _utc_now
+    holder: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
+    checks: int = 0  # completed looks (tests wait on it instead of sleeping)
+    produced: list[str] = field(default_factory=list)  # periods this instance produced
+
+    def request(self, period: ReportPeriod) -> ReportRequest:
+        return ReportRequest(
+            period=period,
+            formats=self.settings.formats(),
+            language=self.settings.report_language,
+            thai_digits=self.settings.report_thai_digits,
+            options=ReportOptions(
+                include_maintenance=self.settings.report_include_maintenance,
+                worst_count=self.settings.report_worst,
+            ),
+        )
+
+    async def caught_up(self, js: JetStreamContext) -> bool:
+        info = await js.consumer_info(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER)
+        return not (info.num_pending or info.num_ack_pending)
+
+    async def check(self, db: AsyncDatabase[Document], js: JetStreamContext) -> None:
+        now = self.clock()
+        settings = self.settings
+        period = ReportPeriod.month(latest_due(now, settings.report_day, settings.report_hour))
+        archive = ReportArchive(db)
+        current = await archive.get(period)
+        if current is not None and current.get("state") == "done":
+            return
+        if not await self.caught_up(js):
+            log.info("report_waiting_for_stream", period=period.key)
+            return
+        timeout = timedelta(seconds=settings.report_claim_timeout)
+        attempt = await archive.claim(period, self.holder, now, timeout)
+        if attempt is None:
+            return
+        log.info("report_claimed", period=period.key, attempt=attempt)
+        request = self.request(period)
+        report = await load_report(db, request, now)
+        assert settings.reports_dir is not None  # `run` only starts with a reports folder
+        files = await asyncio.to_thread(write_files, report, request, settings.reports_dir)
+        line = await self._push(period, report, request, files)
+        await archive.complete(period, report, files, request.language, line)
+        self.produced.append(period.key)
+        log.info("report_produced", period=period.key, files=[str(f.path) for f in files], line=line)
+
+    async def _push(
+        self, period: ReportPeriod, report: MonthlyReport, request: ReportRequest, files: list[ReportFile]
+    ) -> Document | None:
+        settings = self.settings
+        if settings.report_line_group is None or settings.line_channel_access_token is None:
+            return None
+        pdf = next((f for f in files if f.format == "pdf"), files[0] if files else None)
+        link = "—" if pdf is None else str(pdf.path)
+        if pdf is not None and settings.report_link_base:
+            link = f"{settings.report_link_base.rstrip('/')}/{pdf.path.name}"
+        target = LineTarget(
+            base_url=settings.line_api_base,
+            access_token=settings.line_channel_access_token.get_secret_value(),
+            group=settings.report_line_group,
+            timeout=settings.line_timeout,
+            attempts=settings.report_line_attempts,
+        )
+        return await push_summary(
+            target, period.key, summary_text(report, request.formatter(), link), self.clock()
+        )
+
+    async def run(self, db: AsyncDatabase[Document], js: JetStreamContext) -> None:
+        while True:
+            try:
+                await self.check(db, js)
+            except Exception:
+                log.exception("report_check_failed")
+            self.checks += 1
+            await asyncio.sleep(self.settings.report_check_interval)
+
+
+@dataclass
+class Reporter:
+    app: ServiceApp
+    scheduler: ReportScheduler
+
+
+def build_reporter(settings: ServiceSettings | None = None, clock: Clock = _utc_now) -> Reporter:
+    """The service; with `FAO_REPORTS_DIR` set it also produces the monthly report on schedule."""
+    if settings is None:
+        settings = ReporterSettings()
+    elif not isinstance(settings, ReporterSettings):
+        settings = ReporterSettings(**settings.model_dump())
     broker = new_broker(settings)
     ready: dict[str, FactStore] = {}
+    scheduler = ReportScheduler(settings, clock)
+    tasks: list[asyncio.Task[None]] = []
 
     async def record(event: IncidentEvent) -> None:
         if await ready["facts"].record(event):
@@ -34,5 +163,21 @@ def build(settings: ServiceSettings | None = None) -> ServiceApp:
 
     async def on_start(rt: Runtime) -> None:
         ready["facts"] = FactStore(rt.db)
+        if settings.reports_dir is None:
+            log.info("report_schedule_off", reason="FAO_REPORTS_DIR is not set")
+            return
+        tasks.append(asyncio.create_task(scheduler.run(rt.db, rt.js), name="report-scheduler"))
 
-    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start)
+    async def on_stop(rt: Runtime) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    indexes = [*INDEXES, IndexSpec(REPORTS, [("period", 1)]), IndexSpec(CLAIMS, [("claimed_at", 1)])]
+    app = ServiceApp(SERVICE, settings, broker, indexes=indexes, on_start=on_start, on_stop=on_stop)
+    return Reporter(app, scheduler)
+
+
+def build(settings: ServiceSettings | None = None) -> ServiceApp:
+    return build_reporter(settings).app

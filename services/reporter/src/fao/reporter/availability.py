@@ -1,55 +1,93 @@
-"""Monthly availability arithmetic: incident facts in, `MonthlyReport` out. Pure; no I/O, no clock.
+"""Report arithmetic: incident facts in, `MonthlyReport` out. Pure; no I/O, no clock.
 
 Definitions (these are what the printed report means):
 
-- **Month**: the calendar month in Bangkok time, `[month start, month end)` (`Month.bounds()`).
-- **Measured period**: `[month start, min(month end, now))`. For a finished month it is the whole
-  month; for the month in progress it ends at `now`, so availability is "so far this month" and
-  `MonthlyReport.complete` is False. A month that has not started yet cannot be reported.
-- **Incident interval**: `[started_at, resolved_at)`; an unresolved incident runs until `now` —
-  in practice until the end of the measured period, which never extends past `now`.
-- **Downtime** of a system: the length of the *union* of its incident intervals clipped to the
-  measured period, so overlapping incidents of one system are not counted twice.
-- **Availability %**: `100 × (1 − downtime / measured period)`, computed exactly from
-  microsecond counts and rounded half-up to 3 decimals (0.001 %) only at the end.
-- **Incident count**: incidents whose interval overlaps the measured period (an incident spanning
-  a month boundary counts in both months). Zero-length incidents count in the month they start.
-- **MTTR**: mean of `resolved_at − started_at` (the whole incident, not just the part inside the
-  month) over incidents *resolved* within the month; None when there are none.
-- **MTTA**: mean of `acknowledged_at − started_at` over incidents *acknowledged* within the
-  month; None when there are none. Both means therefore count each incident in exactly one month.
-- **Totals**: downtime and counts are sums over systems; total availability is
-  `100 × (1 − Σ downtime / (number of systems × measured period))`, i.e. the mean of the systems'
-  unrounded availabilities; total MTTR/MTTA are means over all incidents, not means of means.
+- **Period**: a Bangkok calendar month, or a fiscal year (`fao.reporter.periods`), `[start, end)`.
+- **Measured period**: `[start, min(end, now))`. For a finished period it is all of it; for the
+  one in progress it ends at `now` ("so far"), and `MonthlyReport.complete` is False. A period
+  that has not started yet cannot be reported.
+- **Incident interval**: `[started_at, resolved_at)`; an unresolved incident runs to the end of the
+  measured period (the month's end, or `now` for the month in progress). Intervals are clipped
+  to the measured period, so an outage crossing a month boundary is split at it.
+- **Maintenance** (`ReportOptions.include_maintenance`, default False): the parts of an incident
+  inside maintenance windows (`Incident.maintenance`, recorded by the correlator) are *planned
+  downtime*. By default they are left out of downtime and availability and shown on their own;
+  the measured period itself is not shortened (the stream records windows only where they met an
+  incident, and a system that was fine during its window was available).
+- **Downtime** of a system: the length of the *union* of its incident intervals (without their
+  maintenance parts unless included), so overlapping incidents are not counted twice.
+- **Availability %**: `100 × (1 − downtime / measured period)`, exact from microsecond counts,
+  rounded half-up to 3 decimals (0.001 %) only at the end. **SLA**: met when that rounded figure is
+  at least the system's `sla_target`.
+- **Dependency-suppressed incidents** (a child under a parent system's incident) *count* for the
+  child's downtime and availability: its users could not use it, whatever the cause. They are
+  listed in the child's incident count and its `dependency_count`, but are not incidents of their
+  own in the totals (`ReportTotals.incident_count` counts root incidents, `dependant_count` the
+  children), and are left out of MTTA/MTTR and the never-acknowledged count: nobody was alerted
+  for them, the parent's incident was the one to repair.
+- **Incident count**: incidents overlapping the measured period (one spanning a month boundary
+  counts in both months); zero-length incidents count in the period they start. Counted by
+  severity and by kind (`outage`, `flapping`, `slow`, `manual`, and any kind a newer correlator
+  sends, under its own name).
+- **MTTR**: mean `resolved_at − started_at` (the whole incident) over root incidents *resolved*
+  within the period. **MTTA**: mean `acknowledged_at − started_at` over root incidents
+  *acknowledged* within the period; each incident therefore counts in exactly one period.
+  **Never acknowledged**: counted root incidents that were alerted (not muted) and had no
+  acknowledgement by the end of the measured period.
+- **MTBF**: `(measured period − downtime) / failures`, failures being the incidents that *started*
+  in the measured period (None without failures); the totals use the sums over all systems.
+- **Longest outage**: the incident with the most downtime inside the measured period.
+- **Worst systems**: systems with downtime or incidents, lowest availability first (then most
+  downtime, most incidents, id), at most `ReportOptions.worst_count`.
+- **Change**: against the previous period, measured over the same elapsed time when the period
+  is still running (`previous_now`).
+- **Totals**: downtime and counts are sums; total availability is over all systems' time (the mean
+  of the unrounded availabilities); MTTR/MTTA are means over all incidents, not means of means.
 
 Systems without incidents appear with 100 % availability. Incidents whose `system_id` is not in
-the inventory are still reported: they get a row of their own (name = id, `in_inventory=False`)
-after the inventory systems, and they count in the totals.
-
-Timestamps out of order (e.g. clock skew between services making `resolved_at` precede
-`started_at`) are treated as zero-length, never negative, so one odd fact cannot break a report.
-
-Maintenance windows are not excluded yet. They will plug in at two places: `_measured_downtime`
-(subtract the windows from each system's downtime intervals) and the measured period length used
-for `availability_percent` (subtract them from the period).
+the inventory get a row of their own (name = id, `in_inventory=False`) and count in the totals.
+Timestamps out of order (clock skew making `resolved_at` precede `started_at`) are zero-length.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Final
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from fao.runtime.thai import Month
+from fao.reporter.intervals import Interval, clip, covered_time, intersect, merge_intervals, subtract
+from fao.reporter.periods import ReportPeriod
+from fao.runtime.thai import Month, to_bangkok
+
+__all__ = [
+    "IncidentFact",
+    "IncidentLine",
+    "Interval",
+    "MaintenanceSpan",
+    "MonthlyReport",
+    "ReportOptions",
+    "ReportTotals",
+    "SystemInfo",
+    "SystemSummary",
+    "availability_percent",
+    "covered_time",
+    "merge_intervals",
+    "previous_now",
+    "summarize",
+    "summarize_with_previous",
+]
 
 _ZERO: Final = timedelta(0)
 _MICROSECOND: Final = timedelta(microseconds=1)
+_DAY: Final = timedelta(days=1)
 _PERCENT_STEP: Final = Decimal("0.001")
 _DECIMAL: Final = Context(prec=34)
+SEVERITIES: Final = ("critical", "major", "minor")
+KNOWN_KINDS: Final = ("outage", "flapping", "slow", "manual")
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -71,6 +109,16 @@ class SystemInfo(_Frozen):
     id: str
     name: str
     name_th: str | None = None
+    team: str | None = None
+    team_name: str | None = None
+    sla_target: Decimal | None = None
+
+
+class MaintenanceSpan(_Frozen):
+    """Part of an incident inside a maintenance window; `end` None while it lasts."""
+
+    start: UtcDatetime
+    end: UtcDatetime | None = None
 
 
 class IncidentFact(_Frozen):
@@ -84,6 +132,31 @@ class IncidentFact(_Frozen):
     acknowledged_at: UtcDatetime | None = None
     resolved_at: UtcDatetime | None = None
     status: str
+    # A plain string, not the schema's Literal: a kind added by a newer correlator is reported
+    # under its own name instead of making the fact unreadable.
+    kind: str = "outage"
+    muted: str | None = None
+    alerted: bool = False
+    parent_incident_id: str | None = None
+    maintenance: tuple[MaintenanceSpan, ...] = ()
+
+    @property
+    def dependant(self) -> bool:
+        """Suppressed under an ancestor system's incident."""
+        return self.parent_incident_id is not None or self.muted == "dependency"
+
+
+class ReportOptions(_Frozen):
+    include_maintenance: bool = False
+    worst_count: int = Field(default=10, ge=0)
+
+
+class Change(_Frozen):
+    """This period minus the previous one (None where either has no value)."""
+
+    availability_points: Decimal | None
+    downtime: timedelta
+    incident_count: int
 
 
 class SystemSummary(_Frozen):
@@ -92,19 +165,35 @@ class SystemSummary(_Frozen):
     system_id: str
     name: str
     name_th: str | None
+    team: str | None = None
+    team_name: str | None = None
     in_inventory: bool
     availability_percent: Decimal
     downtime: timedelta
+    planned_downtime: timedelta = _ZERO
     incident_count: int
+    dependency_count: int = 0
+    by_severity: Mapping[str, int] = Field(default_factory=dict)
+    by_kind: Mapping[str, int] = Field(default_factory=dict)
     resolved_count: int
     mttr: timedelta | None
     acknowledged_count: int
     mtta: timedelta | None
+    unacknowledged_count: int = 0
+    failure_count: int = 0
+    mtbf: timedelta | None = None
+    sla_target: Decimal | None = None
+    change: Change | None = None
 
     @property
     def display_name(self) -> str:
         """The Thai name when the inventory has one, else the name."""
         return self.name_th or self.name
+
+    @property
+    def sla_met(self) -> bool | None:
+        """Whether the availability reached the SLA target; None without a target."""
+        return None if self.sla_target is None else self.availability_percent >= self.sla_target
 
 
 class ReportTotals(_Frozen):
@@ -113,11 +202,21 @@ class ReportTotals(_Frozen):
     system_count: int
     availability_percent: Decimal | None  # None only when there are no systems at all
     downtime: timedelta
-    incident_count: int
+    planned_downtime: timedelta = _ZERO
+    incident_count: int  # root incidents (dependency-suppressed children are `dependant_count`)
+    dependant_count: int = 0
+    by_severity: Mapping[str, int] = Field(default_factory=dict)
+    by_kind: Mapping[str, int] = Field(default_factory=dict)
     resolved_count: int
     mttr: timedelta | None
     acknowledged_count: int
     mtta: timedelta | None
+    unacknowledged_count: int = 0
+    failure_count: int = 0
+    mtbf: timedelta | None = None
+    sla_met_count: int = 0
+    sla_missed_count: int = 0
+    change: Change | None = None
 
 
 class IncidentLine(_Frozen):
@@ -128,56 +227,60 @@ class IncidentLine(_Frozen):
     system_name: str
     title: str
     severity: str
+    kind: str = "outage"
     status: str
     started_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     ongoing: bool
+    dependant: bool = False
     duration: timedelta  # whole incident: to resolved_at, or to `now` while unresolved
-    downtime_in_period: timedelta  # the part inside the measured period
+    downtime_in_period: timedelta  # the part inside the measured period (maintenance per options)
+    planned_in_period: timedelta = _ZERO  # the part inside maintenance windows
+
+
+class DayCount(_Frozen):
+    """Root incidents that started on one Bangkok day, by severity."""
+
+    day: date
+    by_severity: Mapping[str, int]
+
+
+class TeamDowntime(_Frozen):
+    team: str | None
+    team_name: str | None
+    downtime: timedelta
+    system_count: int
 
 
 class MonthlyReport(_Frozen):
-    """Everything the monthly report shows. All datetimes are UTC."""
+    """Everything a report shows. All datetimes are UTC."""
 
-    month: Month
+    report_period: ReportPeriod
     month_start: datetime
     month_end: datetime
-    period_end: datetime  # end of the measured period: month_end, or `now` while the month runs
+    period_end: datetime  # end of the measured period: the period's end, or `now` while it runs
     generated_at: datetime
     complete: bool
+    options: ReportOptions = ReportOptions()
     systems: tuple[SystemSummary, ...]
     totals: ReportTotals
     incidents: tuple[IncidentLine, ...]
+    longest: IncidentLine | None = None
+    worst: tuple[str, ...] = ()
+    days: tuple[DayCount, ...] = ()
+    teams: tuple[TeamDowntime, ...] = ()
+    skipped_facts: tuple[str, ...] = ()  # stored facts that could not be read: "<id>: <reason>"
+
+    @property
+    def month(self) -> Month:
+        """The period's first month (the month of a monthly report)."""
+        return self.report_period.first
 
     @property
     def period(self) -> timedelta:
         """Length of the measured period."""
         return self.period_end - self.month_start
-
-
-class Interval(NamedTuple):
-    """Half-open time interval `[start, end)`."""
-
-    start: datetime
-    end: datetime
-
-
-def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
-    """Union of `intervals` as sorted, disjoint, non-empty intervals (touching ones are joined)."""
-    merged: list[Interval] = []
-    for start, end in sorted(i for i in intervals if i.end > i.start):
-        if merged and start <= merged[-1].end:
-            if end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, end)
-        else:
-            merged.append(Interval(start, end))
-    return merged
-
-
-def covered_time(intervals: Iterable[Interval]) -> timedelta:
-    """Total time covered by `intervals`, overlaps counted once."""
-    return sum((i.end - i.start for i in merge_intervals(intervals)), _ZERO)
 
 
 def availability_percent(downtime: timedelta, period: timedelta) -> Decimal:
@@ -193,24 +296,67 @@ def availability_percent(downtime: timedelta, period: timedelta) -> Decimal:
     return up.quantize(_PERCENT_STEP, rounding=ROUND_HALF_UP)
 
 
-def summarize(
-    month: Month,
+def _as_period(period: Month | ReportPeriod) -> ReportPeriod:
+    return ReportPeriod.month(period) if isinstance(period, Month) else period
+
+
+def _check_now(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    return now.astimezone(UTC)
+
+
+def previous_now(period: Month | ReportPeriod, now: datetime) -> datetime:
+    """The `now` at which to measure the previous period for a fair comparison: its end when
+    `period` is finished, else the same time after its start as has passed in `period`."""
+    current = _as_period(period)
+    now = _check_now(now)
+    start, end = current.bounds()
+    previous_start, previous_end = current.previous().bounds()
+    if now >= end:
+        return previous_end
+    return min(previous_end, previous_start + (now - start))
+
+
+def summarize_with_previous(
+    period: Month | ReportPeriod,
     systems: Sequence[SystemInfo],
     facts: Sequence[IncidentFact],
     now: datetime,
+    *,
+    options: ReportOptions | None = None,
+    skipped: Sequence[str] = (),
 ) -> MonthlyReport:
-    """Build the report for `month` from the inventory `systems` and incident `facts`, as of `now`.
+    """`summarize` of `period`, with the change against the previous period filled in (`facts`
+    must then cover both periods)."""
+    current = _as_period(period)
+    previous = summarize(current.previous(), systems, facts, previous_now(current, now), options=options)
+    return summarize(current, systems, facts, now, options=options, previous=previous, skipped=skipped)
 
-    `facts` may include incidents of other months; they are filtered here. Raises ValueError for
-    a naive `now`, a month that has not started by `now`, or duplicate system/incident ids.
+
+def summarize(
+    period: Month | ReportPeriod,
+    systems: Sequence[SystemInfo],
+    facts: Sequence[IncidentFact],
+    now: datetime,
+    *,
+    options: ReportOptions | None = None,
+    previous: MonthlyReport | None = None,
+    skipped: Sequence[str] = (),
+) -> MonthlyReport:
+    """Build the report for `period` from the inventory `systems` and incident `facts`, as of `now`.
+
+    `facts` may include incidents of other periods; they are filtered here. `previous` (the
+    previous period's report) fills in the changes. Raises ValueError for a naive `now`, a period
+    that has not started by `now`, or duplicate system/incident ids.
     """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
-    now = now.astimezone(UTC)
-    month_start, month_end = month.bounds()
-    if now <= month_start:
-        raise ValueError(f"cannot report on {month}: it starts at {month_start.isoformat()}, after now")
-    period = Interval(month_start, min(month_end, now))
+    report_period = _as_period(period)
+    options = options or ReportOptions()
+    now = _check_now(now)
+    start, end = report_period.bounds()
+    if now <= start:
+        raise ValueError(f"cannot report on {report_period}: it starts at {start.isoformat()}, after now")
+    measured = Interval(start, min(end, now))
     _reject_duplicates("system id", (s.id for s in systems))
     _reject_duplicates("incident id", (f.incident_id for f in facts))
 
@@ -222,32 +368,41 @@ def summarize(
     unknown = [
         SystemInfo(id=system_id, name=system_id)
         for system_id in sorted(facts_by_system.keys() - inventory_ids)
-        if any(_overlaps(f, period) for f in facts_by_system[system_id])
+        if any(_overlaps(f, measured) for f in facts_by_system[system_id])
     ]
+    calc = _Calculation(measured, options, now)
+    before = {row.system_id: row for row in previous.systems} if previous else {}
     rows = [
-        _summarize_system(system, facts_by_system.get(system.id, []), month, period, in_inventory=True)
+        calc.system(system, facts_by_system.get(system.id, []), in_inventory=True, before=before)
         for system in systems
     ]
     rows += [
-        _summarize_system(system, facts_by_system[system.id], month, period, in_inventory=False)
+        calc.system(system, facts_by_system[system.id], in_inventory=False, before=before)
         for system in unknown
     ]
-
     names = {s.id: s.name_th or s.name for s in (*systems, *unknown)}
-    incidents = sorted(
-        (_incident_line(f, names[f.system_id], period, now) for f in facts if _overlaps(f, period)),
+    counted = [f for f in facts if f.system_id in names and _overlaps(f, measured)]
+    lines = sorted(
+        (calc.line(f, names[f.system_id]) for f in counted),
         key=lambda line: (line.started_at, line.incident_id),
     )
+    totals = calc.totals(rows, [f for f in facts if f.system_id in names], previous)
     return MonthlyReport(
-        month=month,
-        month_start=month_start,
-        month_end=month_end,
-        period_end=period.end,
+        report_period=report_period,
+        month_start=start,
+        month_end=end,
+        period_end=measured.end,
         generated_at=now,
-        complete=period.end == month_end,
+        complete=measured.end == end,
+        options=options,
         systems=tuple(rows),
-        totals=_totals(rows, facts, month, period),
-        incidents=tuple(incidents),
+        totals=totals,
+        incidents=tuple(lines),
+        longest=_longest(lines),
+        worst=_worst(rows, options.worst_count),
+        days=_days(counted, measured),
+        teams=_teams(rows),
+        skipped_facts=tuple(skipped),
     )
 
 
@@ -266,38 +421,8 @@ def _overlaps(fact: IncidentFact, period: Interval) -> bool:
     return fact.resolved_at is None or fact.resolved_at > period.start
 
 
-def _within_month(moment: datetime, month: Month) -> bool:
-    start, end = month.bounds()
-    return start <= moment < end
-
-
-def _clipped(fact: IncidentFact, period: Interval) -> Interval:
-    """The incident's interval clipped to `period` (empty, start == end, when outside it)."""
-    end = period.end if fact.resolved_at is None else min(fact.resolved_at, period.end)
-    start = min(max(fact.started_at, period.start), period.end)
-    return Interval(start, max(start, end))
-
-
-def _measured_downtime(facts: Iterable[IncidentFact], period: Interval) -> timedelta:
-    return covered_time(_clipped(f, period) for f in facts)
-
-
-def _repair_times(facts: Iterable[IncidentFact], month: Month) -> list[timedelta]:
-    """`resolved_at − started_at` of the incidents resolved within `month`."""
-    return [
-        max(f.resolved_at - f.started_at, _ZERO)
-        for f in facts
-        if f.resolved_at is not None and _within_month(f.resolved_at, month)
-    ]
-
-
-def _acknowledge_times(facts: Iterable[IncidentFact], month: Month) -> list[timedelta]:
-    """`acknowledged_at − started_at` of the incidents acknowledged within `month`."""
-    return [
-        max(f.acknowledged_at - f.started_at, _ZERO)
-        for f in facts
-        if f.acknowledged_at is not None and _within_month(f.acknowledged_at, month)
-    ]
+def _within(moment: datetime | None, period: Interval) -> bool:
+    return moment is not None and period.start <= moment < period.end
 
 
 def _mean(durations: Sequence[timedelta]) -> timedelta | None:
@@ -306,72 +431,203 @@ def _mean(durations: Sequence[timedelta]) -> timedelta | None:
     return sum(durations, _ZERO) / len(durations)
 
 
-def _summarize_system(
-    system: SystemInfo,
-    facts: Sequence[IncidentFact],
-    month: Month,
-    period: Interval,
-    *,
-    in_inventory: bool,
-) -> SystemSummary:
-    counted = [f for f in facts if _overlaps(f, period)]
-    downtime = _measured_downtime(counted, period)
-    repairs = _repair_times(facts, month)
-    acks = _acknowledge_times(facts, month)
-    return SystemSummary(
-        system_id=system.id,
-        name=system.name,
-        name_th=system.name_th,
-        in_inventory=in_inventory,
-        availability_percent=availability_percent(downtime, period.end - period.start),
-        downtime=downtime,
-        incident_count=len(counted),
-        resolved_count=len(repairs),
-        mttr=_mean(repairs),
-        acknowledged_count=len(acks),
-        mtta=_mean(acks),
+def _change(
+    availability: Decimal | None, downtime: timedelta, incidents: int, before: SystemSummary | ReportTotals
+) -> Change:
+    points = None
+    if availability is not None and before.availability_percent is not None:
+        points = availability - before.availability_percent
+    return Change(
+        availability_points=points,
+        downtime=downtime - before.downtime,
+        incident_count=incidents - before.incident_count,
     )
 
 
-def _totals(
-    rows: Sequence[SystemSummary],
-    facts: Sequence[IncidentFact],
-    month: Month,
-    period: Interval,
-) -> ReportTotals:
-    downtime = sum((r.downtime for r in rows), _ZERO)
-    reported = {r.system_id for r in rows}
-    relevant = [f for f in facts if f.system_id in reported]
-    repairs = _repair_times(relevant, month)
-    acks = _acknowledge_times(relevant, month)
-    return ReportTotals(
-        system_count=len(rows),
-        availability_percent=(
-            availability_percent(downtime, (period.end - period.start) * len(rows)) if rows else None
-        ),
-        downtime=downtime,
-        incident_count=sum(r.incident_count for r in rows),
-        resolved_count=len(repairs),
-        mttr=_mean(repairs),
-        acknowledged_count=len(acks),
-        mtta=_mean(acks),
-    )
+class _Calculation:
+    """The figures of one measured period, with the options that shape them."""
+
+    def __init__(self, measured: Interval, options: ReportOptions, now: datetime) -> None:
+        self.measured = measured
+        self.now = now
+        self.length = measured.end - measured.start
+        self.options = options
+
+    def _clipped(self, fact: IncidentFact) -> Interval:
+        end = self.measured.end if fact.resolved_at is None else fact.resolved_at
+        return clip(Interval(fact.started_at, max(fact.started_at, end)), self.measured)
+
+    def _maintenance(self, fact: IncidentFact, clipped: Interval) -> list[Interval]:
+        return intersect(clipped, [Interval(s.start, s.end or clipped.end) for s in fact.maintenance])
+
+    def _down_parts(self, fact: IncidentFact) -> tuple[list[Interval], list[Interval]]:
+        """(downtime parts, planned parts) of one incident inside the measured period."""
+        clipped = self._clipped(fact)
+        planned = self._maintenance(fact, clipped)
+        if self.options.include_maintenance:
+            return [clipped], planned
+        return subtract(clipped, planned), planned
+
+    def _repairs(self, facts: Iterable[IncidentFact]) -> list[timedelta]:
+        return [
+            max(f.resolved_at - f.started_at, _ZERO)
+            for f in facts
+            if f.resolved_at is not None and _within(f.resolved_at, self.measured) and not f.dependant
+        ]
+
+    def _acks(self, facts: Iterable[IncidentFact]) -> list[timedelta]:
+        return [
+            max(f.acknowledged_at - f.started_at, _ZERO)
+            for f in facts
+            if f.acknowledged_at is not None and _within(f.acknowledged_at, self.measured) and not f.dependant
+        ]
+
+    def _unacknowledged(self, counted: Iterable[IncidentFact]) -> int:
+        return sum(
+            1
+            for f in counted
+            if not f.dependant
+            and f.muted is None
+            and (f.acknowledged_at is None or f.acknowledged_at >= self.measured.end)
+        )
+
+    def system(
+        self,
+        system: SystemInfo,
+        facts: Sequence[IncidentFact],
+        *,
+        in_inventory: bool,
+        before: Mapping[str, SystemSummary],
+    ) -> SystemSummary:
+        counted = [f for f in facts if _overlaps(f, self.measured)]
+        down: list[Interval] = []
+        planned: list[Interval] = []
+        for fact in counted:
+            fact_down, fact_planned = self._down_parts(fact)
+            down += fact_down
+            planned += fact_planned
+        downtime = covered_time(down)
+        planned_downtime = max(covered_time(down + planned) - downtime, _ZERO)
+        repairs, acks = self._repairs(facts), self._acks(facts)
+        failures = sum(1 for f in counted if f.started_at >= self.measured.start)
+        availability = availability_percent(downtime, self.length)
+        previous = before.get(system.id)
+        return SystemSummary(
+            system_id=system.id,
+            name=system.name,
+            name_th=system.name_th,
+            team=system.team,
+            team_name=system.team_name,
+            in_inventory=in_inventory,
+            availability_percent=availability,
+            downtime=downtime,
+            planned_downtime=planned_downtime,
+            incident_count=len(counted),
+            dependency_count=sum(1 for f in counted if f.dependant),
+            by_severity=dict(Counter(f.severity for f in counted)),
+            by_kind=dict(Counter(f.kind for f in counted)),
+            resolved_count=len(repairs),
+            mttr=_mean(repairs),
+            acknowledged_count=len(acks),
+            mtta=_mean(acks),
+            unacknowledged_count=self._unacknowledged(counted),
+            failure_count=failures,
+            mtbf=(self.length - downtime) / failures if failures else None,
+            sla_target=system.sla_target,
+            change=None if previous is None else _change(availability, downtime, len(counted), previous),
+        )
+
+    def totals(
+        self, rows: Sequence[SystemSummary], facts: Sequence[IncidentFact], previous: MonthlyReport | None
+    ) -> ReportTotals:
+        downtime = sum((r.downtime for r in rows), _ZERO)
+        counted = [f for f in facts if _overlaps(f, self.measured)]
+        roots = [f for f in counted if not f.dependant]
+        repairs, acks = self._repairs(facts), self._acks(facts)
+        failures = sum(r.failure_count for r in rows)
+        availability = availability_percent(downtime, self.length * len(rows)) if rows else None
+        return ReportTotals(
+            system_count=len(rows),
+            availability_percent=availability,
+            downtime=downtime,
+            planned_downtime=sum((r.planned_downtime for r in rows), _ZERO),
+            incident_count=len(roots),
+            dependant_count=len(counted) - len(roots),
+            by_severity=dict(Counter(f.severity for f in roots)),
+            by_kind=dict(Counter(f.kind for f in roots)),
+            resolved_count=len(repairs),
+            mttr=_mean(repairs),
+            acknowledged_count=len(acks),
+            mtta=_mean(acks),
+            unacknowledged_count=self._unacknowledged(counted),
+            failure_count=failures,
+            mtbf=(self.length * len(rows) - downtime) / failures if failures else None,
+            sla_met_count=sum(1 for r in rows if r.sla_met is True),
+            sla_missed_count=sum(1 for r in rows if r.sla_met is False),
+            change=None if previous is None else _change(availability, downtime, len(roots), previous.totals),
+        )
+
+    def line(self, fact: IncidentFact, system_name: str) -> IncidentLine:
+        down, planned = self._down_parts(fact)
+        end = self.now if fact.resolved_at is None else fact.resolved_at
+        return IncidentLine(
+            incident_id=fact.incident_id,
+            system_id=fact.system_id,
+            system_name=system_name,
+            title=fact.title,
+            severity=fact.severity,
+            kind=fact.kind,
+            status=fact.status,
+            started_at=fact.started_at,
+            acknowledged_at=fact.acknowledged_at,
+            resolved_at=fact.resolved_at,
+            ongoing=fact.resolved_at is None,
+            dependant=fact.dependant,
+            duration=max(end - fact.started_at, _ZERO),
+            downtime_in_period=covered_time(down),
+            planned_in_period=covered_time(planned),
+        )
 
 
-def _incident_line(fact: IncidentFact, system_name: str, period: Interval, now: datetime) -> IncidentLine:
-    clipped = _clipped(fact, period)
-    end = now if fact.resolved_at is None else fact.resolved_at
-    return IncidentLine(
-        incident_id=fact.incident_id,
-        system_id=fact.system_id,
-        system_name=system_name,
-        title=fact.title,
-        severity=fact.severity,
-        status=fact.status,
-        started_at=fact.started_at,
-        acknowledged_at=fact.acknowledged_at,
-        resolved_at=fact.resolved_at,
-        ongoing=fact.resolved_at is None,
-        duration=max(end - fact.started_at, _ZERO),
-        downtime_in_period=clipped.end - clipped.start,
+def _longest(lines: Sequence[IncidentLine]) -> IncidentLine | None:
+    candidates = [line for line in lines if line.downtime_in_period > _ZERO]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda line: (-line.downtime_in_period, line.started_at, line.incident_id))
+
+
+def _worst(rows: Sequence[SystemSummary], count: int) -> tuple[str, ...]:
+    affected = [r for r in rows if r.downtime > _ZERO or r.incident_count > 0]
+    affected.sort(key=lambda r: (r.availability_percent, -r.downtime, -r.incident_count, r.system_id))
+    return tuple(r.system_id for r in affected[:count])
+
+
+def _days(counted: Sequence[IncidentFact], measured: Interval) -> tuple[DayCount, ...]:
+    """Every Bangkok day of the measured period with its root incidents started that day."""
+    per_day: dict[date, Counter[str]] = defaultdict(Counter)
+    for fact in counted:
+        if not fact.dependant and fact.started_at >= measured.start:
+            per_day[to_bangkok(fact.started_at).date()][fact.severity] += 1
+    first = to_bangkok(measured.start).date()
+    last = to_bangkok(measured.end - _MICROSECOND).date()
+    days = []
+    day = first
+    while day <= last:
+        days.append(DayCount(day=day, by_severity=dict(per_day.get(day, Counter()))))
+        day += _DAY
+    return tuple(days)
+
+
+def _teams(rows: Sequence[SystemSummary]) -> tuple[TeamDowntime, ...]:
+    downtime: dict[str | None, timedelta] = defaultdict(lambda: _ZERO)
+    systems: Counter[str | None] = Counter()
+    names: dict[str | None, str | None] = {}
+    for row in rows:
+        downtime[row.team] += row.downtime
+        systems[row.team] += 1
+        names.setdefault(row.team, row.team_name)
+    ordered = sorted(downtime, key=lambda team: (-downtime[team], team or ""))
+    return tuple(
+        TeamDowntime(team=team, team_name=names[team], downtime=downtime[team], system_count=systems[team])
+        for team in ordered
     )

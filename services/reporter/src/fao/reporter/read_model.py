@@ -2,23 +2,41 @@
 
 The reporter is the only writer of ``report_facts``. A fact is replaced only by an event at least
 as new as the one it came from, so redelivered or replayed events never move it backwards, and
-the whole collection can be rebuilt by replaying the stream from the start.
+the whole collection can be rebuilt by replaying the stream from the start (``fao report
+--rebuild``, `fao.reporter.replay`).
 
 Incidents of the platform itself (``PLATFORM_SYSTEM``: a zone's path failing, silent probers) are
 not downtime of any ministry system and are left out of the availability read model.
+
+Reading is tolerant: a stored fact that does not validate (an edited document, a bug in an older
+release) is logged, reported on the report (`Facts.skipped`) and left out, never fatal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+
+import structlog
+from pydantic import ValidationError
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.reporter.availability import IncidentFact, SystemInfo
-from fao.runtime.inventory import SYSTEMS, from_doc
+from fao.reporter.availability import IncidentFact, MaintenanceSpan, SystemInfo
+from fao.runtime.inventory import SYSTEMS, TEAMS, from_doc
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import PLATFORM_SYSTEM, IncidentEvent, System
+from fao.schemas import PLATFORM_SYSTEM, IncidentEvent, System, Team
 
-FACTS = "report_facts"
-INDEXES = [IndexSpec(FACTS, [("started_at", 1)])]
+log = structlog.get_logger()
+
+FACTS: Final = "report_facts"
+INDEXES: Final = [IndexSpec(FACTS, [("started_at", 1)])]
+_STORE_ONLY: Final = ("_id", "event_at")
+# Documents per bulk write: FerretDB v1 hangs on one write of ~100+ documents (docs/architecture.md §7).
+WRITE_CHUNK: Final = 50
 
 
 def fact_from_event(event: IncidentEvent) -> IncidentFact:
@@ -32,7 +50,29 @@ def fact_from_event(event: IncidentEvent) -> IncidentFact:
         acknowledged_at=incident.acknowledged_at,
         resolved_at=incident.resolved_at,
         status=incident.status,
+        kind=incident.kind,
+        muted=incident.muted,
+        alerted=incident.alerted,
+        parent_incident_id=incident.parent_incident_id,
+        maintenance=tuple(MaintenanceSpan(start=s.start, end=s.end) for s in incident.maintenance),
     )
+
+
+def fact_document(fact: IncidentFact, event_at: datetime) -> Document:
+    return {"_id": fact.incident_id, **fact.model_dump(mode="python"), "event_at": event_at}
+
+
+@dataclass
+class Facts:
+    """Facts read from the store, and the ones that could not be read ("<id>: <reason>")."""
+
+    facts: list[IncidentFact] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_fact(doc: Document) -> IncidentFact:
+    """A stored document as a fact; ValidationError when it is not one."""
+    return IncidentFact.model_validate({k: v for k, v in doc.items() if k not in _STORE_ONLY})
 
 
 class FactStore:
@@ -46,19 +86,75 @@ class FactStore:
             return False
         fact = fact_from_event(event)
         current = await self._db[FACTS].find_one({"_id": fact.incident_id})
-        if current is not None and current["event_at"] > event.at:
+        if (
+            current is not None
+            and isinstance(current.get("event_at"), datetime)
+            and current["event_at"] > event.at
+        ):
             return False
-        doc = {"_id": fact.incident_id, **fact.model_dump(), "event_at": event.at}
-        await self._db[FACTS].replace_one({"_id": fact.incident_id}, doc, upsert=True)
+        await self._db[FACTS].replace_one(
+            {"_id": fact.incident_id}, fact_document(fact, event.at), upsert=True
+        )
         return True
 
-    async def facts(self) -> list[IncidentFact]:
-        docs = await self._db[FACTS].find({}).to_list()
-        return [
-            IncidentFact.model_validate({k: v for k, v in d.items() if k not in ("_id", "event_at")})
-            for d in docs
+    async def replace(self, events: Sequence[IncidentEvent]) -> int:
+        """Store the facts of `events` (one per incident) whatever is stored now: a rebuild from
+        the stream. Platform incidents are left out. Returns how many facts were written."""
+        docs = [
+            fact_document(fact_from_event(e), e.at) for e in events if e.incident.system_id != PLATFORM_SYSTEM
         ]
+        for chunk in range(0, len(docs), WRITE_CHUNK):
+            await self._db[FACTS].bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[chunk : chunk + WRITE_CHUNK]],
+                ordered=False,
+            )
+        return len(docs)
+
+    async def facts(self, start: datetime | None = None, end: datetime | None = None) -> Facts:
+        """Facts of incidents overlapping `[start, end)` (all without bounds); unreadable ones skipped."""
+        query: Document = {}
+        if end is not None:
+            query["started_at"] = {"$lt": end}
+        if start is not None:
+            query["$or"] = [{"resolved_at": None}, {"resolved_at": {"$gte": start}}]
+        found = Facts()
+        async for doc in self._db[FACTS].find(query):
+            try:
+                found.facts.append(read_fact(doc))
+            except ValidationError as exc:
+                reason = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+                    for e in exc.errors()[:3]
+                )
+                log.warning("fact_unreadable", fact=str(doc.get("_id")), reason=reason)
+                found.skipped.append(f"{doc.get('_id')}: {reason}")
+        return found
 
     async def systems(self) -> list[SystemInfo]:
-        systems = [from_doc(System, doc) for doc in await self._db[SYSTEMS].find({}).to_list()]
-        return [SystemInfo(id=s.id, name=s.name, name_th=s.name_th) for s in systems]
+        """The applied inventory's systems with their team's name (unreadable ones skipped)."""
+        teams: dict[str, str] = {}
+        for doc in await self._db[TEAMS].find({}).to_list():
+            try:
+                team = from_doc(Team, doc)
+            except ValidationError:
+                log.warning("team_unreadable", team=str(doc.get("_id")))
+                continue
+            teams[team.id] = team.name
+        systems = []
+        for doc in await self._db[SYSTEMS].find({}).to_list():
+            try:
+                system = from_doc(System, doc)
+            except ValidationError:
+                log.warning("system_unreadable", system=str(doc.get("_id")))
+                continue
+            systems.append(
+                SystemInfo(
+                    id=system.id,
+                    name=system.name,
+                    name_th=system.name_th,
+                    team=system.team,
+                    team_name=teams.get(system.team),
+                    sla_target=None if system.sla_target is None else Decimal(str(system.sla_target)),
+                )
+            )
+        return sorted(systems, key=lambda s: s.id)
