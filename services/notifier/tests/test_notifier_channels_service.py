@@ -380,7 +380,8 @@ async def test_after_n_transient_failures_email_is_sent_and_line_keeps_retrying_
 ) -> None:
     """``fallback_after: 2``: LINE failing with 500 → after the second failed try the e-mail goes
     out (once, however many more tries fail), while the LINE delivery stays ``claimed`` and is
-    retried with its key; when LINE is back it is delivered too (one push)."""
+    retried with its key; when LINE is back it is delivered too (one push), and the incident's
+    end reaches both the group and the e-mail."""
     team = Team(
         id="infra", name="Infra", line_groups=[stack.group], email=[MAIL_TO],
         channels={"primary": "line", "fallbacks": ["email"], "fallback_after": 2},
@@ -404,6 +405,16 @@ async def test_after_n_transient_failures_email_is_sent_and_line_keeps_retrying_
     assert len(mailbox.messages) == 1
     fallback = await stack.delivery(claim_id(event.event_id, MAIL_TO, "email"))
     assert (fallback["fallback_of"], fallback["fallback_reason"]) == (claim, "failed_attempts")
+
+    # LINE works again: "back to normal" goes to the group, and to the e-mail that said "down".
+    resolved = stack.event("resolved", event.incident)
+    await stack.publish(resolved)
+    await stack.line.wait_for_pushes(2)
+    _, fixed = await mailbox.wait(2)
+    await stack.quiet()
+    assert "กลับมาใช้งานได้ตามปกติ" in str(fixed["Subject"])
+    follow = await stack.delivery(claim_id(resolved.event_id, MAIL_TO, "email"))
+    assert (follow["status"], follow["fallback_reason"]) == ("sent", "follows_fallback")
 
 
 # --- webhooks -----------------------------------------------------------------------------------

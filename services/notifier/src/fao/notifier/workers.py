@@ -32,7 +32,10 @@ A fallback delivery is recorded with the claim id ``<event_id>:<channel>:<target
 (several groups of a team, a retry after a crash); it has no further fallbacks, records
 ``fallback_of`` (the delivery that failed) and ``fallback_reason`` (``failed_attempts``,
 ``permanent_error``, ``target_broken``, ``line_monthly_limit``, ``gave_up``), and the delivery
-that failed records ``fell_back`` (the reason).
+that failed records ``fell_back`` (the reason). A fallback target that got an incident's message
+also gets the incident's later messages that went through on the primary channel
+(``follows_fallback``: the e-mail that said "down" also says "back to normal"), in order: the
+fallback target's lane is ordered like any other.
 
 A target's tries are sequential, so one slow or failing target never holds back another; a slow
 target only delays its own messages. Which deliveries exist is always read from the database, so
@@ -58,6 +61,7 @@ from fao.notifier.claims import ClaimStore
 from fao.notifier.deliveries import LINE, Delivery, DeliveryStore, claim_id, plan_lane
 from fao.notifier.errors import DeliveryError, MonthlyLimitError
 from fao.notifier.outbox import OUTBOX
+from fao.notifier.targets import Target
 from fao.notifier.watch import DeliveryWatch
 
 log = structlog.get_logger()
@@ -375,14 +379,31 @@ class DeliveryWorkers:
         outcome = "already_accepted" if receipt.already_accepted else "sent"
         bound.info("delivery_sent", outcome=outcome, request_id=receipt.request_id)
         DELIVERIES.labels(delivery.channel, outcome).inc()
+        await self._follow_fallbacks(delivery)
 
-    async def _fall_back(self, delivery: Delivery, reason: str) -> None:
-        """Record ``delivery``'s message for its plan's fallback targets (once each) and wake them."""
+    async def _follow_fallbacks(self, delivery: Delivery) -> None:
+        """A fallback target that got an earlier message of this incident gets this one too (the
+        e-mail that said "down" also says "acknowledged" and "back to normal")."""
+        plan = delivery.plan
+        if plan is None or not plan.fallbacks or delivery.id in self._fell_back:
+            return
+        followed = tuple(
+            [t for t in plan.fallbacks if await self._store.lane(delivery.incident_id, t.address)]
+        )
+        if followed:
+            await self._fall_back(delivery, "follows_fallback", followed)
+
+    async def _fall_back(
+        self, delivery: Delivery, reason: str, targets: tuple[Target, ...] | None = None
+    ) -> None:
+        """Record ``delivery``'s message for its plan's fallback targets (or ``targets`` of them),
+        once each, and wake them."""
         plan = delivery.plan
         if plan is None or not plan.fallbacks or delivery.message is None or delivery.id in self._fell_back:
             return
         now = self._clock()
-        for target in plan.fallbacks:
+        targets = plan.fallbacks if targets is None else targets
+        for target in targets:
             recorded, fresh = await self._store.record_message(
                 claim_id(delivery.event_id, target.address, target.channel),
                 event_id=delivery.event_id,
@@ -411,5 +432,5 @@ class DeliveryWorkers:
             target=delivery.target,
             incident=delivery.incident_id,
             reason=reason,
-            fallbacks=[f"{t.channel}:{t.address}" for t in plan.fallbacks],
+            fallbacks=[f"{t.channel}:{t.address}" for t in targets],
         )
