@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -29,10 +28,16 @@ MonitorFactory = Callable[..., Monitor]
 _WALL_EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-class NoSpreadRandom(random.Random):
-    """Every draw is the low end: new monitors are due at once, jitter is always ``-bound``."""
+class StartNowCadence:
+    """A monitor's grid starts when it is first planned, so a new monitor runs at once; no jitter."""
 
-    def random(self) -> float:
+    def __init__(self) -> None:
+        self._phases: dict[str, float] = {}
+
+    def phase(self, monitor_id: str, interval: float) -> float:
+        return self._phases.setdefault(monitor_id, time.monotonic())
+
+    def jitter(self, monitor_id: str, interval: float, slot: float, bound: float) -> float:
         return 0.0
 
 
@@ -98,7 +103,7 @@ async def registry() -> AsyncIterator[CheckerRegistry]:
 
 def _runner(registry: CheckerRegistry, sink: MemorySink, concurrency: int = 10) -> ProbeRunner:
     return ProbeRunner(
-        Scheduler(NoSpreadRandom()),
+        Scheduler(StartNowCadence()),
         registry,
         sink,
         zone="bkk",
@@ -223,6 +228,72 @@ async def test_concurrency_is_bounded_and_every_due_monitor_runs(make_monitor: M
     await _stop(runner, task)
 
 
+async def test_at_most_max_per_host_checks_run_against_one_host(make_monitor: MonitorFactory) -> None:
+    """Politeness: 6 monitors of one host and 2 of another, 10 slots, at most 2 per host: the busy
+    host's other runs wait without holding a slot (the other host's run), then all run."""
+
+    class HostGate(GateChecker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.by_host: dict[str, int] = {}
+            self.peak_by_host: dict[str, int] = {}
+
+        async def run(self, spec: TcpCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the Checker signature
+            self.by_host[spec.host] = self.by_host.get(spec.host, 0) + 1
+            self.peak_by_host[spec.host] = max(self.peak_by_host.get(spec.host, 0), self.by_host[spec.host])
+            try:
+                return await super().run(spec, timeout)
+            finally:
+                self.by_host[spec.host] -= 1
+
+    gate = HostGate()
+    sink = MemorySink()
+    runner = ProbeRunner(
+        Scheduler(StartNowCadence()), CheckerRegistry({"tcp": gate}), sink, zone="bkk", prober_id="p1",
+        concurrency=10, clock=OffsetClock(), max_per_host=2,
+    )  # fmt: skip
+    for i in range(6):
+        runner.upsert(make_monitor(f"busy{i}", check={"type": "tcp", "host": "10.0.0.1", "port": 80}))
+    for i in range(2):
+        runner.upsert(make_monitor(f"other{i}", check={"type": "tcp", "host": "10.0.0.2", "port": 80}))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.1)
+    assert gate.by_host == {"10.0.0.1": 2, "10.0.0.2": 2}
+    assert runner.waiting_for_host == 4
+    gate.release.set()
+    await sink.wait_for(8)
+    assert gate.peak_by_host == {"10.0.0.1": 2, "10.0.0.2": 2}
+    assert runner.waiting_for_host == 0
+    await _stop(runner, task)
+
+
+async def test_a_run_waiting_for_its_host_is_dropped_when_the_monitor_moves_away(
+    make_monitor: MonitorFactory,
+) -> None:
+    """A monitor handed to another prober while its run waits for the host is not checked here."""
+    gate = GateChecker()
+    sink = MemorySink()
+    scheduler = Scheduler(StartNowCadence())
+    runner = ProbeRunner(
+        scheduler, CheckerRegistry({"tcp": gate}), sink, zone="bkk", prober_id="p1", concurrency=10,
+        clock=OffsetClock(), max_per_host=1,
+    )  # fmt: skip
+    runner.upsert(make_monitor("first"))
+    runner.upsert(make_monitor("moved"))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.1)
+    assert (gate.running, runner.waiting_for_host) == (1, 1)  # "first" was due first: it runs
+    runner.remove("moved")
+    gate.release.set()
+    await sink.wait_for(1)
+    await asyncio.sleep(0.1)
+    assert [r.monitor_id for r in sink.results] == ["first"]
+    assert gate.started == 1
+    assert "moved" not in scheduler
+    assert runner.waiting_for_host == 0
+    await _stop(runner, task)
+
+
 async def test_stop_waits_for_checks_in_flight(make_monitor: MonitorFactory) -> None:
     gate = GateChecker()
     sink = MemorySink()
@@ -241,7 +312,7 @@ async def test_stop_waits_for_checks_in_flight(make_monitor: MonitorFactory) -> 
 async def test_cancelling_run_cancels_checks_and_rearms_their_monitors(make_monitor: MonitorFactory) -> None:
     gate = GateChecker()
     sink = MemorySink()
-    scheduler = Scheduler(NoSpreadRandom())
+    scheduler = Scheduler(StartNowCadence())
     runner = ProbeRunner(
         scheduler, CheckerRegistry({"tcp": gate}), sink, zone="bkk", prober_id="p1", clock=OffsetClock()
     )
@@ -280,7 +351,7 @@ async def test_broken_sink_does_not_stop_the_runner(make_monitor: MonitorFactory
 def test_invalid_zone_is_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="zone"):
         ProbeRunner(
-            Scheduler(random.Random()), CheckerRegistry({}), MemorySink(), zone="Bad Zone!", prober_id="p"
+            Scheduler(StartNowCadence()), CheckerRegistry({}), MemorySink(), zone="Bad Zone!", prober_id="p"
         )
 
 

@@ -1,20 +1,21 @@
-"""Scheduler cadence: spread, jitter, re-checks, recovery, one run in flight, config changes."""
+"""Scheduler cadence: spread, jitter, re-checks, recovery, one run in flight, config changes, and
+the same run times on every prober (handovers)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import pytest
 
+from fao.prober.cadence import SharedCadence
 from fao.prober.scheduler import Due, Scheduler
 from fao.schemas import Monitor
 
 MonitorFactory = Callable[..., Monitor]
 
 
-def _scheduler(seed: int = 7) -> Scheduler:
-    return Scheduler(random.Random(seed))
+def _scheduler(epoch: float = 0.0) -> Scheduler:
+    return Scheduler(SharedCadence(epoch))
 
 
 def _run(scheduler: Scheduler, ok: bool, latency: float = 0.05) -> tuple[Due, float | None]:
@@ -24,6 +25,12 @@ def _run(scheduler: Scheduler, ok: bool, latency: float = 0.05) -> tuple[Due, fl
     dues = scheduler.pop_due(due_at)
     assert len(dues) == 1
     return dues[0], scheduler.record(dues[0].monitor.id, ok, due_at + latency)
+
+
+def _grid_point(monitor_id: str, interval: float, t: float) -> float:
+    """The point of the monitor's grid (``SharedCadence(0.0)``) nearest ``t``."""
+    phase = SharedCadence(0.0).phase(monitor_id, interval)
+    return phase + round((t - phase) / interval) * interval
 
 
 def _attempts(scheduler: Scheduler, results: list[bool]) -> list[str]:
@@ -36,11 +43,11 @@ def test_new_monitors_first_runs_spread_uniformly_over_one_interval(make_monitor
     for i in range(1200):
         scheduler.upsert(make_monitor(f"m{i}", interval=60.0), now=1000.0)
     dues = [scheduler.due_at(f"m{i}") for i in range(1200)]
-    assert all(d is not None and 1000.0 <= d < 1060.0 for d in dues)
+    assert all(d is not None and 1000.0 <= d < 1062.0 for d in dues)  # one interval, plus jitter
     buckets = [0] * 6
     for d in dues:
         assert d is not None
-        buckets[int((d - 1000.0) // 10)] += 1
+        buckets[min(5, int((d - 1000.0) // 10))] += 1
     assert min(buckets) > 120, buckets  # 200 expected per 10 s bucket
 
 
@@ -58,8 +65,9 @@ def test_scheduled_runs_stay_within_jitter_of_a_grid_that_does_not_drift(
 ) -> None:
     scheduler = _scheduler()
     scheduler.upsert(make_monitor(interval=60.0), now=0.0)
-    first = scheduler.next_due()
-    assert first is not None
+    first_due = scheduler.next_due()
+    assert first_due is not None
+    first = _grid_point("web", 60.0, first_due)
     bound = scheduler.jitter_bound(60.0)
     assert bound == 1.0  # 10 % of 60 s is capped at 1 s
     previous = first
@@ -82,8 +90,9 @@ def test_jitter_is_ten_percent_of_short_intervals(make_monitor: MonitorFactory) 
     assert scheduler.jitter_bound(5.0) == pytest.approx(0.5)
     assert scheduler.jitter_bound(0.2) == pytest.approx(0.02)
     scheduler.upsert(make_monitor(interval=5.0, timeout=1.0), now=0.0)
-    first = scheduler.next_due()
-    assert first is not None
+    first_due = scheduler.next_due()
+    assert first_due is not None
+    first = _grid_point("web", 5.0, first_due)
     for k in range(1, 100):
         _, next_due = _run(scheduler, ok=True, latency=0.01)
         assert next_due is not None
@@ -253,14 +262,20 @@ def test_update_with_same_interval_keeps_the_phase(make_monitor: MonitorFactory)
     assert scheduler.pop_due(1e9)[0].monitor.tags == ["changed"]
 
 
-def test_interval_change_moves_next_run_to_last_run_plus_new_interval(make_monitor: MonitorFactory) -> None:
+def test_interval_change_moves_next_run_to_the_new_grid_one_new_interval_on(
+    make_monitor: MonitorFactory,
+) -> None:
     scheduler = _scheduler()
     scheduler.upsert(make_monitor(interval=600.0), now=0.0)
     due, _ = _run(scheduler, ok=True)
     scheduler.upsert(make_monitor(interval=60.0), now=due.due_at + 10.0)
     next_due = scheduler.due_at("web")
     assert next_due is not None
-    assert abs(next_due - (due.due_at + 60.0)) <= scheduler.jitter_bound(60.0)
+    bound = scheduler.jitter_bound(600.0) + scheduler.jitter_bound(60.0)
+    assert due.due_at + 60.0 - bound <= next_due <= due.due_at + 120.0 + bound
+    fresh = _scheduler()  # a prober that never ran it plans the same runs from then on
+    fresh.upsert(make_monitor(interval=60.0), now=next_due - 1.0)
+    assert fresh.due_at("web") == pytest.approx(next_due)
 
 
 def test_interval_change_never_schedules_in_the_past(make_monitor: MonitorFactory) -> None:
@@ -280,7 +295,7 @@ def test_interval_change_before_first_run_picks_a_new_offset(make_monitor: Monit
     scheduler.upsert(make_monitor(interval=60.0), now=5.0)
     next_due = scheduler.due_at("web")
     assert next_due is not None
-    assert 5.0 <= next_due < 65.0
+    assert 5.0 <= next_due < 66.0
 
 
 def test_interval_change_while_running_applies_when_the_result_is_recorded(
@@ -294,7 +309,8 @@ def test_interval_change_while_running_applies_when_the_result_is_recorded(
     scheduler.upsert(make_monitor(interval=60.0), now=due_at + 0.1)
     next_due = scheduler.record("web", True, due_at + 0.2)
     assert next_due is not None
-    assert abs(next_due - (due_at + 60.0)) <= scheduler.jitter_bound(60.0)
+    bound = scheduler.jitter_bound(600.0) + scheduler.jitter_bound(60.0)
+    assert due_at + 60.0 - bound <= next_due <= due_at + 120.0 + bound
 
 
 def test_pending_recheck_survives_a_config_update(make_monitor: MonitorFactory) -> None:
@@ -307,7 +323,7 @@ def test_pending_recheck_survives_a_config_update(make_monitor: MonitorFactory) 
 
 
 def test_late_finish_skips_missed_slots_instead_of_bursting(make_monitor: MonitorFactory) -> None:
-    scheduler = Scheduler(random.Random(1), jitter_fraction=0.0)
+    scheduler = Scheduler(SharedCadence(0.0), jitter_fraction=0.0)
     scheduler.upsert(make_monitor(interval=10.0, timeout=5.0), now=0.0)
     due_at = scheduler.next_due()
     assert due_at is not None
@@ -364,20 +380,46 @@ def test_many_updates_keep_the_heap_bounded(make_monitor: MonitorFactory) -> Non
     assert len(scheduler.pop_due(1e9)) == 1
 
 
-def test_same_seed_gives_the_same_schedule(make_monitor: MonitorFactory) -> None:
-    """Deterministic given the injected Random: no hidden clock or global randomness."""
+def test_every_prober_plans_the_same_runs_whatever_its_monotonic_clock(make_monitor: MonitorFactory) -> None:
+    """Two probers whose monotonic clocks differ by 5,000 s (``epoch`` is the monotonic time of the
+    Unix epoch) plan every monitor at the same wall-clock times: no hidden clock or randomness."""
 
-    def schedule() -> list[float | None]:
-        scheduler = _scheduler(seed=42)
+    def schedule(epoch: float) -> list[float]:
+        scheduler = _scheduler(epoch)
         for i in range(50):
-            scheduler.upsert(make_monitor(f"m{i}"), now=0.0)
-        return [scheduler.due_at(f"m{i}") for i in range(50)]
+            scheduler.upsert(make_monitor(f"m{i}"), now=epoch + 1_000_000.0)
+        return [d - epoch for i in range(50) if (d := scheduler.due_at(f"m{i}")) is not None]
 
-    assert schedule() == schedule()
+    first, second = schedule(0.0), schedule(5000.0)
+    assert len(first) == 50
+    assert first == pytest.approx(second, abs=1e-6)
+
+
+def test_a_monitor_handed_over_runs_at_its_next_usual_slot_never_twice(make_monitor: MonitorFactory) -> None:
+    """Prober A runs a monitor, then hands it to prober B at an arbitrary moment: B's first run is
+    A's next planned run, so across the handover every slot runs once — none twice, none skipped."""
+    monitor = make_monitor(interval=30.0)
+    for handover in (95.0, 100.37, 117.0, 129.99, 150.5):
+        a = _scheduler()
+        a.upsert(monitor, now=0.0)
+        runs: list[float] = []
+        while (due_at := a.next_due()) is not None and due_at < handover:
+            a.pop_due(due_at)
+            runs.append(due_at)
+            a.record("web", True, due_at + 0.05)
+        planned_by_a = a.next_due()
+        a.remove("web")
+        b = _scheduler(epoch=-777.0)  # another process: another monotonic origin
+        b.upsert(monitor, now=handover - 777.0)
+        b_first = b.due_at("web")
+        assert b_first is not None
+        assert planned_by_a == pytest.approx(b_first + 777.0, abs=1e-6)
+        gap = b_first + 777.0 - runs[-1]
+        assert 30.0 - 2 * a.jitter_bound(30.0) <= gap <= 30.0 + 2 * a.jitter_bound(30.0)
 
 
 def test_invalid_jitter_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="jitter_fraction"):
-        Scheduler(random.Random(), jitter_fraction=0.6)
+        Scheduler(SharedCadence(0.0), jitter_fraction=0.6)
     with pytest.raises(ValueError, match="max_jitter"):
-        Scheduler(random.Random(), max_jitter=-1.0)
+        Scheduler(SharedCadence(0.0), max_jitter=-1.0)

@@ -10,7 +10,9 @@ do and what it cannot):
   that ``inbox_prefix``), and may read the configuration of the Fao streams and config
   buckets (``$JS.API.STREAM.INFO.<stream>``, used to verify the bus at start-up); it never
   creates, changes or deletes a Fao stream or config bucket (``FAO_NATS_MANAGE_STREAMS=false``);
-- ``prober``: publishes ``fao.results.>``, reads/watches the ``fao-monitors`` bucket;
+- ``prober``: publishes ``fao.results.>``, reads/watches the ``fao-monitors`` bucket, writes its
+  heartbeat in ``fao-probers`` and watches the others' (every prober is the same user, so it may
+  write any key of that bucket, nothing else);
 - ``correlator``: consumes results and commands (its two durables), publishes
   ``fao.incidents.v1.>`` and ``fao.command-outcomes.v1.>``, reads the ``fao-monitors`` and
   ``fao-maintenance`` buckets, holds its lease in ``fao-leases`` (which it may create; it
@@ -105,7 +107,7 @@ def consume(stream: str, durable: str) -> list[str]:
 
 def _verify() -> list[str]:
     """Read-only checks at start-up that the bus is in place (``fao.runtime.bus.verify_bus``)."""
-    names = [spec.name for spec in bus.STREAMS] + [_kv_stream(b) for b in bus.CONFIG_BUCKETS]
+    names = [spec.name for spec in bus.STREAMS] + [_kv_stream(b) for b in bus.BUCKETS]
     return [subject for name in names for subject in stream_info(name)]
 
 
@@ -126,7 +128,15 @@ def _service(user: str, publish: Iterable[str], subscribe: Iterable[str] = ()) -
 
 PERMISSIONS: dict[str, Permissions] = {
     ADMIN: Permissions((">",), (">",)),
-    "prober": _service("prober", [s.RESULTS_SUBJECTS, *kv_read(s.MONITORS_BUCKET)]),
+    "prober": _service(
+        "prober",
+        [
+            s.RESULTS_SUBJECTS,
+            *kv_read(s.MONITORS_BUCKET),
+            *kv_read(s.PROBERS_BUCKET),
+            f"$KV.{s.PROBERS_BUCKET}.>",
+        ],
+    ),
     "correlator": _service(
         "correlator",
         [

@@ -193,15 +193,55 @@ async def maintenance_bucket(js: JetStreamContext) -> KeyValue:
     return await _config_bucket(js, subjects.MAINTENANCE_BUCKET)
 
 
+# Default time-to-live of a prober's heartbeat key in the probers bucket (``probers_bucket``).
+PROBERS_TTL = 6.0
+KV_DUPLICATE_WINDOW_MAX = 120.0
+
+
+async def probers_bucket(js: JetStreamContext, ttl: float | None = None) -> KeyValue:
+    """The live probers (``fao.prober.membership``): a key expires ``ttl`` seconds after its last
+    heartbeat and the server then writes a delete marker, so watchers see the prober go. Created
+    when missing (``ttl`` or ``PROBERS_TTL``); given ``ttl``, an existing bucket is brought to it
+    (every prober of a deployment uses the same ``FAO_PROBER_TTL``)."""
+    want = PROBERS_TTL if ttl is None else ttl
+    try:
+        kv = await js.key_value(subjects.PROBERS_BUCKET)
+    except BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=subjects.PROBERS_BUCKET,
+            history=1,
+            ttl=want,
+            limit_marker_ttl=want,
+            storage=StorageType.FILE,
+        )
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError:  # created at the same moment by another process
+            kv = await js.key_value(subjects.PROBERS_BUCKET)
+    if ttl is not None:
+        status = await kv.status()
+        old = status.ttl
+        if old is None or abs(old - ttl) > 0.001:
+            stream = status.stream_info.config
+            stream.max_age = ttl
+            stream.duplicate_window = min(ttl, KV_DUPLICATE_WINDOW_MAX)
+            stream.subject_delete_marker_ttl = ttl
+            await js.update_stream(stream)
+            log.info("probers_bucket_ttl_changed", old=old, new=ttl)
+    return kv
+
+
 CONFIG_BUCKETS = (subjects.MONITORS_BUCKET, subjects.MAINTENANCE_BUCKET)
+# Every bucket a service may find missing at start-up and wait for (``verify_bus``).
+BUCKETS = (*CONFIG_BUCKETS, subjects.PROBERS_BUCKET)
 # How often a service that may not create the bus checks again whether it exists.
 VERIFY_INTERVAL = 2.0
 
 
 async def missing_bus(js: JetStreamContext) -> list[str]:
-    """Names of the Fao streams and config buckets that do not exist (read-only checks)."""
+    """Names of the Fao streams and buckets that do not exist (read-only checks)."""
     missing: list[str] = []
-    for name in [spec.name for spec in STREAMS] + [f"KV_{bucket}" for bucket in CONFIG_BUCKETS]:
+    for name in [spec.name for spec in STREAMS] + [f"KV_{bucket}" for bucket in BUCKETS]:
         try:
             await js.stream_info(name)
         except NotFoundError:
@@ -237,3 +277,4 @@ async def ensure_bus(js: JetStreamContext) -> None:
     await ensure_streams(js)
     await monitors_bucket(js)
     await maintenance_bucket(js)
+    await probers_bucket(js)

@@ -6,6 +6,7 @@ Internal: results, commands, dead letters, and the KV buckets.
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 RESULTS_STREAM: Final = "FAO_RESULTS"
@@ -30,8 +31,31 @@ NOTIFIER_CONSUMER: Final = "notifier-incidents"
 REPORTER_CONSUMER: Final = "reporter-incidents"
 
 
+# Results are partitioned by monitor: ``result_partition`` (CRC-32 of the monitor id, mod this) is
+# a subject token of every batch, so a consumer can take a share of the monitors by subject filter.
+# Changing it moves monitors between partitions: a contract change (docs/contracts.md).
+RESULT_PARTITIONS: Final = 16
+
+
 def result_subject(monitor_id: str) -> str:
+    """Subject of a single result (probers before batching; still accepted by the correlator)."""
     return f"fao.results.{monitor_id}"
+
+
+def result_partition(monitor_id: str) -> int:
+    """The results partition of a monitor: stable across processes, hosts and releases."""
+    return zlib.crc32(monitor_id.encode()) % RESULT_PARTITIONS
+
+
+def result_batch_subject(zone: str, partition: int) -> str:
+    """Subject of a ``ResultBatch`` from ``zone`` whose monitors all hash to ``partition``; covered
+    by ``RESULTS_SUBJECTS``; ``fao.results.batch.<zone>.>`` or ``fao.results.batch.*.<p>`` filter."""
+    return f"fao.results.batch.{zone}.{partition}"
+
+
+def prober_key(zone: str, member: str) -> str:
+    """KV key of a live prober in ``PROBERS_BUCKET`` (``member``: its id with only ``[A-Za-z0-9_-]``)."""
+    return f"{zone}.{member}"
 
 
 def incident_subject(event_type: str) -> str:

@@ -9,6 +9,14 @@ The service only loads, calls the pure policy (``policy.py``), commits, publishe
    (deterministic ``Nats-Msg-Id``), then the journal entry is deleted;
 4. acknowledge the message.
 
+A message on the results stream holds one result (probers before batching) or a ``ResultBatch``;
+its results are applied one by one, in order, through the same path (``apply_all``), and the
+message is acknowledged after the last. A batch redelivered after a failure or a crash goes through
+again: each result already applied is recognised by its monitor's newest-result mark per zone and
+prober (``MonitorState.applied``, written with every state write) and ignored, so nothing counts
+twice; results whose effect was only in memory when the process died are applied again, which is
+what a lost single result could never be.
+
 A result that changes nothing a decision depends on (``MonitorState.essential``: statuses per zone
 and overall, flapping, when the problem began or cleared) is applied in memory only — the common
 case, a healthy monitor staying healthy or a down one staying down. After a crash the stored
@@ -50,6 +58,7 @@ from fao.schemas import (
     System,
 )
 from fao.schemas import subjects as s
+from fao.schemas.results import ResultMessage
 
 log = structlog.get_logger()
 
@@ -216,6 +225,22 @@ class Correlator:
         if finished <= now and (self._evidence is None or finished > self._evidence):
             self._evidence = finished
         self._behind = self._evidence is not None and now - self._evidence > LIVE_LAG
+
+    async def apply_all(self, results: list[CheckResult]) -> None:
+        """Apply the results of one message in order, each through ``apply``. An implausible
+        result does not stop the others: once they are applied, the message is dead-lettered
+        (``Rejected``) with the reasons."""
+        reasons: list[str] = []
+        for result in results:
+            try:
+                await self.apply(result)
+            except Rejected as exc:
+                reasons.append(exc.reason)
+        if not reasons:
+            return
+        if len(results) == 1:
+            raise Rejected(reasons[0])
+        raise Rejected(f"{len(reasons)} of {len(results)} results rejected: " + "; ".join(reasons[:5]))
 
     async def apply(self, result: CheckResult) -> None:
         async with self._lock:
@@ -394,17 +419,21 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     broker = new_broker(settings)
     ready: dict[str, Correlator] = {}
 
-    async def apply(result: CheckResult) -> None:
-        await ready[SERVICE].apply(result)
+    async def apply(message: ResultMessage) -> None:
+        await ready[SERVICE].apply_all(message.results)
 
     async def command(cmd: Command) -> None:
         await ready[SERVICE].command(cmd)
 
     subscribe(
         broker, SERVICE, subject=s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM,
-        durable=s.CORRELATOR_RESULTS_CONSUMER, model=CheckResult, handler=apply,
+        durable=s.CORRELATOR_RESULTS_CONSUMER, model=ResultMessage, handler=apply,
         title="correlator/results",
-        description="Check results from every prober; folded into per-monitor state.",
+        description=(
+            "Check results from every prober: ResultBatch messages on fao.results.batch.<zone>.<partition>"
+            " (single CheckResult messages on fao.results.<monitor> still accepted); folded into"
+            " per-monitor state."
+        ),
     )  # fmt: skip
     subscribe(
         broker, SERVICE, subject=s.COMMANDS_SUBJECTS, stream=s.COMMANDS_STREAM,

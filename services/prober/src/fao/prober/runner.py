@@ -9,6 +9,11 @@ parked tasks, so an update or removal still applies to them while the prober is 
 Each check runs in its own task: ``registry.run`` (never raises) → ``scheduler.record`` (re-arms the
 monitor) → ``CheckResult`` → ``sink.submit``. ``stop()`` lets in-flight checks finish (up to
 ``drain_timeout``); cancelling ``run()`` cancels them, and their monitors are re-armed without a result.
+
+Politeness: at most ``max_per_host`` checks run against one target host at once (the URL's host, a
+TCP check's host). A due run whose host is busy waits in that host's queue, holding no concurrency
+slot, and starts — taking over the slot — when a check of that host ends; its monitor is skipped if
+it was removed meanwhile (handed to another prober: that one runs it now).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import deque
 
 import structlog
 
@@ -23,9 +29,18 @@ from fao.prober.checks.registry import CheckerRegistry
 from fao.prober.clock import Clock, SystemClock
 from fao.prober.scheduler import Due, Scheduler
 from fao.prober.sink import ResultSink
-from fao.schemas import CheckResult, Monitor
+from fao.schemas import CheckResult, CheckSpec, HttpCheck, Monitor
 
 log = structlog.get_logger()
+
+
+def target_host(check: CheckSpec) -> str | None:
+    """The host a check talks to, for per-host politeness (``None``: it has none). An HTTP check's
+    is in its URL; the other types name it ``host`` (a DNS check, ``resolver``)."""
+    if isinstance(check, HttpCheck):
+        return (check.url.host or "").lower() or None
+    host = getattr(check, "host", None) or getattr(check, "resolver", None)
+    return host.lower() if isinstance(host, str) else None
 
 
 class ProbeRunner:
@@ -42,9 +57,13 @@ class ProbeRunner:
         concurrency: int = 50,
         clock: Clock | None = None,
         drain_timeout: float = 10.0,
+        max_per_host: int | None = None,
     ) -> None:
+        """``max_per_host``: checks at once against one host (``None``: only ``concurrency``)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if max_per_host is not None and max_per_host < 1:
+            raise ValueError("max_per_host must be at least 1")
         self._scheduler = scheduler
         self._registry = registry
         self._sink = sink
@@ -56,6 +75,10 @@ class ProbeRunner:
         self._wake = asyncio.Event()
         self._sleep_until = -math.inf  # when the loop sleeps: the time it will wake up by itself
         self._tasks: set[asyncio.Task[None]] = set()
+        self._max_per_host = max_per_host
+        self._hosts: dict[str, tuple[CheckSpec, str | None]] = {}  # monitor → (its check, its host)
+        self._host_busy: dict[str, int] = {}  # host → checks running against it
+        self._host_queue: dict[str, deque[Due]] = {}  # host → due runs waiting for it
         self._running = False
         self._stopping = False
         self.checks_completed = 0
@@ -77,6 +100,11 @@ class ProbeRunner:
     def monitor_count(self) -> int:
         return len(self._scheduler)
 
+    @property
+    def waiting_for_host(self) -> int:
+        """Due runs waiting because their host already has ``max_per_host`` checks running."""
+        return sum(len(q) for q in self._host_queue.values())
+
     def upsert(self, monitor: Monitor) -> None:
         """Add or update a monitor; takes effect at once."""
         self._scheduler.upsert(monitor, self._clock.monotonic())
@@ -85,6 +113,7 @@ class ProbeRunner:
     def remove(self, monitor_id: str) -> None:
         """Stop running a monitor; a check of it already in flight finishes, its result is still sent."""
         self._scheduler.remove(monitor_id)
+        self._hosts.pop(monitor_id, None)
         self._wake.set()
 
     def stop(self) -> None:
@@ -112,18 +141,69 @@ class ProbeRunner:
                 if due is None:
                     self._slots.release()
                     break
-                task = loop.create_task(self._check(due))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                host = self._host_of(due.monitor) if self._max_per_host is not None else None
+                if host is not None and self._max_per_host is not None:
+                    busy = self._host_busy.get(host, 0)
+                    if busy >= self._max_per_host:
+                        self._host_queue.setdefault(host, deque()).append(due)
+                        self._slots.release()
+                        continue
+                    self._host_busy[host] = busy + 1
+                self._start(loop, due)
         except asyncio.CancelledError:
+            self._stopping = True  # a cancelled check must not start the next one for its host
             await self._cancel_in_flight()
             raise
         else:
             await self._drain()
         finally:
+            self._release_waiting()
             self._sleep_until = -math.inf
             self._running = False
             self._stopping = False  # a stopped runner may be run again
+
+    def _start(self, loop: asyncio.AbstractEventLoop, due: Due) -> None:
+        """Run ``due`` in its own task; it holds a concurrency slot (and, when limited, its host)."""
+        task = loop.create_task(self._check(due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _host_of(self, monitor: Monitor) -> str | None:
+        cached = self._hosts.get(monitor.id)
+        if cached is not None and cached[0] is monitor.check:
+            return cached[1]
+        host = target_host(monitor.check)
+        self._hosts[monitor.id] = (monitor.check, host)
+        return host
+
+    def _host_done(self, monitor: Monitor) -> None:
+        """A check ended: its slot and host go to the next run waiting for that host, else free."""
+        host = self._host_of(monitor) if self._max_per_host is not None else None
+        if host is not None:
+            queue = self._host_queue.get(host)
+            while queue and not self._stopping:
+                due = queue.popleft()
+                if not queue:
+                    del self._host_queue[host]
+                if due.monitor.id in self._scheduler:
+                    self._start(asyncio.get_running_loop(), due)
+                    return
+                self._scheduler.release(due.monitor.id, self._clock.monotonic())  # removed meanwhile
+            busy = self._host_busy.get(host, 1) - 1
+            if busy > 0:
+                self._host_busy[host] = busy
+            else:
+                self._host_busy.pop(host, None)
+        self._slots.release()
+
+    def _release_waiting(self) -> None:
+        """Runs still waiting for their host when the runner ends go back to the scheduler."""
+        now = self._clock.monotonic()
+        for queue in self._host_queue.values():
+            for due in queue:
+                self._scheduler.release(due.monitor.id, now)
+        self._host_queue.clear()
+        self._host_busy.clear()
 
     async def _wait_for_due(self) -> Due | None:
         """The next due run (marked running by the scheduler), or ``None`` once stopping."""
@@ -173,6 +253,7 @@ class ProbeRunner:
                 detail=outcome.detail,
                 attempt=due.attempt,
                 http_status=outcome.http_status,
+                observations=outcome.observations,
             )
             await self._sink.submit(result)
             self.checks_completed += 1
@@ -187,7 +268,7 @@ class ProbeRunner:
                 scheduler.release(monitor.id, clock.monotonic())
             raise
         finally:
-            self._slots.release()
+            self._host_done(monitor)
 
     async def _drain(self) -> None:
         if not self._tasks:

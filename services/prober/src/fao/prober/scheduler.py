@@ -1,8 +1,9 @@
 """When each monitor runs next: one heap for all the monitors of this prober. Pure and synchronous.
 
 The scheduler never reads a clock: every method that needs the time takes it as a parameter
-(monotonic seconds), and randomness comes from an injected ``random.Random``. The runner owns the
-clock and the event loop; tests drive this class with plain numbers.
+(monotonic seconds), and where runs fall comes from an injected ``Cadence`` (``cadence.py``: a grid
+and a jitter fixed by the monitor's id, the same on every prober). The runner owns the clock and
+the event loop; tests drive this class with plain numbers.
 
 Heap items are ``(due_at, seq, monitor_id)``. Re-arming or removing a monitor does not search the
 heap: the entry remembers the ``seq`` of its live item and older items are skipped when they surface
@@ -10,44 +11,51 @@ heap: the entry remembers the ``seq`` of its live item and older items are skipp
 
 Cadence
 -------
-* A new monitor first runs at a random offset in ``[0, interval)`` so a config apply or a restart
-  spreads the load instead of firing every monitor at once. The first run has no jitter.
-* Scheduled runs sit on a grid ``anchor + k * interval``; each run is jittered by up to
-  ``min(jitter_fraction * interval, max_jitter)`` (10 %, capped at 1 s by default) either way around
-  its grid point. The grid does not drift (jitter is not accumulated), so the mean period is exactly
-  ``interval``. A run that finishes late (overload) skips the grid points it missed instead of
-  catching up in a burst.
+* Scheduled runs sit on the monitor's grid (``phase + k * interval``); each run is moved by the
+  cadence's jitter, at most ``min(jitter_fraction * interval, max_jitter)`` (10 %, capped at 1 s by
+  default) either way. The grid does not drift, so the mean period is exactly ``interval``.
+* A monitor new to this scheduler (a config apply, a restart, or a monitor handed over from another
+  prober) first runs at the first run of its grid that is not in the past: its usual slot, never at
+  once, so two probers handing a monitor over never both run the same slot. Ids hash uniformly, so
+  a config apply or a restart still spreads the load over one interval.
+* A run that finishes late (overload) skips the grid points it missed instead of catching up in a
+  burst.
 * Re-checks (``attempt="recheck"``) follow a result without jitter, ``recheck_interval`` after it
   finished (never later than ``interval``):
     - after a failure that follows a success (or is the monitor's first result), until
       ``confirm.of`` consecutive failures are in, or a success arrives;
     - after the first success that follows failures, until ``recover_after`` consecutive successes
       are in, or a failure arrives (which starts a new confirm window).
-  Once a window is decided, the monitor goes back to its interval on a new grid from that result.
+  Once a window is decided, the monitor goes back to its grid: the first run at least
+  ``recheck_interval`` (at most ``interval``) after that result.
 * A monitor never has two runs in flight: ``pop_due`` marks it running and only ``record`` (or
   ``release``) re-arms it.
 
 Config changes
 --------------
-``upsert`` of a known monitor keeps its phase when the interval is unchanged; a new interval moves
-the next scheduled run to ``last run + new interval`` (a monitor that never ran gets a fresh random
-offset); a pending re-check keeps its time. A monitor updated while its check runs is re-armed with the
-new settings when the result is recorded. ``remove`` while running leaves a tombstone: the result is
-ignored and nothing is re-armed, unless the monitor was added back in the meantime, in which case the
-in-flight run counts for it (still never two runs at once). ``upsert`` of a disabled monitor removes it.
+``upsert`` of a known monitor keeps its schedule when the interval is unchanged; a new interval moves
+the next scheduled run to the new grid, no sooner than one new interval after the last run (a
+monitor that never ran takes the new grid's first run ahead); a pending re-check keeps its time. A
+monitor updated while its check runs is re-armed with the new settings when the result is
+recorded. ``remove`` while running leaves a tombstone: the result is ignored and nothing is
+re-armed, unless the monitor was added back in the meantime, in which case the in-flight run counts
+for it (still never two runs at once). ``upsert`` of a disabled monitor removes it.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-import random
 from dataclasses import dataclass
 
+from fao.prober.cadence import Cadence
 from fao.schemas import Attempt, Monitor
 
 _STREAK_CAP = 1_000_000
 _COMPACT_SLACK = 64
+# Grid points computed two ways (from the phase, or from the previous slot) may differ by float
+# rounding; this much earlier still counts as the same point. Far below any interval.
+_SLOT_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,7 @@ class Due:
 class _Entry:
     monitor: Monitor
     due_at: float = 0.0
-    anchor: float = 0.0  # grid point of the next (or running) scheduled run, without jitter
+    anchor: float = 0.0  # grid point of the next (or running) scheduled run; due_at when a re-check
     attempt: Attempt = "scheduled"
     heap_seq: int = -1  # seq of the live heap item; -1 when not in the heap
     running: bool = False
@@ -76,12 +84,12 @@ class _Entry:
 class Scheduler:
     """Decides when each monitor runs. Times are monotonic seconds supplied by the caller."""
 
-    def __init__(self, rng: random.Random, *, jitter_fraction: float = 0.1, max_jitter: float = 1.0) -> None:
+    def __init__(self, cadence: Cadence, *, jitter_fraction: float = 0.1, max_jitter: float = 1.0) -> None:
         if not 0.0 <= jitter_fraction < 0.5:
             raise ValueError("jitter_fraction must be in [0, 0.5)")
         if max_jitter < 0.0:
             raise ValueError("max_jitter must not be negative")
-        self._rng = rng
+        self._cadence = cadence
         self._jitter_fraction = jitter_fraction
         self._max_jitter = max_jitter
         self._entries: dict[str, _Entry] = {}
@@ -120,8 +128,7 @@ class Scheduler:
         entry = self._entries.get(monitor.id)
         if entry is None:
             entry = self._entries[monitor.id] = _Entry(monitor)
-            anchor = now + self._rng.uniform(0.0, monitor.interval)
-            self._arm(entry, anchor, anchor, "scheduled")
+            self._arm(entry, *self._plan(monitor, now), "scheduled")
             return
         old = entry.monitor
         entry.monitor = monitor
@@ -130,13 +137,8 @@ class Scheduler:
             self._removed_running -= 1
         if entry.running or entry.attempt == "recheck" or monitor.interval == old.interval:
             return
-        if entry.last_ok is None:
-            anchor = now + self._rng.uniform(0.0, monitor.interval)
-            self._arm(entry, anchor, anchor, "scheduled")
-            return
-        last_run = entry.anchor - old.interval
-        anchor = _slot_at_or_after(last_run + monitor.interval, monitor.interval, now)
-        self._arm(entry, max(now, anchor + self._jitter(monitor.interval)), anchor, "scheduled")
+        earliest = -math.inf if entry.last_ok is None else entry.anchor - old.interval + monitor.interval
+        self._arm(entry, *self._plan(monitor, now, earliest), "scheduled")
 
     def remove(self, monitor_id: str) -> bool:
         """Stop scheduling a monitor. Returns whether it was known."""
@@ -201,11 +203,10 @@ class Scheduler:
             self._arm(entry, due_at, due_at, "recheck")
             return due_at
         if entry.attempt == "scheduled":
-            anchor = _slot_at_or_after(entry.anchor + monitor.interval, monitor.interval, finished_at)
+            due_at, slot = self._plan(monitor, finished_at, entry.anchor + monitor.interval)
         else:
-            anchor = finished_at + monitor.interval
-        due_at = max(finished_at, anchor + self._jitter(monitor.interval))
-        self._arm(entry, due_at, anchor, "scheduled")
+            due_at, slot = self._plan(monitor, finished_at + min(monitor.recheck_interval, monitor.interval))
+        self._arm(entry, due_at, slot, "scheduled")
         return due_at
 
     def release(self, monitor_id: str, due_at: float) -> None:
@@ -240,9 +241,23 @@ class Scheduler:
         entry.recovering = False
         return entry.streak < monitor.confirm.of
 
-    def _jitter(self, interval: float) -> float:
+    def _plan(self, monitor: Monitor, not_before: float, earliest: float = -math.inf) -> tuple[float, float]:
+        """``(due_at, slot)``: the first grid point at or after ``earliest`` whose jittered run is
+        not before ``not_before``."""
+        interval = monitor.interval
         bound = self.jitter_bound(interval)
-        return self._rng.uniform(-bound, bound) if bound > 0.0 else 0.0
+        start = max(earliest, not_before - bound) - _SLOT_TOLERANCE
+        slot = _slot_at_or_after(self._cadence.phase(monitor.id, interval), interval, start)
+        while True:
+            due_at = slot + self._jitter(monitor, slot, bound)
+            if due_at >= not_before:
+                return due_at, slot
+            slot += interval
+
+    def _jitter(self, monitor: Monitor, slot: float, bound: float) -> float:
+        if bound <= 0.0:
+            return 0.0
+        return self._cadence.jitter(monitor.id, monitor.interval, slot, bound)
 
     def _arm(self, entry: _Entry, due_at: float, anchor: float, attempt: Attempt) -> None:
         self._seq += 1
@@ -265,7 +280,5 @@ class Scheduler:
 
 
 def _slot_at_or_after(slot: float, interval: float, t: float) -> float:
-    """The first grid point ``slot + k * interval`` (k ≥ 0) not earlier than ``t``."""
-    if slot >= t:
-        return slot
+    """The first grid point ``slot + k * interval`` (any integer k) not earlier than ``t``."""
     return slot + math.ceil((t - slot) / interval) * interval
