@@ -45,7 +45,7 @@ from fao.gateway.settings import GatewaySettings
 from fao.gateway.signature import valid_signature
 from fao.gateway.store import INDEXES, GatewayStore
 from fao.gateway.webhook import WebhookHandler, utc_now
-from fao.runtime.service import Runtime, ServiceApp, new_broker
+from fao.runtime.service import Runtime, ServiceApp, ServiceFailedError, new_broker
 
 log = structlog.get_logger()
 
@@ -161,7 +161,14 @@ class PublicServer:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self.port))
+        try:
+            sock.bind((self._host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ServiceFailedError(
+                f"cannot listen on {self._host}:{self.port} for the LINE webhook ({exc.strerror}); "
+                "free the port or set FAO_GATEWAY_PORT"
+            ) from None
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gateway-http")
         loop = asyncio.get_running_loop()
