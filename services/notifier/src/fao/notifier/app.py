@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import structlog
 
-from fao.notifier import deliveries, outbox
+from fao.notifier import deliveries, digest, outbox
 from fao.notifier.channels.registry import ChannelContext, ChannelRegistry
+from fao.notifier.digest import StormPolicy
 from fao.notifier.dispatcher import Notifier, utc_now
 from fao.notifier.line_channel import LineChannel
+from fao.notifier.outbox import Outbox
+from fao.notifier.quota import LineQuotaApi, QuotaWatch
 from fao.notifier.render import load_catalogue
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.consume import subscribe
@@ -31,7 +34,7 @@ SERVICE = "notifier"
 # Recording fails only while MongoDB does: with the 30 s back-off cap this is about a day of
 # redeliveries before the event goes to the dead letters (never silently dropped).
 DELIVERY_ATTEMPTS = 2880
-INDEXES = [*deliveries.INDEXES, *outbox.INDEXES]
+INDEXES = [*deliveries.INDEXES, *outbox.INDEXES, *digest.INDEXES]
 
 __all__ = ["INDEXES", "SERVICE", "NotifierSettings", "build"]
 
@@ -50,6 +53,21 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         )
         if token is not None and token.get_secret_value()
         else None
+    )
+    quota_api = (
+        LineQuotaApi(
+            base_url=settings.line_api_base,
+            access_token=token.get_secret_value(),
+            timeout=settings.line_timeout,
+        )
+        if line is not None and token is not None
+        else None
+    )
+    storm = StormPolicy(
+        budget=settings.storm_budget or None,
+        window=settings.storm_window,
+        digest_only_window=settings.digest_only_window,
+        max_listed=settings.digest_max_listed,
     )
     ready: dict[str, Notifier] = {}
 
@@ -100,6 +118,8 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
     async def on_start(rt: Runtime) -> None:
         if line is not None:
             await line.start()
+        if quota_api is not None:
+            await quota_api.start()
         notifier = Notifier(
             rt.db,
             sender=line,
@@ -112,7 +132,15 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
             channels=ChannelRegistry.builtin(
                 ChannelContext(rt.db, utc_now, settings, line, publish=publish_command)
             ),
-        )
+            storm=storm,
+            quota=None if quota_api is None else QuotaWatch(
+                rt.db, quota_api, outbox=Outbox(rt.db), catalogue=catalogue, clock=utc_now,
+                refresh_interval=settings.quota_refresh_interval,
+                refresh_after_send=settings.quota_refresh_after_send,
+                low_remaining=settings.quota_low_remaining, low_forecast=settings.quota_low_forecast,
+                digest_only_window=settings.digest_only_window,
+            ),
+        )  # fmt: skip
         await notifier.start()
         ready[SERVICE] = notifier
         if line is None:
@@ -132,6 +160,8 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
         finally:
             if line is not None:
                 await line.stop()
+            if quota_api is not None:
+                await quota_api.stop()
 
     return ServiceApp(
         SERVICE,

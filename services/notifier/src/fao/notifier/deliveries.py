@@ -11,7 +11,9 @@ The notifier is the collection's only writer (and runs as one active instance: a
   ``409`` to a repeat.
 - ``status``: ``pending`` (recorded, never tried) → ``claimed`` (written *before* the first try:
   from then on the message may have reached LINE) → ``sent`` | ``outbox`` | ``failed_permanent``;
-  or ``superseded`` (never sent, see ``plan_lane``); or ``unroutable`` (nowhere to send it).
+  or ``superseded`` (never sent, see ``plan_lane``); or ``unroutable`` (nowhere to send it); or
+  ``digested`` (recorded as an item of its group's storm digest, ``digest`` = the digest's claim
+  id: never sent alone; ``fao.notifier.digest``).
 - ``kind`` (problem, acknowledged, fixed) and ``at`` (the event's time) order an incident's
   messages; ``message`` holds what is sent (altText, plain text, Flex JSON).
 
@@ -52,10 +54,13 @@ DeliveryStatus = Literal[
     "unroutable",
     "skipped_broken",
     "quota_exhausted",
+    "digested",
 ]
 UNDELIVERED_STATUSES: Final = ("pending", "claimed")
 FINAL_STATUSES: Final[frozenset[str]] = frozenset(
     {"sent", "outbox", "failed_permanent", "superseded", "unroutable", "skipped_broken", "quota_exhausted"}
+    # a digest item: the message goes in its group's digest (fao.notifier.digest), never alone
+    | {"digested"}
 )
 # Final and the group has the message (or, without a token, it was kept for it in the outbox).
 DELIVERED_STATUSES: Final[frozenset[str]] = frozenset({"sent", "outbox"})
@@ -251,6 +256,7 @@ class DeliveryStore:
         at: datetime,
         now: datetime,
         channel: str = LINE,
+        status: Literal["pending", "digested"] = "pending",
         **extra: Any,
     ) -> tuple[Delivery, bool]:
         """Insert a ``pending`` delivery with the claim id ``cid`` (unique: a second call records
@@ -264,7 +270,7 @@ class DeliveryStore:
             "event_type": event_type,
             "channel": channel,
             "target": target,
-            "status": "pending",
+            "status": status,
             "attempts": 0,
             "retry_key": retry_key(cid),
             "kind": message.kind,

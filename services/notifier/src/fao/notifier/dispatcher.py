@@ -38,9 +38,11 @@ from fao.notifier.broken import BrokenTargets
 from fao.notifier.channels.registry import ChannelRegistry, line_channel
 from fao.notifier.claims import ClaimStore
 from fao.notifier.deliveries import LINE, DeliveryStore
+from fao.notifier.digest import StormDigests, StormPolicy
 from fao.notifier.errors import DeliveryError
 from fao.notifier.line_channel import Sender
 from fao.notifier.outbox import Outbox
+from fao.notifier.quota import QuotaWatch
 from fao.notifier.render import Catalogue, render_event, should_send
 from fao.notifier.routing import RouteResolver
 from fao.notifier.targets import incident_summary
@@ -79,6 +81,8 @@ class Notifier:
         clock: Clock = utc_now,
         jitter: Callable[[], float] = random.random,
         channels: ChannelRegistry | None = None,
+        storm: StormPolicy | None = None,
+        quota: QuotaWatch | None = None,
     ) -> None:
         # ``channels``: every configured channel (the service passes the registry built from its
         # settings); None: LINE through ``sender`` (the outbox without one) and nothing else.
@@ -104,6 +108,17 @@ class Notifier:
             give_up_after=give_up_after,
             jitter=jitter,
         )
+        # Storm digests (off by default here: the service passes the settings' policy) and the
+        # LINE quota watch (None without a LINE token).
+        self.quota = quota
+        self.digests = StormDigests(
+            db,
+            self._deliveries,
+            catalogue,
+            storm or StormPolicy(budget=None),
+            digest_only=quota.digest_only if quota is not None else None,
+            costs=quota,
+        )
         self._supervisor: asyncio.Task[None] | None = None
         self._last_sweep: float | None = None
         self._closing = False
@@ -116,6 +131,11 @@ class Notifier:
         await self.channels.start()
         await self.watch.load()
         await self.sweep()
+        if self.quota is not None:
+            await self.quota.load()
+            self.quota.start()
+        await self.digests.load(self._clock())
+        await self.flush_digests()
         await self.watch.tick(self._clock())
         self._supervisor = asyncio.create_task(self._supervise(), name="notifier-supervisor")
 
@@ -126,6 +146,8 @@ class Notifier:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        if self.quota is not None:
+            await self.quota.stop()
         await self.workers.drain(timeout)
         await self.channels.stop()
 
@@ -162,9 +184,16 @@ class Notifier:
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self._sweep_interval
                     await self.sweep()
+                await self.flush_digests()
                 await self.watch.tick(self._clock())
             except Exception as exc:  # the database failed: the next tick tries again
                 log.error("delivery_supervisor_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def flush_digests(self) -> None:
+        """Record the digest of every storm window that has ended, and send it."""
+        for delivery in await self.digests.flush_due(self._clock()):
+            self.watch.recorded(delivery)
+            self.workers.wake(delivery.target)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -191,9 +220,14 @@ class Notifier:
         summary = incident_summary(incident)
         for plan in route.plans:
             target, extra = plan.target, {**plan.fields(), "incident": summary}
-            delivery, fresh = await self._deliveries.record(
-                event, target.address, message, self._clock(), target.channel, **extra
-            )
+            if target.channel == LINE:
+                delivery, fresh = await self.digests.record(
+                    event, target.address, message, self._clock(), system=route.system, **extra
+                )
+            else:
+                delivery, fresh = await self._deliveries.record(
+                    event, target.address, message, self._clock(), target.channel, **extra
+                )
             if not delivery.final:
                 self.watch.recorded(delivery)
             DELIVERIES.labels(target.channel, "recorded" if fresh else "duplicate").inc()

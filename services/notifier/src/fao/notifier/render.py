@@ -50,7 +50,9 @@ from fao.notifier.settings import Language
 from fao.runtime.thai import BANGKOK, format_thai_datetime, format_thai_duration
 from fao.schemas import PLATFORM_SYSTEM, CommandSource, IncidentEvent, IncidentKind, Severity, System
 
-MessageKind = Literal["problem", "fixed", "acknowledged"]
+# digest: many messages of one group in a storm (or while the LINE quota runs low), as one
+# (fao.notifier.digest, render_digest).
+MessageKind = Literal["problem", "fixed", "acknowledged", "digest"]
 
 MAX_ALT_TEXT_CHARS: Final = 1500
 MAX_BUBBLE_BYTES: Final = 30 * 1024
@@ -197,6 +199,39 @@ class _DeliveryNotices(_Strict):
     recovered: str = Field(min_length=1)
 
 
+class _Digest(_Strict):
+    """A digest (``fao.notifier.render_digest``): many incidents of one group in one message."""
+
+    problem: str = Field(min_length=1)
+    fixed: str = Field(min_length=1)
+    acknowledged: str = Field(min_length=1)
+    recovered: str = Field(min_length=1)
+    acknowledged_by: str = Field(min_length=1)
+    more: str = Field(min_length=1)
+    storm: str = Field(min_length=1)
+    digest_only: str = Field(min_length=1)
+
+
+# The values the quota notices may use (``fao.notifier.quota``).
+QUOTA_PLACEHOLDERS: Final = ("used", "limit", "remaining", "forecast", "duration")
+
+
+class _QuotaNotices(_Strict):
+    """The notifier's notices to the platform team about the month's LINE quota (outbox)."""
+
+    low: str = Field(min_length=1)
+    ok: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> _QuotaNotices:
+        for name, template in (("low", self.low), ("ok", self.ok)):
+            try:
+                template.format_map(dict.fromkeys(QUOTA_PLACEHOLDERS, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"quota.{name}: unknown or malformed placeholder {exc}") from exc
+        return self
+
+
 class Catalogue(_Strict):
     """The words of one language, as loaded from ``templates/messages_<language>.yaml``."""
 
@@ -214,6 +249,8 @@ class Catalogue(_Strict):
     severity: dict[Severity, str]
     buttons: _Buttons
     delivery: _DeliveryNotices
+    digest: _Digest
+    quota: _QuotaNotices
     calendar: _Calendar | None = None
 
     def templates(self) -> Iterator[tuple[str, str]]:
@@ -230,6 +267,8 @@ class Catalogue(_Strict):
         yield "resolved_by", self.resolved_by
         for name, text in self.delivery:
             yield f"delivery.{name}", text
+        for name, text in self.digest:
+            yield f"digest.{name}", text
 
     @model_validator(mode="after")
     def _templates_use_known_placeholders(self) -> Catalogue:

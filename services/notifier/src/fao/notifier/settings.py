@@ -35,6 +35,22 @@ class NotifierSettings(ServiceSettings):
     # A delivery still failing this long after its first try is given up (failed_permanent): LINE
     # remembers a retry key for 24 h only, so a later retry could be a duplicate.
     delivery_give_up_after: float = Field(default=23 * 3600.0, gt=0, le=24 * 3600.0)
+    # Storm digest (fao.notifier.digest): a LINE group gets at most storm_budget messages one by
+    # one within storm_window seconds; the window's further messages become one digest listing at
+    # most digest_max_listed systems (0: no storm limit).
+    storm_budget: int = Field(default=3, ge=0)
+    storm_window: float = Field(default=60.0, gt=0, le=3600)
+    digest_max_listed: int = Field(default=10, ge=1, le=25)
+    # LINE quota (fao.notifier.quota): figures read every quota_refresh_interval seconds, and
+    # quota_refresh_after_send seconds after pushes were recorded; digest-only (one digest per
+    # group every digest_only_window seconds; critical systems' problems at once) when less than
+    # quota_low_remaining of the month's limit is left or the month's forecast exceeds
+    # quota_low_forecast times the limit.
+    quota_refresh_interval: float = Field(default=300.0, gt=0)
+    quota_refresh_after_send: float = Field(default=30.0, ge=0)
+    quota_low_remaining: float = Field(default=0.10, ge=0, le=1)
+    quota_low_forecast: float = Field(default=1.0, gt=0)
+    digest_only_window: float = Field(default=900.0, gt=0, le=86400)
     # E-mail channel (fao.notifier.channels.email): unset host → not configured, teams' e-mail
     # targets are skipped with a log line. STARTTLS is required unless smtp_starttls is false;
     # smtp_ca_file trusts a private CA (the ministry's relay) besides the system's.
