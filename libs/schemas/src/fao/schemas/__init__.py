@@ -4,7 +4,26 @@ Every model here is frozen, forbids unknown fields and carries a ``schema_versio
 is a versioned, documented change (docs/contracts.md).
 """
 
-from fao.schemas.checks import CheckSpec, HttpCheck, TcpCheck
+from fao.schemas.checks import (
+    PROBER_SKIPS,
+    BasicAuth,
+    CheckSpec,
+    DnsCheck,
+    HttpCheck,
+    IcmpCheck,
+    LatencyRule,
+    MongoCheck,
+    MysqlCheck,
+    PostgresCheck,
+    PushCheck,
+    RedisCheck,
+    SmtpCheck,
+    SnmpCheck,
+    SnmpV3User,
+    SshCheck,
+    TcpCheck,
+    TlsCheck,
+)
 from fao.schemas.commands import Command, CommandAction, CommandRejected, CommandSource, command_event_id
 from fao.schemas.config import ConfirmPolicy, Monitor, System, Team
 from fao.schemas.events import (
@@ -28,11 +47,13 @@ from fao.schemas.people import (
     Person,
     WebhookTarget,
 )
-from fao.schemas.results import Attempt, CheckResult, ErrorKind
+from fao.schemas.results import Attempt, CheckResult, ErrorKind, Observations, StepTiming
 
 __all__ = [
     "PLATFORM_SYSTEM",
+    "PROBER_SKIPS",
     "Attempt",
+    "BasicAuth",
     "ChannelName",
     "ChannelPolicy",
     "CheckResult",
@@ -42,25 +63,40 @@ __all__ = [
     "CommandRejected",
     "CommandSource",
     "ConfirmPolicy",
+    "DnsCheck",
     "ErrorKind",
     "EscalationPolicy",
     "EscalationStep",
     "HttpCheck",
+    "IcmpCheck",
     "Incident",
     "IncidentEvent",
     "IncidentEventType",
     "IncidentKind",
     "IncidentStatus",
+    "LatencyRule",
     "LineUserId",
     "MaintenanceWindow",
+    "MongoCheck",
     "Monitor",
     "MuteReason",
+    "MysqlCheck",
+    "Observations",
     "Person",
+    "PostgresCheck",
+    "PushCheck",
+    "RedisCheck",
     "Severity",
+    "SmtpCheck",
+    "SnmpCheck",
+    "SnmpV3User",
+    "SshCheck",
+    "StepTiming",
     "System",
     "TcpCheck",
     "Team",
     "TimeSpan",
+    "TlsCheck",
     "WebhookTarget",
     "WeeklyRecurrence",
     "command_event_id",

@@ -8,11 +8,13 @@ aiohttp, sockets or resolvers.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from fao.schemas import ErrorKind
+from fao.schemas import ErrorKind, Observations
 
 DETAIL_MAX = 200
 """Longest ``detail`` a checker reports; longer text is cut with an ellipsis."""
@@ -29,16 +31,56 @@ class Outcome:
     error_kind: ErrorKind = ErrorKind.NONE
     detail: str = ""
     http_status: int | None = None
+    observations: Observations | None = None
 
     @classmethod
-    def success(cls, latency_ms: float, http_status: int | None = None) -> Outcome:
-        return cls(True, latency_ms, ErrorKind.NONE, "", http_status)
+    def success(
+        cls,
+        latency_ms: float,
+        http_status: int | None = None,
+        *,
+        detail: str = "",
+        observations: Observations | None = None,
+    ) -> Outcome:
+        """Up; ``detail`` may carry a warning (a certificate close to expiry)."""
+        return cls(True, latency_ms, ErrorKind.NONE, short_detail(detail), http_status, observations)
 
     @classmethod
     def failure(
-        cls, kind: ErrorKind, detail: str, latency_ms: float, http_status: int | None = None
+        cls,
+        kind: ErrorKind,
+        detail: str,
+        latency_ms: float,
+        http_status: int | None = None,
+        *,
+        observations: Observations | None = None,
     ) -> Outcome:
-        return cls(False, latency_ms, kind, short_detail(detail), http_status)
+        return cls(False, latency_ms, kind, short_detail(detail), http_status, observations)
+
+
+class MissingSecretError(LookupError):
+    """A secret named in config (``*_env``) is not set in this prober's environment."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"environment variable {name} (a secret named in the check) is not set on this prober"
+        )
+        self.name = name
+
+
+def secret(name: str | None) -> str | None:
+    """The value of the environment variable ``name`` (``None`` when no secret is named)."""
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise MissingSecretError(name)
+    return value
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading)."""
+    return (time.perf_counter() - started) * 1000.0
 
 
 def short_detail(text: str) -> str:

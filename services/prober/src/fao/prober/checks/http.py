@@ -9,8 +9,15 @@ listener. The session is created lazily inside the running loop and closed by ``
 Cookies are never kept (``DummyCookieJar``) so one monitor's session cookie cannot change what another
 monitor of the same host sees; proxy environment variables are ignored (``trust_env=False``).
 
-The body is read (at most ``KEYWORD_READ_LIMIT`` bytes) only when the check has a keyword; otherwise
-the check ends at the response headers and ``latency_ms`` is the time to the status line.
+The body is read (at most ``KEYWORD_READ_LIMIT`` bytes) only when the check has a keyword or a JSON
+path; otherwise the check ends at the response headers and ``latency_ms`` is the time to the status
+line.
+
+Observations: ``dns_ms`` (names only, not IP literals), ``connect_ms`` (TCP, and for https the TLS
+handshake too: aiohttp does not time them apart; the ``tls`` check does), ``first_byte_ms`` (request
+sent → status line), from one ``TraceConfig``. Credentials (``basic_auth``, ``bearer_token_env``) are
+read from the environment at each check and go only into the request; a client certificate
+(``client_cert``/``client_key``) is loaded once per file pair into its own SSL context.
 
 Failures become ``ErrorKind`` values here, never exceptions:
 
@@ -24,6 +31,8 @@ aiohttp / socket exception                             ErrorKind
 other ``ClientConnectionError`` / ``OSError``           ``CONNECTION_ERROR``
 status not in ``expected_status``                      ``HTTP_STATUS`` ("HTTP 503")
 keyword rule broken                                    ``KEYWORD``
+JSON path missing, not JSON or not ``json_expected``    ``UNEXPECTED_ANSWER``
+a named secret not set, client certificate unreadable  ``INTERNAL``
 ``ClientResponseError`` (redirect loops), bad HTTP      ``PROTOCOL``
 anything else                                          ``INTERNAL``
 =====================================================  ======================
@@ -32,15 +41,26 @@ anything else                                          ``INTERNAL``
 from __future__ import annotations
 
 import codecs
+import json
 import ssl
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.http_exceptions import HttpProcessingError
 
-from fao.prober.checks.contract import Outcome, classify_os_error, describe_exception, short_detail
-from fao.schemas import ErrorKind, HttpCheck
+from fao.prober.checks.contract import (
+    MissingSecretError,
+    Outcome,
+    classify_os_error,
+    describe_exception,
+    secret,
+    short_detail,
+)
+from fao.schemas import ErrorKind, HttpCheck, Observations
+from fao.schemas.jsonpath import as_text, find, parse_json_path
 
 KEYWORD_READ_LIMIT = 1 << 20
 """At most this many body bytes (1 MiB) are searched for a keyword."""
@@ -67,6 +87,7 @@ class HttpChecker:
         self._connection_limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._client_contexts: dict[tuple[str, str | None, bool], ssl.SSLContext] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -79,6 +100,7 @@ class HttpChecker:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"User-Agent": self._user_agent},
                 trust_env=False,
+                trace_configs=[_PHASES],
             )
             self._session = session
         return session
@@ -91,41 +113,165 @@ class HttpChecker:
             client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         return client_timeout
 
+    def _ssl(self, spec: HttpCheck) -> ssl.SSLContext | bool:
+        """``True``/``False`` (default verification / none), or a context holding the client certificate."""
+        if spec.client_cert is None:
+            return spec.verify_tls
+        key = (spec.client_cert, spec.client_key, spec.verify_tls)
+        context = self._client_contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context()
+            if not spec.verify_tls:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            context.load_cert_chain(spec.client_cert, spec.client_key)
+            self._client_contexts[key] = context
+        return context
+
     async def run(self, spec: HttpCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         """One request; see the module docstring for how failures are classified."""
         started = time.perf_counter()
+        phases = SimpleNamespace(dns_ms=None, connect_ms=None, first_byte_ms=None, mark=started)
         try:
+            headers, auth = _credentials(spec)
             session = self._get_session()
             async with session.request(
                 spec.method,
                 str(spec.url),
-                headers=spec.headers or None,
+                headers=headers,
                 data=spec.body,
+                auth=auth,
                 allow_redirects=spec.follow_redirects,
-                ssl=spec.verify_tls,  # True: default verification; False: none
+                ssl=self._ssl(spec),
                 timeout=self._client_timeout(timeout),
+                trace_request_ctx=phases,
             ) as response:
                 status = response.status
                 if status not in spec.expected_status:
                     latency = (time.perf_counter() - started) * 1000.0
-                    return Outcome.failure(ErrorKind.HTTP_STATUS, f"HTTP {status}", latency, status)
-                if spec.keyword is None:
-                    return Outcome.success((time.perf_counter() - started) * 1000.0, status)
+                    return Outcome.failure(
+                        ErrorKind.HTTP_STATUS,
+                        f"HTTP {status}",
+                        latency,
+                        status,
+                        observations=_observed(phases),
+                    )
+                if spec.keyword is None and spec.json_path is None:
+                    return Outcome.success(
+                        (time.perf_counter() - started) * 1000.0, status, observations=_observed(phases)
+                    )
                 body, truncated = await _read_limited(response.content, KEYWORD_READ_LIMIT)
                 latency = (time.perf_counter() - started) * 1000.0
-                problem = _keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
-                if problem is not None:
-                    where = " in the first 1 MiB" if truncated else ""
-                    return Outcome.failure(ErrorKind.KEYWORD, problem + where, latency, status)
-                return Outcome.success(latency, status)
+                if spec.keyword is not None:
+                    problem = _keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
+                    if problem is not None:
+                        where = " in the first 1 MiB" if truncated else ""
+                        return Outcome.failure(
+                            ErrorKind.KEYWORD,
+                            problem + where,
+                            latency,
+                            status,
+                            observations=_observed(phases),
+                        )
+                answer = None
+                if spec.json_path is not None:
+                    answer, problem = _json_problem(spec.json_path, spec.json_expected, body, truncated)
+                    if problem is not None:
+                        return Outcome.failure(
+                            ErrorKind.UNEXPECTED_ANSWER,
+                            problem,
+                            latency,
+                            status,
+                            observations=_observed(phases, answer),
+                        )
+                return Outcome.success(latency, status, observations=_observed(phases, answer))
+        except MissingSecretError as exc:
+            return Outcome.failure(ErrorKind.INTERNAL, str(exc), (time.perf_counter() - started) * 1000.0)
         except Exception as exc:  # translated to data at this boundary, see the module docstring
             kind, detail = classify_http_error(exc, timeout)
-            return Outcome.failure(kind, detail, (time.perf_counter() - started) * 1000.0)
+            return Outcome.failure(
+                kind, detail, (time.perf_counter() - started) * 1000.0, observations=_observed(phases)
+            )
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+
+def _credentials(spec: HttpCheck) -> tuple[dict[str, str] | None, aiohttp.BasicAuth | None]:
+    """The request's headers and basic auth, with secrets read from the environment now."""
+    headers: dict[str, str] | None = spec.headers or None
+    auth = None
+    if spec.basic_auth is not None:
+        auth = aiohttp.BasicAuth(spec.basic_auth.username, secret(spec.basic_auth.password_env) or "")
+    token = secret(spec.bearer_token_env)
+    if token is not None:
+        headers = {**spec.headers, "Authorization": f"Bearer {token}"}
+    return headers, auth
+
+
+def _observed(phases: SimpleNamespace, answer: str | None = None) -> Observations:
+    return Observations(
+        dns_ms=phases.dns_ms, connect_ms=phases.connect_ms, first_byte_ms=phases.first_byte_ms, answer=answer
+    )
+
+
+def _json_problem(
+    path: str, expected: str | None, body: bytes, truncated: bool
+) -> tuple[str | None, str | None]:
+    """The value at ``path`` as text, and why the JSON rule fails (``None`` when it holds)."""
+    if truncated:
+        return None, "the body is larger than 1 MiB: not read as JSON"
+    try:
+        document: Any = json.loads(body)
+    except ValueError:
+        return None, "the body is not JSON"
+    found, value = find(document, parse_json_path(path))
+    if not found:
+        return None, f"{path} not found in the JSON body"
+    text = as_text(value)
+    if expected is not None and text != expected:
+        return text[:500], f"{path} is {text[:100]!r}, expected {expected!r}"
+    return text[:500], None
+
+
+async def _phase_start(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+    context.trace_request_ctx.mark = time.perf_counter()
+
+
+async def _dns_end(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+    phases = context.trace_request_ctx
+    phases.dns_ms = (time.perf_counter() - phases.mark) * 1000.0
+
+
+async def _connect_end(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+    phases = context.trace_request_ctx
+    phases.connect_ms = (time.perf_counter() - phases.mark) * 1000.0
+
+
+async def _headers_sent(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+    context.trace_request_ctx.mark = time.perf_counter()
+
+
+async def _response_start(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+    phases = context.trace_request_ctx
+    phases.first_byte_ms = (time.perf_counter() - phases.mark) * 1000.0
+
+
+def _phase_trace() -> aiohttp.TraceConfig:
+    """Times DNS, connection (TCP + TLS) and first byte into the request's ``trace_request_ctx``."""
+    trace = aiohttp.TraceConfig()
+    trace.on_dns_resolvehost_start.append(_phase_start)
+    trace.on_dns_resolvehost_end.append(_dns_end)
+    trace.on_connection_create_start.append(_phase_start)
+    trace.on_connection_create_end.append(_connect_end)
+    trace.on_request_headers_sent.append(_headers_sent)
+    trace.on_request_end.append(_response_start)
+    return trace
+
+
+_PHASES = _phase_trace()
 
 
 def classify_http_error(exc: Exception, timeout: float) -> tuple[ErrorKind, str]:

@@ -12,9 +12,15 @@ from typing import Any
 
 import structlog
 
+from fao.prober.checks.banners import SmtpChecker, SshChecker
 from fao.prober.checks.contract import Checker, Outcome, describe_exception
+from fao.prober.checks.databases import MongoChecker, MysqlChecker, PostgresChecker, RedisChecker
+from fao.prober.checks.dns import DnsChecker
 from fao.prober.checks.http import HttpChecker
+from fao.prober.checks.icmp import IcmpChecker
+from fao.prober.checks.snmp import SnmpChecker
 from fao.prober.checks.tcp import TcpChecker
+from fao.prober.checks.tls import TlsChecker
 from fao.schemas import CheckSpec, ErrorKind
 
 log = structlog.get_logger()
@@ -25,9 +31,20 @@ BUILTIN_CHECKERS: Mapping[str, CheckerFactory] = MappingProxyType(
     {
         "http": HttpChecker,
         "tcp": TcpChecker,
+        "dns": DnsChecker,
+        "tls": TlsChecker,
+        "icmp": IcmpChecker,
+        "postgres": PostgresChecker,
+        "mysql": MysqlChecker,
+        "redis": RedisChecker,
+        "mongodb": MongoChecker,
+        "ssh": SshChecker,
+        "snmp": SnmpChecker,
+        "smtp": SmtpChecker,
     }
 )
-"""Every check type the prober knows, keyed by the spec's ``type`` discriminator."""
+"""Every check type the prober runs, keyed by the spec's ``type`` discriminator (all but
+``fao.schemas.PROBER_SKIPS``)."""
 
 
 class CheckerRegistry:
