@@ -7,18 +7,23 @@ import asyncio
 import email
 import email.policy
 import json
+import shutil
+import ssl
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from linebot.v3.messaging import ApiException
 from multidict import CIMultiDict, CIMultiDictProxy
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.notifier.channels.contract import Outgoing
-from fao.notifier.channels.email import build_email, classify_smtp_error, message_id
+from fao.notifier.channels.email import EmailChannel, build_email, classify_smtp_error, message_id
 from fao.notifier.channels.monthly_limit import limit_until, month_key, quota_command_id
 from fao.notifier.channels.webhook import classify_status, signature, webhook_body
 from fao.notifier.claims import ClaimStore
@@ -276,3 +281,81 @@ async def test_claims_give_each_attempt_one_sender_and_the_next_only_after_a_fai
         (2, "b", None),
         (3, "a", None),
     ]
+
+
+# --- e-mail over STARTTLS against a real SMTP server ---------------------------------------------
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (openssl, as an operator would make one for a test relay)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.messages: list[tuple[bool, bytes]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802  # aiosmtpd's hook name
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        self.messages.append((session.ssl is not None, raw))
+        return "250 OK"
+
+
+async def smtp_server(handler: Collect, tls: ssl.SSLContext | None) -> tuple[asyncio.Server, int]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(
+            handler, hostname="mx.test", tls_context=tls, require_starttls=tls is not None, loop=loop
+        ),
+        "127.0.0.1",
+        0,
+    )
+    return server, int(server.sockets[0].getsockname()[1])
+
+
+async def test_email_goes_over_starttls_trusting_the_configured_ca_and_a_server_without_tls_is_refused(
+    tmp_path: Path,
+) -> None:
+    """STARTTLS is required by default: with ``FAO_SMTP_CA_FILE`` naming the relay's CA the e-mail
+    is delivered encrypted; a relay that offers no STARTTLS is a permanent (configuration) error,
+    never a plain-text send."""
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    handler = Collect()
+    server, port = await smtp_server(handler, tls)
+    plain, plain_port = await smtp_server(Collect(), None)
+    try:
+        channel = EmailChannel(
+            host="127.0.0.1",
+            port=port,
+            sender="fao@example.go.th",
+            clock=lambda: NOW,
+            ca_file=cert,
+            timeout=10,
+        )
+        receipt = await channel.send("noc@example.go.th", outgoing(), "key")
+        [(encrypted, raw)] = handler.messages
+        assert encrypted
+        assert receipt.request_id == message_id(outgoing().delivery_id, "fao@example.go.th")
+        assert b"Subject: =?utf-8?" in raw
+        no_tls = EmailChannel(
+            host="127.0.0.1", port=plain_port, sender="fao@example.go.th", clock=lambda: NOW
+        )
+        with pytest.raises(DeliveryError) as refused:
+            await no_tls.send("noc@example.go.th", outgoing(), "key")
+        assert (refused.value.permanent, refused.value.target) == (True, False)
+    finally:
+        for srv in (server, plain):
+            srv.close()
+            await srv.wait_closed()
