@@ -3,7 +3,8 @@
 A person's identifiers are their ``id``, ``name``, LINE user id, e-mail and phone (config). Both
 commands search every collection that can hold them (``PERSONAL_COLLECTIONS``: incidents and their
 timeline — who acknowledged or resolved —, deliveries and the outbox — rendered messages naming
-them, escalations to their LINE id —, the reporter's facts, LINE groups and OA reports), walking
+them, escalations to their LINE id —, the reporter's facts, LINE groups, and the Official Account's
+reports, pending reports and rate-limit slots), walking
 each document's strings:
 
 - ``export`` prints the person's config and every place an identifier occurs (collection,
@@ -50,6 +51,8 @@ PERSONAL_COLLECTIONS: Final = (
     "escalations",
     "line_groups",
     "oa_reports",
+    "oa_pending_reports",
+    "oa_rate_slots",
 )
 # Identifiers shorter than this are not searched for inside other text (a two-letter name would
 # match everywhere); they are still matched as whole values.
