@@ -91,6 +91,17 @@ def test_each_kind_of_trouble_is_found_with_its_fix() -> None:
     assert "covers 57% of every week" in text
 
 
+def test_a_group_the_bot_left_or_never_joined_is_found() -> None:
+    snap = healthy()
+    snap.teams.append(Team(id="apps", name="Apps", line_groups=["C" + "3" * 32, "C" + "4" * 32]))
+    assert subjects(snap) == [], "no group recorded at all: the gateway may not run; nothing to say"
+    snap.groups = {"C" + "1" * 32: True, "C" + "3" * 32: False}
+    found = diagnose(snap, NOW)
+    assert [(f.level, f.subject) for f in found] == [("problem", "team apps"), ("warning", "team apps")]
+    assert "has left its LINE group C333" in found[0].what
+    assert "never seen in its LINE group C444" in found[1].what
+
+
 def test_a_zone_silent_for_long_is_found_and_a_finished_window_is_not() -> None:
     snap = healthy()
     snap.seen["web-home"] = MonitorSeen({"dc1": NOW - timedelta(hours=1)}, (True,))

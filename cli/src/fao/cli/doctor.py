@@ -8,7 +8,8 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
 - a monitor with no result recorded (no prober runs its zone, or it is new), and one whose every
   remembered result failed (it has never worked as configured: a wrong URL, keyword or port);
 - a zone that monitors need and no prober reports from (silent for ``SILENT_AFTER``);
-- a team nobody can reach: no LINE group, e-mail or webhook;
+- a team nobody can reach: no LINE group, e-mail or webhook; a team whose LINE group the bot has
+  left (``line_groups``, recorded by the gateway), or was never seen in while it is seen in others;
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
 - a person who left the config longer ago than the retention (``fao people forget`` them);
 - a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
@@ -39,6 +40,7 @@ from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
 STATE: Final = "monitor_state"  # the correlator's per-monitor state
+LINE_GROUPS: Final = "line_groups"  # the gateway's record of the groups the bot is in
 LONG_WINDOW: Final = timedelta(days=7)
 SILENT_AFTER: Final = timedelta(minutes=10)
 WEEK: Final = 7 * 86400.0
@@ -77,6 +79,8 @@ class Snapshot:
     seen: dict[str, MonitorSeen] = field(default_factory=dict)
     departed: dict[str, datetime] = field(default_factory=dict)
     """People removed from the config, and when."""
+    groups: dict[str, bool] = field(default_factory=dict)
+    """LINE group id → whether the bot is in it (as the gateway last saw)."""
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -176,6 +180,27 @@ def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(day
                     "add line_groups (ids from: fao line groups), email or webhooks to the team",
                 )
             )
+        for group in team.line_groups:
+            if group[0] not in "CR":
+                continue
+            if snap.groups.get(group) is False:
+                found.append(
+                    Finding(
+                        "problem",
+                        f"team {team.id}",
+                        f"the bot has left its LINE group {group}: alerts to it fail",
+                        "invite the bot back into the group, or set the team's line_groups (see: fao line groups)",
+                    )
+                )
+            elif snap.groups and group not in snap.groups:
+                found.append(
+                    Finding(
+                        "warning",
+                        f"team {team.id}",
+                        f"the bot was never seen in its LINE group {group}",
+                        "invite the bot into the group (its id then shows in: fao line groups)",
+                    )
+                )
     for person in sorted(snap.people, key=lambda p: p.id):
         if person.line_user_id is None:
             found.append(
@@ -237,6 +262,8 @@ async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
             snap.windows.append(maintenance_from_doc(doc)[0])
         except ValueError as exc:
             snap.unreadable.append(f"maintenance/{doc.get('_id')}: {exc}")
+    async for doc in db[LINE_GROUPS].find({}):
+        snap.groups[str(doc["_id"])] = doc.get("in_group") is not False
     async for doc in db[DEPARTED].find({}):
         at = doc.get("departed_at")
         if isinstance(at, datetime):
