@@ -460,13 +460,16 @@ class _Calculation:
     def _maintenance(self, fact: IncidentFact, clipped: Interval) -> list[Interval]:
         return intersect(clipped, [Interval(s.start, s.end or clipped.end) for s in fact.maintenance])
 
+    def _parts(self, fact: IncidentFact) -> tuple[Interval, list[Interval]]:
+        """(the incident inside the measured period, its parts outside maintenance windows)."""
+        clipped = self._clipped(fact)
+        return clipped, subtract(clipped, self._maintenance(fact, clipped))
+
     def _down_parts(self, fact: IncidentFact) -> tuple[list[Interval], list[Interval]]:
         """(downtime parts, planned parts) of one incident inside the measured period."""
-        clipped = self._clipped(fact)
+        clipped, unplanned = self._parts(fact)
         planned = self._maintenance(fact, clipped)
-        if self.options.include_maintenance:
-            return [clipped], planned
-        return subtract(clipped, planned), planned
+        return ([clipped] if self.options.include_maintenance else unplanned), planned
 
     def _repairs(self, facts: Iterable[IncidentFact]) -> list[timedelta]:
         return [
@@ -500,14 +503,16 @@ class _Calculation:
         before: Mapping[str, SystemSummary],
     ) -> SystemSummary:
         counted = [f for f in facts if _overlaps(f, self.measured)]
-        down: list[Interval] = []
-        planned: list[Interval] = []
+        whole: list[Interval] = []
+        unplanned: list[Interval] = []
         for fact in counted:
-            fact_down, fact_planned = self._down_parts(fact)
-            down += fact_down
-            planned += fact_planned
-        downtime = covered_time(down)
-        planned_downtime = max(covered_time(down + planned) - downtime, _ZERO)
+            clipped, outside = self._parts(fact)
+            whole.append(clipped)
+            unplanned += outside
+        all_down, unplanned_down = covered_time(whole), covered_time(unplanned)
+        # Planned downtime: time down only inside maintenance windows (whatever the option says).
+        planned_downtime = all_down - unplanned_down
+        downtime = all_down if self.options.include_maintenance else unplanned_down
         repairs, acks = self._repairs(facts), self._acks(facts)
         failures = sum(1 for f in counted if f.started_at >= self.measured.start)
         availability = availability_percent(downtime, self.length)

@@ -7,7 +7,6 @@ month of 10,000 incidents is still a document of a few dozen pages rendered in s
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from weasyprint import HTML
@@ -15,10 +14,6 @@ from weasyprint import HTML
 from fao.reporter.formats import pdf_text
 from fao.reporter.formats.contract import RenderContext
 from fao.reporter.formats.html import render_page
-
-# WeasyPrint warns about every CSS property it ignores (flex gap, viewport meta) on its own logger.
-logging.getLogger("weasyprint").setLevel(logging.ERROR)
-logging.getLogger("fontTools").setLevel(logging.ERROR)
 
 
 class PdfRenderer:

@@ -11,8 +11,11 @@ wrong. Two changes, both measured on the pages (rasters unchanged) and by the re
    always maps to that character; other glyphs (positional variants of marks, ligatures) keep
    WeasyPrint's cluster text, and an empty or multi-character entry is replaced by a later
    one-character use. Every drawn glyph keeps an entry, so none is dropped from the subset.
-2. A line holding a character that the shaper decomposes (ำ, Lao ຳ) is drawn inside a marked-content
-   span with `/ActualText` = the line's text, which PDF readers extract instead of the glyphs.
+2. A line holding a combining mark (Thai vowels above and below, tone marks) or a character the
+   shaper decomposes (ำ, Lao ຳ) is drawn inside a marked-content span with `/ActualText` = the
+   line's text, which PDF readers extract instead of the glyphs. Without it poppler orders a mark
+   by its drawn position: "ที่" came out as "ท่ี" and a heading's tone mark moved to the next line.
+   Lines without marks (Latin, digits) keep per-glyph extraction.
 
 `install()` patches WeasyPrint (pinned to 70.0 in constraints.txt: the patched functions are
 internal) once per process; the PDF renderer calls it before every render.
@@ -21,6 +24,7 @@ internal) once per process; the PDF renderer calls it before every render.
 from __future__ import annotations
 
 import io
+import unicodedata
 from collections.abc import Callable
 from functools import cache
 from typing import Any, Final
@@ -31,6 +35,11 @@ from weasyprint.draw import text as draw_text
 from weasyprint.pdf import stream as pdf_stream
 
 DECOMPOSED: Final = frozenset("\u0e33\u0eb3")  # THAI SARA AM, LAO VOWEL SIGN AM
+
+
+def needs_actual_text(text: str) -> bool:
+    """Whether a line's glyphs alone would not extract as `text` (see the module docstring)."""
+    return not DECOMPOSED.isdisjoint(text) or any(unicodedata.category(c) == "Mn" for c in text)
 
 
 @cache
@@ -84,7 +93,7 @@ def install() -> None:
 
     def draw_first_line(stream: Any, textbox: Any, *args: Any) -> Any:
         text: str = textbox.text
-        if DECOMPOSED.isdisjoint(text):
+        if not needs_actual_text(text):
             return original_draw_first_line(stream, textbox, *args)
         stream.begin_marked_content("Span", pydyf.Dictionary({"ActualText": pydyf.String(text)}))
         try:
