@@ -21,6 +21,7 @@ the named secret is not set            ``INTERNAL``
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -214,7 +215,6 @@ class RedisChecker:
                 ssl=spec.tls,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                retry_on_timeout=False,
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
                 single_connection_client=True,
@@ -259,18 +259,20 @@ class MongoChecker:
     async def run(self, spec: MongoCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         async def body() -> object | None:
             password = secret(spec.password_env)
+            credentials: dict[str, Any] = {}
+            if spec.user is not None:
+                credentials = {"username": spec.user, "password": password, "authSource": spec.auth_source}
             client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
                 host=spec.host,
                 port=spec.port,
-                username=spec.user,
-                password=password,
-                authSource=spec.auth_source if spec.user is not None else None,
                 tls=spec.tls,
                 directConnection=True,
-                serverSelectionTimeoutMS=int(timeout * 1000),
-                connectTimeoutMS=int(timeout * 1000),
+                # below the check's timeout, so a refused connection is reported as such
+                serverSelectionTimeoutMS=max(1, int(timeout * 700)),
+                connectTimeoutMS=max(1, int(timeout * 700)),
                 socketTimeoutMS=int(timeout * 1000),
                 appname="fao-prober",
+                **credentials,
             )
             try:
                 reply = await client[spec.database].command(spec.command)
@@ -290,7 +292,7 @@ class MongoChecker:
                 return ErrorKind.AUTH, short_mongo(exc)
             if isinstance(exc, mongo_errors.ServerSelectionTimeoutError | mongo_errors.NetworkTimeout):
                 text = str(exc)
-                if "refused" in text.lower():
+                if "refused" in text.lower() or f"[Errno {errno.ECONNREFUSED}]" in text:
                     return ErrorKind.CONNECTION_REFUSED, "connection refused"
                 return ErrorKind.TIMEOUT, f"timed out after {timeout:g}s"
             if isinstance(exc, mongo_errors.ConnectionFailure):
