@@ -91,6 +91,8 @@ class Monitor(FaoModel):
             raise ValueError(f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)")
         if len(set(self.zones)) != len(self.zones):
             raise ValueError("zones must not repeat")
+        if self.check.type == "push" and len(self.zones) != 1:
+            raise ValueError("a push monitor has one zone (its heartbeats are not checked from zones)")
         if self.quorum is not None and self.quorum > len(self.zones):
             raise ValueError(f"quorum ({self.quorum}) cannot exceed the number of zones ({len(self.zones)})")
         return self

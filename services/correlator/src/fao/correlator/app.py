@@ -41,7 +41,7 @@ from prometheus_client import Counter, Gauge
 
 from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState
-from fao.correlator.policy import Incidents, Outcome, World, on_command, on_result, on_tick
+from fao.correlator.policy import Incidents, Outcome, World, missed_heartbeats, on_command, on_result, on_tick
 from fao.correlator.store import INDEXES, CorrelatorStore, JournalEntry
 from fao.runtime.bus import MessageTooLarge, check_size
 from fao.runtime.consume import Rejected, subscribe
@@ -289,6 +289,10 @@ class Correlator:
             await self._finish()
             now = self._clock()
             self.incidents.forget_resolved_before(now - KEEP_RESOLVED)
+            for late in missed_heartbeats(self.world(), now):  # push monitors: a miss is a failure
+                missed = on_result(self.world(), late, now)
+                if missed.ignored is None:
+                    await self._commit(missed)
             world = self.world()
             monitors = self._catalog.monitors
             systems = {

@@ -49,6 +49,7 @@ from fao.schemas import (
     CheckResult,
     Command,
     CommandRejected,
+    ErrorKind,
     Incident,
     IncidentEvent,
     IncidentEventType,
@@ -588,6 +589,64 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
             if failing or decision.open_for(f"zone:{zone}") is not None:
                 decision.reconcile_zone(zone, [monitor.id])
     return decision.outcome()
+
+
+HEARTBEAT_WATCH: Final = "heartbeat-watch"
+"""The ``prober_id`` of the failures ``missed_heartbeats`` writes for push monitors."""
+
+
+def missed_heartbeats(world: World, now: datetime) -> list[CheckResult]:
+    """Push monitors whose heartbeat is late: one failed result per interval missed.
+
+    A push monitor (``check.type == "push"``) gets its successes from the gateway (one per
+    ``POST /push/<token>``). When nothing came for ``interval + grace`` after the newest heartbeat
+    (or after this correlator started, or the monitor was added, whichever is later: memory of the
+    last heartbeat does not survive a restart), the n-th missed interval is one failed result dated
+    ``last + grace + n × interval`` from the source ``<zone>/heartbeat-watch``. Feed each to
+    ``on_result``: the monitor's usual X-of-Y confirmation decides when it is down, the duplicate
+    guard makes each miss count once, and a heartbeat that arrives late is a newer success that
+    starts its recovery.
+    """
+    late: list[CheckResult] = []
+    for monitor in world.monitors.values():
+        check = monitor.check
+        if check.type != "push" or not monitor.enabled:
+            continue
+        zone = monitor.zones[0]
+        state = world.states.get(monitor.id)
+        baselines = [t for t in (world.started_at, world.first_seen.get(monitor.id)) if t is not None]
+        heartbeats = [
+            at
+            for source, at in (state.applied.items() if state else ())
+            if source != f"{zone}/{HEARTBEAT_WATCH}"
+        ]
+        last = max(heartbeats + baselines, default=None)
+        if last is None:
+            continue
+        interval = timedelta(seconds=monitor.interval)
+        first_miss = last + interval + timedelta(seconds=check.grace)
+        if now < first_miss:
+            continue
+        written = state.applied.get(f"{zone}/{HEARTBEAT_WATCH}") if state else None
+        missed = int((now - first_miss) / interval)
+        at = first_miss + missed * interval
+        if written is not None and written >= at:
+            continue
+        silent_for = (at - last).total_seconds()
+        late.append(
+            CheckResult(
+                monitor_id=monitor.id,
+                system_id=monitor.system,
+                zone=zone,
+                prober_id=HEARTBEAT_WATCH,
+                started_at=at,
+                ok=False,
+                latency_ms=0.0,
+                error_kind=ErrorKind.TIMEOUT,
+                detail=f"no heartbeat for {silent_for:.0f}s (expected every {monitor.interval:g}s + {check.grace:g}s grace)",
+            )
+        )
+    return late
 
 
 def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable[str]) -> Outcome:

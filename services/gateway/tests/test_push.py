@@ -1,0 +1,90 @@
+"""``POST /push/<token>``: a known token publishes a heartbeat result; anything else publishes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from fao.gateway.push import PUSH_PROBER, PushHeartbeats, new_push_token, push_router, token_sha256
+from fao.schemas import CheckResult, Monitor
+
+NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+TOKEN, DIGEST = new_push_token()
+
+
+def _monitor(monitor_id: str, digest: str, **fields: object) -> Monitor:
+    return Monitor.model_validate(
+        {"id": monitor_id, "system": "batch", "check": {"type": "push", "token_sha256": digest},
+         "interval": "1h", "zones": ["dc1"], **fields}
+    )  # fmt: skip
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.results: list[CheckResult] = []
+        self.fail = False
+
+    async def publish(self, result: CheckResult) -> None:
+        if self.fail:
+            raise ConnectionError("NATS away")
+        self.results.append(result)
+
+
+@pytest.fixture
+def bus() -> _Bus:
+    return _Bus()
+
+
+@pytest.fixture
+def client(bus: _Bus) -> TestClient:
+    monitors = [
+        _monitor("nightly-backup", DIGEST),
+        _monitor("old-job", token_sha256("x" * 32), enabled=False),
+        Monitor.model_validate(
+            {"id": "web", "system": "batch", "check": {"type": "tcp", "host": "h", "port": 1}}
+        ),
+    ]
+    app = FastAPI()
+    app.include_router(push_router(PushHeartbeats(lambda: monitors, bus.publish, lambda: NOW)))
+    return TestClient(app)
+
+
+def test_new_tokens_are_random_and_only_their_hash_is_configured() -> None:
+    token, digest = new_push_token()
+    assert len(token) == 32
+    assert token != TOKEN
+    assert digest == token_sha256(token)
+    assert token not in digest
+
+
+def test_heartbeat_publishes_a_success_for_the_monitor(client: TestClient, bus: _Bus) -> None:
+    answer = client.post(f"/push/{TOKEN}")
+    assert answer.status_code == 200
+    assert answer.json() == {"monitor": "nightly-backup"}
+    assert client.get(f"/push/{TOKEN}").status_code == 200, "GET works for jobs that can only fetch"
+    result = bus.results[0]
+    assert (result.monitor_id, result.system_id, result.zone, result.prober_id) == (
+        "nightly-backup", "batch", "dc1", PUSH_PROBER,
+    )  # fmt: skip
+    assert result.ok
+    assert result.started_at == NOW
+
+
+def test_unknown_disabled_or_malformed_tokens_are_404_and_publish_nothing(
+    client: TestClient, bus: _Bus
+) -> None:
+    for token in ["y" * 32, "x" * 32, "short", "z" * 200]:
+        answer = client.post(f"/push/{token}")
+        assert answer.status_code == 404, token
+        assert answer.json() == {"detail": "unknown push token"}
+    assert bus.results == []
+
+
+def test_bus_failure_is_503(client: TestClient, bus: _Bus) -> None:
+    bus.fail = True
+    answer = client.post(f"/push/{TOKEN}")
+    assert answer.status_code == 503
+    assert bus.results == []
