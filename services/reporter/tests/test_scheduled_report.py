@@ -1,0 +1,133 @@
+"""The scheduled monthly report on real NATS and FerretDB with the fake LINE API: two reporters fed
+by the incident stream produce October's report exactly once, store it with its metadata and push
+one Thai summary to the management group; a reporter started afterwards (a restart) does not
+produce it again."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+from nats.js import JetStreamContext
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fao.reporter.app import Reporter, build_reporter
+from fao.reporter.archive import REPORTS
+from fao.reporter.line_push import retry_key
+from fao.reporter.read_model import FACTS
+from fao.reporter.settings import ReporterSettings
+from fao.runtime.inventory import SYSTEMS, TEAMS
+from fao.runtime.store import Document
+from fao.schemas import Incident, IncidentEvent, System, Team
+from fao.testing.fake_line import FakeLineServer
+from fao.testing.inprocess import serving
+
+GROUP = "C" + "a" * 32
+NOW = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # 2 Nov 10:00 Bangkok: October is due (day 1, 06:00)
+T0 = datetime(2026, 10, 5, 7, 3, tzinfo=UTC)
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {within}s waiting for: {what}")
+
+
+def incident_event(
+    incident_id: str, system_id: str, status: str, at: datetime, **fields: object
+) -> IncidentEvent:
+    incident = Incident.model_validate(
+        {"id": incident_id, "system_id": system_id, "status": status, "title": "หน้าเว็บไม่ตอบสนอง",
+         "started_at": T0, "severity": "critical", "alerted": True, **fields}
+    )  # fmt: skip
+    return IncidentEvent(
+        event_id=uuid4(), type="opened" if status == "open" else "resolved", at=at, incident=incident
+    )
+
+
+async def test_two_reporters_produce_the_monthly_report_once(
+    js: JetStreamContext,
+    nats_url: str,
+    mongo_url: str,
+    mongo_db: AsyncDatabase[Document],
+    fake_line: FakeLineServer,
+    tmp_path: Path,
+) -> None:
+    team = Team(id="apps", name="ทีมพัฒนาระบบงาน")
+    await mongo_db[TEAMS].insert_one({"_id": team.id, **team.model_dump(mode="json")})
+    for system in (
+        System(id="payroll", name="Payroll", name_th="ระบบเงินเดือน", team="apps", sla_target=99.9),
+        System(id="web", name="Website", team="apps"),
+    ):
+        await mongo_db[SYSTEMS].insert_one({"_id": system.id, **system.model_dump(mode="json")})
+    events = [
+        incident_event("inc-1", "payroll", "open", T0),
+        incident_event(
+            "inc-1", "payroll", "resolved", T0 + timedelta(hours=1), resolved_at=T0 + timedelta(hours=1)
+        ),
+    ]
+    for e in events:
+        await js.publish(f"fao.incidents.v1.{e.type}", e.model_dump_json().encode())
+
+    settings = ReporterSettings(
+        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1,
+        reports_dir=tmp_path / "reports", report_day=1, report_hour=6, report_check_interval=0.1,
+        report_line_group=GROUP, line_channel_access_token="test-token", line_api_base=fake_line.base_url,
+    )  # fmt: skip
+    reporters: list[Reporter] = [build_reporter(settings, clock=lambda: NOW) for _ in range(2)]
+
+    async def done() -> bool:
+        doc = await mongo_db[REPORTS].find_one({"_id": "report:2026-10"})
+        return doc is not None and doc.get("state") == "done"
+
+    async with serving(reporters[0].app), serving(reporters[1].app):
+        await until(done, 60, "October's report stored as done")
+        seen = [r.scheduler.checks for r in reporters]
+
+        async def both_looked_again() -> bool:
+            return all(r.scheduler.checks >= n + 2 for r, n in zip(reporters, seen, strict=True))
+
+        await until(both_looked_again, 10, "both reporters looked at the schedule twice more")
+
+    assert sorted(key for r in reporters for key in r.scheduler.produced) == ["2026-10"]
+    [push] = fake_line.pushes
+    assert push["to"] == GROUP
+    [request] = [r for r in fake_line.requests if r.path.endswith("/push")]
+    assert request.headers["x-line-retry-key"] == retry_key("2026-10", GROUP)
+    text = push["messages"][0]["text"]
+    assert text.startswith("รายงานสรุปเหตุขัดข้องระบบเทคโนโลยีสารสนเทศ ประจำเดือนตุลาคม พ.ศ. 2569\n")
+    assert "ความพร้อมใช้งานเฉลี่ย 99.933% (2 ระบบ)" in text
+    assert "ระบบที่ต่ำสุด: ระบบเงินเดือน 99.866%" in text
+    assert text.endswith(str(tmp_path / "reports" / "fao-report-2026-10.pdf"))
+
+    doc = await mongo_db[REPORTS].find_one({"_id": "report:2026-10"})
+    assert doc is not None
+    assert (doc["period"], doc["kind"], doc["attempt"], doc["language"]) == ("2026-10", "month", 1, "th")
+    assert doc["generated_at"] == NOW
+    assert doc["figures"]["incident_count"] == 1
+    assert doc["figures"]["worst_system_ids"] == ["payroll"]
+    assert doc["line"]["retry_key"] == retry_key("2026-10", GROUP)
+    assert [f["format"] for f in doc["files"]] == ["html", "pdf", "xlsx", "json"]
+    for stored in doc["files"]:
+        data = await asyncio.to_thread(Path(stored["path"]).read_bytes)
+        assert stored["size"] == len(data)
+        assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert await mongo_db[FACTS].count_documents({}) == 1
+
+    restarted = build_reporter(settings, clock=lambda: NOW)
+    async with serving(restarted.app):
+        await until(lambda: _checked(restarted, 2), 10, "the restarted reporter looked twice")
+    assert restarted.scheduler.produced == []
+    assert len(fake_line.pushes) == 1
+
+
+async def _checked(reporter: Reporter, n: int) -> bool:
+    return reporter.scheduler.checks >= n
