@@ -462,26 +462,51 @@ def _send(
 
 @app.command("check")
 def check_cmd(
-    monitor_id: Annotated[str, typer.Argument(help="Monitor id from the config folder.")],
+    monitor_id: Annotated[str | None, typer.Argument(help="Monitor id from the config folder.")] = None,
     config: Annotated[Path, typer.Option(help="Config folder holding the monitor.")] = Path(
         "examples/config"
     ),
+    url: Annotated[
+        str | None, typer.Option(help="Try an HTTP(S) check of this URL instead (no config needed).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="With --url: give up after this many seconds.")] = 10.0,
 ) -> None:
-    """Run one monitor's check now from this machine (nothing is published); exit 1 when down."""
-    from fao.cli.check import UnknownMonitorError, describe, find_monitor, run_check
+    """Run one monitor's check now from this machine (nothing is published) and show what it
+    observed; exit 1 when down."""
+    from fao.cli.check import (
+        NotRunnableError,
+        UnknownMonitorError,
+        adhoc_monitor,
+        describe,
+        find_monitor,
+        run_check,
+    )
 
+    if (monitor_id is None) == (url is None):
+        raise _fail("give a monitor id or --url URL (one of them)")
     try:
-        monitor = find_monitor(config, monitor_id)
+        monitor = adhoc_monitor(url, timeout) if url is not None else find_monitor(config, monitor_id or "")
+        outcome = asyncio.run(run_check(monitor))
     except ConfigError as exc:
         for problem in exc.problems:
             typer.secho(str(problem), fg=typer.colors.RED, err=True)
         raise _fail(f"config rejected: {len(exc.problems)} problem(s)") from None
-    except UnknownMonitorError as exc:
+    except (UnknownMonitorError, NotRunnableError) as exc:
         raise _fail(str(exc)) from None
-    outcome = asyncio.run(run_check(monitor))
     typer.echo(describe(monitor, outcome))
     if not outcome.ok:
         raise typer.Exit(code=1)
+
+
+@app.command("push-token")
+def push_token_cmd() -> None:
+    """A new token for a push monitor: give the token to the job (POST /push/<token> on the gateway),
+    put only its hash in the monitor's config (check: {type: push, token_sha256: ...})."""
+    from fao.schemas.checks import new_push_token
+
+    token, digest = new_push_token()
+    typer.echo(f"token:        {token}")
+    typer.echo(f"token_sha256: {digest}")
 
 
 @line.command("quota")

@@ -11,8 +11,10 @@ Every model has ``target_host``: the host the check talks to, for the prober's p
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
@@ -388,6 +390,17 @@ class PushCheck(FaoModel):
     @property
     def target_host(self) -> str:
         return "push"
+
+
+def push_token_sha256(token: str) -> str:
+    """What ``PushCheck.token_sha256`` holds for ``token``."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_push_token() -> tuple[str, str]:
+    """A new random push token (URL-safe, 32 characters) and its ``token_sha256``."""
+    token = secrets.token_urlsafe(24)
+    return token, push_token_sha256(token)
 
 
 CheckSpec = Annotated[

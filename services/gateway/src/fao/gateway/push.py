@@ -21,7 +21,6 @@ sends a result to ``fao.results.<monitor>`` (``fao.schemas.subjects.result_subje
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -31,23 +30,15 @@ import structlog
 from fastapi import APIRouter, HTTPException
 
 from fao.schemas import CheckResult, Monitor
+from fao.schemas.checks import new_push_token, push_token_sha256
 
 log = structlog.get_logger()
 
 PUSH_PROBER: Final = "gateway"
 """The ``prober_id`` of heartbeat results."""
 
-TOKEN_BYTES: Final = 24
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_push_token() -> tuple[str, str]:
-    """A new random token (URL-safe, 32 characters) and the SHA-256 to put in the monitor's config."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    return token, token_sha256(token)
+token_sha256 = push_token_sha256
+__all__ = ["PUSH_PROBER", "PushHeartbeats", "new_push_token", "push_router", "token_sha256"]
 
 
 class PushHeartbeats:
