@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import structlog
 
-from fao.notifier import deliveries, digest, outbox
+from fao.notifier import deliveries, digest, escalation, outbox
 from fao.notifier.channels.registry import ChannelContext, ChannelRegistry
 from fao.notifier.digest import StormPolicy
 from fao.notifier.dispatcher import Notifier, utc_now
@@ -34,7 +34,7 @@ SERVICE = "notifier"
 # Recording fails only while MongoDB does: with the 30 s back-off cap this is about a day of
 # redeliveries before the event goes to the dead letters (never silently dropped).
 DELIVERY_ATTEMPTS = 2880
-INDEXES = [*deliveries.INDEXES, *outbox.INDEXES, *digest.INDEXES]
+INDEXES = [*deliveries.INDEXES, *outbox.INDEXES, *escalation.INDEXES, *digest.INDEXES]
 
 __all__ = ["INDEXES", "SERVICE", "NotifierSettings", "build"]
 

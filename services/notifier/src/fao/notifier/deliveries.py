@@ -65,7 +65,7 @@ FINAL_STATUSES: Final[frozenset[str]] = frozenset(
 # Final and the group has the message (or, without a token, it was kept for it in the outbox).
 DELIVERED_STATUSES: Final[frozenset[str]] = frozenset({"sent", "outbox"})
 # An incident's messages in their life order; a tie in ``at`` is broken by this.
-KIND_RANK: Final[dict[str, int]] = {"problem": 0, "acknowledged": 1, "fixed": 2}
+KIND_RANK: Final[dict[str, int]] = {"problem": 0, "escalation": 1, "acknowledged": 2, "fixed": 3}
 
 INDEXES: Final = [
     IndexSpec(DELIVERIES, [("incident_id", 1)]),

@@ -37,10 +37,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.notifier.broken import BrokenTargets
 from fao.notifier.channels.registry import ChannelRegistry, line_channel
 from fao.notifier.claims import ClaimStore
-from fao.notifier.deliveries import LINE, DeliveryStore
+from fao.notifier.deliveries import LINE, Delivery, DeliveryStore
 from fao.notifier.digest import StormDigests, StormPolicy
 from fao.notifier.errors import DeliveryError
+from fao.notifier.escalation import Escalator
 from fao.notifier.line_channel import Sender
+from fao.notifier.oa_reports import ReportFollowUp
 from fao.notifier.outbox import Outbox
 from fao.notifier.quota import QuotaWatch
 from fao.notifier.render import Catalogue, render_event, should_send
@@ -80,9 +82,9 @@ class Notifier:
         give_up_after: float = 23 * 3600.0,
         clock: Clock = utc_now,
         jitter: Callable[[], float] = random.random,
-        channels: ChannelRegistry | None = None,
         storm: StormPolicy | None = None,
         quota: QuotaWatch | None = None,
+        channels: ChannelRegistry | None = None,
     ) -> None:
         # ``channels``: every configured channel (the service passes the registry built from its
         # settings); None: LINE through ``sender`` (the outbox without one) and nothing else.
@@ -107,6 +109,18 @@ class Notifier:
             backoff_max=backoff_max,
             give_up_after=give_up_after,
             jitter=jitter,
+        )
+        self.escalations = Escalator(
+            db,
+            routes=self._routes,
+            deliveries=self._deliveries,
+            catalogue=catalogue,
+            recorded=self._recorded,
+            clock=clock,
+            reload_interval=sweep_interval,
+        )
+        self._reports = ReportFollowUp(
+            db, deliveries=self._deliveries, catalogue=catalogue, recorded=self._recorded
         )
         # Storm digests (off by default here: the service passes the settings' policy) and the
         # LINE quota watch (None without a LINE token).
@@ -138,6 +152,7 @@ class Notifier:
         await self.flush_digests()
         await self.watch.tick(self._clock())
         self._supervisor = asyncio.create_task(self._supervise(), name="notifier-supervisor")
+        await self.escalations.start()
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109  # a bound on shutdown, not a cancel scope
         """Refuse new events, stop the supervisor, let the tries in flight finish (≤ ``timeout`` s)."""
@@ -148,6 +163,7 @@ class Notifier:
                 await self._supervisor
         if self.quota is not None:
             await self.quota.stop()
+        await self.escalations.stop()
         await self.workers.drain(timeout)
         await self.channels.stop()
 
@@ -157,7 +173,7 @@ class Notifier:
         if self._supervisor is None or self._supervisor.done() or self._last_sweep is None:
             return False
         age = asyncio.get_running_loop().time() - self._last_sweep
-        return age <= max(3 * self._sweep_interval, 3 * TICK + 10.0)
+        return age <= max(3 * self._sweep_interval, 3 * TICK + 10.0) and self.escalations.healthy()
 
     def figures(self) -> Figures:
         return self.watch.figures(self._clock())
@@ -192,8 +208,13 @@ class Notifier:
     async def flush_digests(self) -> None:
         """Record the digest of every storm window that has ended, and send it."""
         for delivery in await self.digests.flush_due(self._clock()):
-            self.watch.recorded(delivery)
-            self.workers.wake(delivery.target)
+            self._recorded(delivery)
+
+    def _recorded(self, delivery: Delivery) -> None:
+        """A delivery recorded outside the event's own ones (escalation, report follow-up): count
+        it as undelivered and wake its target's worker."""
+        self.watch.recorded(delivery)
+        self.workers.wake(delivery.target)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -201,6 +222,9 @@ class Notifier:
         """Record the event's deliveries (raise to have the event redelivered)."""
         if self._closing:
             raise DeliveryError("the notifier is stopping; the event will be redelivered", permanent=False)
+        await self.escalations.observe(event)
+        if event.type == "resolved":
+            await self._reports.resolved(event, self._clock())
         incident = event.incident
         bound = log.bind(event_id=str(event.event_id), event_type=event.type, incident=incident.id)
         kind = should_send(event)
@@ -236,4 +260,6 @@ class Notifier:
         )
         for plan in route.plans:
             self.workers.wake(plan.target.address)
+        if kind == "problem":
+            await self.escalations.arm(event, route)
         EVENTS.labels(event.type, "recorded").inc()

@@ -35,24 +35,35 @@ into commands; fixed and acknowledged messages have none.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any, Final, Literal, get_args
 from urllib.parse import urlencode
+from uuid import UUID
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fao.notifier.settings import Language
 from fao.runtime.thai import BANGKOK, format_thai_datetime, format_thai_duration
-from fao.schemas import PLATFORM_SYSTEM, CommandSource, IncidentEvent, IncidentKind, Severity, System
+from fao.schemas import (
+    PLATFORM_SYSTEM,
+    CommandSource,
+    Incident,
+    IncidentEvent,
+    IncidentKind,
+    Severity,
+    System,
+)
 
+# escalation: an unacknowledged problem, told again to the people and groups of a policy step;
+# report_resolved: to a person who reported the problem to the Official Account, when it is resolved.
 # digest: many messages of one group in a storm (or while the LINE quota runs low), as one
 # (fao.notifier.digest, render_digest).
-MessageKind = Literal["problem", "fixed", "acknowledged", "digest"]
+MessageKind = Literal["problem", "fixed", "acknowledged", "escalation", "report_resolved", "digest"]
 
 MAX_ALT_TEXT_CHARS: Final = 1500
 MAX_BUBBLE_BYTES: Final = 30 * 1024
@@ -199,6 +210,36 @@ class _DeliveryNotices(_Strict):
     recovered: str = Field(min_length=1)
 
 
+class _Escalation(_Strict):
+    """A problem nobody has acknowledged, told again (an escalation step or one of its reminders)."""
+
+    header: str = Field(min_length=1)
+    alt_text: str = Field(min_length=1)
+    waiting: str = Field(min_length=1)
+    """The label of the row saying for how long nobody has acknowledged it."""
+    reminder: str = Field(min_length=1)
+    """Added when it is a step's reminder ({count}: which one)."""
+
+
+# The only values a message to a citizen may show: no system, host, URL or error detail.
+REPORT_PLACEHOLDERS: Final = ("reference", "resolved_at")
+
+
+class _Reports(_Strict):
+    """Messages to a person who reported a problem to the Official Account (often a citizen)."""
+
+    resolved: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _only_public_values(self) -> _Reports:
+        try:
+            self.resolved.format_map(dict.fromkeys(REPORT_PLACEHOLDERS, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            allowed = ", ".join(REPORT_PLACEHOLDERS)
+            raise ValueError(f"reports.resolved: only {allowed} may be used, not {exc}") from exc
+        return self
+
+
 class _Digest(_Strict):
     """A digest (``fao.notifier.render_digest``): many incidents of one group in one message."""
 
@@ -249,6 +290,8 @@ class Catalogue(_Strict):
     severity: dict[Severity, str]
     buttons: _Buttons
     delivery: _DeliveryNotices
+    escalation: _Escalation
+    reports: _Reports
     digest: _Digest
     quota: _QuotaNotices
     calendar: _Calendar | None = None
@@ -267,6 +310,8 @@ class Catalogue(_Strict):
         yield "resolved_by", self.resolved_by
         for name, text in self.delivery:
             yield f"delivery.{name}", text
+        for name, text in self.escalation:
+            yield f"escalation.{name}", text
         for name, text in self.digest:
             yield f"digest.{name}", text
 
@@ -636,3 +681,83 @@ def render_delivery_notice(
         count=str(undelivered),
     )
     return _shorten(_one_line(template.format_map(values)), MAX_TEXT_CHARS)
+
+
+ESCALATION_COLOR: Final = "#BF360C"
+MAX_REFERENCE_CHARS: Final = 40
+
+
+def render_escalation(
+    incident: Incident, system: System | None, cat: Catalogue, *, waited: timedelta, reminder: int = 0
+) -> RenderedMessage:
+    """The message of an escalation step: ``incident`` (still open) has not been acknowledged for
+    ``waited``; ``reminder`` > 0 when it is the step's n-th reminder. A Flex bubble with the same
+    Acknowledge / Resolve buttons (same postback data) as the problem message, so whoever it
+    reaches can act on it."""
+    # The escalation as the (never published) event it stands for, to format the same fields.
+    event = IncidentEvent(
+        event_id=UUID(int=0), type="escalated", at=incident.started_at + waited, incident=incident
+    )
+    fields = replace(
+        message_fields(event, system, cat, "escalation"),
+        duration=cat.format_duration(waited),
+        count=str(reminder),
+    )
+    words = cat.escalation
+    reminder_line = _fill(words.reminder, fields) if reminder > 0 else ""
+    alt_text = _shorten(
+        " · ".join(part for part in (_fill(words.alt_text, fields), reminder_line) if part),
+        MAX_ALT_TEXT_CHARS,
+    )
+    labels = cat.labels.model_dump()
+    keys = [key for key in ("title", "cause", "severity", "started_at") if getattr(fields, key)]
+    rows = [(key, labels[key], getattr(fields, key)) for key in keys]
+    rows += [("waiting", words.waiting, fields.duration), ("incident", labels["incident"], fields.incident)]
+    lines = [
+        words.header,
+        *([reminder_line] if reminder_line else []),
+        f"{labels['system']}: {fields.system}",
+    ]
+    lines += [f"{label}: {value}" for _, label, value in rows]
+    body: list[dict[str, Any]] = [_text(fields.system, weight="bold", size="lg", color=TEXT_COLOR)]
+    if reminder_line:
+        body.append(_text(reminder_line, size="sm", weight="bold", color=NOTE_COLOR, margin="sm"))
+    body.append({"type": "separator", "margin": "md"})
+    for key, label, value in rows:
+        color = SEVERITY_COLORS[fields.severity_level] if key == "severity" else TEXT_COLOR
+        body.append(_row(label, value, color))
+    bubble: dict[str, Any] = {
+        "type": "bubble",
+        "size": "mega",
+        "header": {
+            "type": "box",
+            "layout": "vertical",
+            "backgroundColor": ESCALATION_COLOR,
+            "paddingAll": "12px",
+            "contents": [_text(words.header, weight="bold", size="md", color="#FFFFFF")],
+        },
+        "body": {"type": "box", "layout": "vertical", "spacing": "sm", "contents": body},
+    }
+    if all(
+        utf16_units(postback_data(action, incident.id)) <= MAX_POSTBACK_DATA_UNITS
+        for action in ("ack", "resolve")
+    ):
+        bubble["footer"] = {
+            "type": "box",
+            "layout": "horizontal",
+            "spacing": "sm",
+            "contents": [_button("ack", incident.id, cat), _button("resolve", incident.id, cat)],
+        }
+    return RenderedMessage(kind="escalation", alt_text=alt_text, text="\n".join(lines), bubble=bubble)
+
+
+def render_report_resolved(
+    references: Sequence[str], resolved_at: datetime, cat: Catalogue
+) -> RenderedMessage:
+    """The text message to a person who reported a problem to the Official Account: their report
+    (``references``: the reference numbers they were given) is resolved, and when. Nothing else:
+    the catalogue's template may use only ``REPORT_PLACEHOLDERS``."""
+    shown = ", ".join(dict.fromkeys(_shorten(_one_line(r), MAX_REFERENCE_CHARS) for r in references))
+    values = {"reference": shown, "resolved_at": cat.format_datetime(resolved_at)}
+    text = _shorten(_one_line(cat.reports.resolved.format_map(values)), MAX_TEXT_CHARS)
+    return RenderedMessage(kind="report_resolved", alt_text=text, text=text, bubble=None)
