@@ -70,6 +70,10 @@ DEFAULT_USER_AGENT = "fao-prober/0.1 (+uptime check)"
 _UTF8_NAMES = frozenset({"utf-8", "ascii"})
 
 
+class ClientCertificateError(Exception):
+    """The configured client certificate or key cannot be read (the prober's set-up, not the target)."""
+
+
 class HttpChecker:
     """Runs ``HttpCheck`` specs. Create one per process; call ``aclose()`` on shutdown."""
 
@@ -124,7 +128,12 @@ class HttpChecker:
             if not spec.verify_tls:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            context.load_cert_chain(spec.client_cert, spec.client_key)
+            try:
+                context.load_cert_chain(spec.client_cert, spec.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientCertificateError(
+                    f"client certificate {spec.client_cert} cannot be loaded: {exc.strerror or exc}"
+                ) from None
             self._client_contexts[key] = context
         return context
 
@@ -133,14 +142,13 @@ class HttpChecker:
         started = time.perf_counter()
         phases = SimpleNamespace(dns_ms=None, connect_ms=None, first_byte_ms=None, mark=started)
         try:
-            headers, auth = _credentials(spec)
+            headers = _headers(spec)
             session = self._get_session()
             async with session.request(
                 spec.method,
                 str(spec.url),
                 headers=headers,
                 data=spec.body,
-                auth=auth,
                 allow_redirects=spec.follow_redirects,
                 ssl=self._ssl(spec),
                 timeout=self._client_timeout(timeout),
@@ -185,7 +193,7 @@ class HttpChecker:
                             observations=_observed(phases, answer),
                         )
                 return Outcome.success(latency, status, observations=_observed(phases, answer))
-        except MissingSecretError as exc:
+        except (MissingSecretError, ClientCertificateError) as exc:
             return Outcome.failure(ErrorKind.INTERNAL, str(exc), (time.perf_counter() - started) * 1000.0)
         except Exception as exc:  # translated to data at this boundary, see the module docstring
             kind, detail = classify_http_error(exc, timeout)
@@ -199,16 +207,18 @@ class HttpChecker:
             await session.close()
 
 
-def _credentials(spec: HttpCheck) -> tuple[dict[str, str] | None, aiohttp.BasicAuth | None]:
-    """The request's headers and basic auth, with secrets read from the environment now."""
-    headers: dict[str, str] | None = spec.headers or None
-    auth = None
+def _headers(spec: HttpCheck) -> dict[str, str] | None:
+    """The request's headers, with the ``Authorization`` made now from the secrets in the environment."""
     if spec.basic_auth is not None:
-        auth = aiohttp.BasicAuth(spec.basic_auth.username, secret(spec.basic_auth.password_env) or "")
+        password = secret(spec.basic_auth.password_env) or ""
+        return {
+            **spec.headers,
+            "Authorization": aiohttp.encode_basic_auth(spec.basic_auth.username, password),
+        }
     token = secret(spec.bearer_token_env)
     if token is not None:
-        headers = {**spec.headers, "Authorization": f"Bearer {token}"}
-    return headers, auth
+        return {**spec.headers, "Authorization": f"Bearer {token}"}
+    return spec.headers or None
 
 
 def _observed(phases: SimpleNamespace, answer: str | None = None) -> Observations:
