@@ -98,18 +98,20 @@ class Formatter:
         sign = "+" if value > 0 else "−" if value < 0 else "±"
         return self.digits(f"{sign}{abs(value):,}")
 
-    def duration(self, value: timedelta | None) -> str:
+    def duration(self, value: timedelta | None, *, units: int = 3) -> str:
+        """ "1 วัน 2 ชม. 3 นาที" / "1 d 2 h 3 min"; at most `units` parts, the largest (tables use 2)."""
         if value is None:
             return NO_VALUE
         if self.language == "th":
-            return self.digits(format_thai_duration(value))
+            words = format_thai_duration(value).split(" ")
+            return self.digits(" ".join(words[: 2 * units]))
         total = value // timedelta(seconds=1)
         if total < 60:
             return f"{total} s"
         days, rest = divmod(total, 86_400)
         hours, rest = divmod(rest, 3_600)
         parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (rest // 60, "min")) if n]
-        return " ".join(parts)
+        return " ".join(parts[:units])
 
     def signed_duration(self, value: timedelta) -> str:
         if value == timedelta(0):
