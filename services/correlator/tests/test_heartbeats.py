@@ -87,3 +87,13 @@ def test_disabled_and_other_monitors_are_not_watched() -> None:
     other = Sim([system("web")], [monitor("web-home", "web")])
     other.step(500)
     assert missed_heartbeats(other.world(), other.now) == []
+
+
+def test_a_push_monitor_never_makes_its_zone_look_silent() -> None:
+    """No prober runs it: a long grace before the first miss is not a silent-prober incident."""
+    spec = {"type": "push", "token_sha256": TOKEN_SHA, "grace": 3600}
+    sim = Sim([system("batch")], [monitor("nightly", "batch", check=spec, interval=60, timeout=1)])
+    sim.watch_silence = True
+    heartbeat(sim)
+    watch(sim, 600)
+    assert [i.kind for i in sim.incidents.open()] == []

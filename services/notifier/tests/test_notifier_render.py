@@ -249,6 +249,7 @@ KIND_HEADERS: dict[str, dict[IncidentKind, tuple[str, str]]] = {
         "zone": ("🟡 ปัญหาเฉพาะโซน", "✅ โซนกลับมาปกติ"),
         "prober_silent": ("⚪ เครื่องตรวจหยุดรายงานผล", "✅ เครื่องตรวจกลับมารายงานผลแล้ว"),
         "manual": ("📣 มีผู้แจ้งปัญหา", "✅ แก้ไขปัญหาที่แจ้งแล้ว"),
+        "slow": ("🐢 ระบบตอบสนองช้า", "✅ ระบบตอบสนองเป็นปกติแล้ว"),
     },
     "en": {
         "outage": ("🔴 System down", "✅ System back to normal"),
@@ -256,6 +257,7 @@ KIND_HEADERS: dict[str, dict[IncidentKind, tuple[str, str]]] = {
         "zone": ("🟡 Zone problem", "✅ Zone back to normal"),
         "prober_silent": ("⚪ Probers stopped reporting", "✅ Probers reporting again"),
         "manual": ("📣 Problem reported", "✅ Reported problem fixed"),
+        "slow": ("🐢 Responding slowly", "✅ Responding normally again"),
     },
 }
 PLATFORM_KINDS: tuple[IncidentKind, ...] = ("zone", "prober_silent")
@@ -352,6 +354,19 @@ def test_prober_silent_says_the_probers_of_the_zone_stopped_reporting(th: Catalo
     assert "เครื่องตรวจของโซน chiangmai กลับมารายงานผลแล้ว" in fixed.alt_text
     en = render_event(event("opened", kind_incident("prober_silent")), None, load_catalogue("en"))
     assert en.alt_text.startswith("⚪ Probers of zone chiangmai stopped reporting")
+
+
+def test_slow_says_up_but_slow_with_the_rule_that_was_broken(th: Catalogue) -> None:
+    slow = kind_incident(
+        "slow",
+        title="หน้าแรก: slower than 800 ms",
+        cause="3 of the last 5 checks slower than 800 ms (latest 1200 ms)",
+    )
+    message = render_event(event("opened", slow), SYSTEM, th)
+    assert message.alt_text.startswith("🐢 พอร์ทัลบริการภาครัฐ ยังใช้งานได้แต่ตอบสนองช้า: หน้าแรก: slower than 800 ms")
+    assert "3 of the last 5 checks slower than 800 ms (latest 1200 ms)" in message.alt_text
+    fixed = render_event(event("resolved", slow), SYSTEM, load_catalogue("en"))
+    assert fixed.alt_text.startswith("✅ e-Gov Portal responds at normal speed again (slow for ")
 
 
 def test_manual_report_shows_who_reported_and_what_they_wrote(th: Catalogue) -> None:

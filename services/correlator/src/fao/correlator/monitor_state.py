@@ -45,6 +45,9 @@ class MonitorState(BaseModel):
     clear_since: datetime | None = None  # neither since (after having been)
     # A person resolved its incident while it still failed: no new incident until it recovers.
     silenced: bool = False
+    # max_latency: for the last ``of`` successful results, whether each was slower than max_ms.
+    slow_window: tuple[bool, ...] = ()
+    slow: bool = False
 
     @property
     def problem(self) -> bool:
@@ -61,6 +64,7 @@ class MonitorState(BaseModel):
             self.status,
             self.flapping,
             self.silenced,
+            self.slow,
             self.problem_since,
             self.clear_since,
             self.down_since,

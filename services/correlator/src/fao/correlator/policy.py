@@ -46,6 +46,7 @@ from fao.correlator.monitor_state import MonitorState, combine, prune_applied, s
 from fao.correlator.state_machine import Sample, ZoneState, confirm
 from fao.schemas import (
     PLATFORM_SYSTEM,
+    PROBER_SKIPS,
     CheckResult,
     Command,
     CommandRejected,
@@ -68,13 +69,15 @@ AUTO: Final = "fao:auto"
 
 
 def incident_key(incident: Incident) -> str | None:
-    """The one open incident allowed per key: per system (outage/flapping), per zone."""
+    """The one open incident allowed per key: per system (outage/flapping), per zone, per slow monitor."""
     if incident.kind in ("outage", "flapping"):
         return f"system:{incident.system_id}"
     if incident.kind == "zone":
         return f"zone:{incident.zones[0]}"
     if incident.kind == "prober_silent":
         return f"silent:{incident.zones[0]}"
+    if incident.kind == "slow":
+        return f"slow:{incident.monitor_ids[0]}"
     return None
 
 
@@ -497,8 +500,8 @@ class _Decision:
         """One incident while any monitor of ``zone`` has had no result from it for too long."""
         stale: list[str] = []
         for monitor_id, monitor in self.w.monitors.items():
-            if not monitor.enabled or zone not in monitor.zones:
-                continue
+            if not monitor.enabled or zone not in monitor.zones or monitor.check.type in PROBER_SKIPS:
+                continue  # push monitors have no prober to fall silent: missed_heartbeats watches them
             times = [t for t in (self.w.started_at, self.w.first_seen.get(monitor_id)) if t is not None]
             baseline = max(times) if times else self.now
             state = self.state(monitor_id)
@@ -527,6 +530,37 @@ class _Decision:
             self.resolve(incident, self.now)
         elif incident is not None and set(stale) != set(incident.monitor_ids):
             self.put(incident.model_copy(update={"monitor_ids": sorted(stale)}))
+
+    # -- slow, not down ------------------------------------------------------------------------
+    def reconcile_slow(self, monitor: Monitor, state: MonitorState, latency_ms: float) -> None:
+        """One ``slow`` incident per monitor while it is slow (``max_latency``: X of the last Y
+        successful checks slower than ``max_ms``); resolved when it no longer is. Minor, not an
+        outage: the system stays up in reports; muted inside maintenance windows."""
+        incident = self.open_for(f"slow:{monitor.id}")
+        rule = getattr(monitor.check, "max_latency", None)
+        if incident is None and state.slow and rule is not None:
+            what = monitor.name or monitor.id
+            slow = sum(state.slow_window)
+            opened = Incident(
+                id=make_incident_id("slow", monitor.id, self.now),
+                system_id=monitor.system,
+                monitor_ids=[monitor.id],
+                severity="minor",
+                status="open",
+                title=f"{what}: slower than {rule.max_ms:g} ms",
+                cause=f"{slow} of the last {len(state.slow_window)} checks slower than {rule.max_ms:g} ms"
+                f" (latest {latency_ms:.0f} ms)",
+                started_at=self.now,
+                zones=list(monitor.zones),
+                kind="slow",
+            )
+            window = self.maintenance(monitor.system)
+            if window is not None:
+                self.emit("opened", opened.model_copy(update={"muted": "maintenance"}))
+            else:
+                self.emit("opened", opened.model_copy(update={"alerted": True}))
+        elif incident is not None and not state.slow:
+            self.resolve(incident, self.now)
 
     # -- driving -------------------------------------------------------------------------------
     def reconcile_systems(self, system_ids: Iterable[str]) -> None:
@@ -568,9 +602,15 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
         }
     )
     after = combine(after, monitor, result.started_at)
+    rule = getattr(monitor.check, "max_latency", None)
+    if rule is not None and result.ok:
+        window = (*after.slow_window, result.latency_ms > rule.max_ms)[-rule.of :]
+        after = after.model_copy(update={"slow_window": window, "slow": sum(window) >= rule.slow})
 
     decision = _Decision(world, now)
     decision.states[monitor.id] = after
+    if after.slow != before.slow:
+        decision.reconcile_slow(monitor, after, result.latency_ms)
     system_id = monitor.system
     if after.problem and not before.problem:
         incident = decision.open_for(f"system:{system_id}")
@@ -660,6 +700,9 @@ def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable
             decision.reconcile_zone(incident.zones[0], ())
     for zone in zones:
         decision.reconcile_silence(zone)
+    for incident in world.incidents.open():
+        if incident.kind == "slow" and incident.monitor_ids[0] not in world.monitors:
+            decision.resolve(incident, now, text="monitor removed from the configuration")
     return decision.outcome()
 
 

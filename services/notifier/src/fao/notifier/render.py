@@ -83,6 +83,7 @@ PROBLEM_COLORS: Final[dict[IncidentKind, str]] = {
     "zone": "#F57F17",
     "prober_silent": "#546E7A",
     "manual": "#6A1B9A",
+    "slow": "#F9A825",
 }
 FIXED_COLOR: Final = "#2E7D32"
 SEVERITY_COLORS: Final[dict[Severity, str]] = {"critical": "#B71C1C", "major": "#E65100", "minor": "#F9A825"}
@@ -172,6 +173,7 @@ class _Looks(_Strict):
     zone: _Look
     prober_silent: _Look
     manual: _Look
+    slow: _Look
 
     def of(self, kind: IncidentKind) -> _Look:
         looks: dict[IncidentKind, _Look] = {
@@ -180,6 +182,7 @@ class _Looks(_Strict):
             "zone": self.zone,
             "prober_silent": self.prober_silent,
             "manual": self.manual,
+            "slow": self.slow,
         }
         return looks[kind]
 
