@@ -1,25 +1,33 @@
-"""Bench: CPU cost of an HTTP check through the prober's real hot path.
+"""Bench: CPU cost of an HTTP check through the prober's real hot path, publishing to NATS.
 
 Runs N HTTP checks (default 5,000) per phase at concurrency 50 against a local aiohttp.web server
-that runs in a separate process on 127.0.0.1, and prints checks/s (wall), CPU µs per check of this
-process (``time.process_time``) and the ratio to blackbox_exporter's ≈280 µs per probe
-(../shared/notes/prober-performance.md). Phases of each run:
+that runs in a separate process on 127.0.0.1, with a real nats-server (JetStream, Fao's streams)
+started for the run, and prints checks/s (wall), CPU µs per check of this process
+(``time.process_time``) and **checks per CPU-second**. Phases of each run:
 
 * ``bare``: a plain aiohttp ``ClientSession(TCPConnector(force_close=True))`` loop reading each body,
   exactly the notes' "aiohttp new conn" row (156 µs asyncio / 127 µs uvloop on the reference box).
   It calibrates this machine: loopback TCP costs differ a lot between machines and VMs.
 * ``checker``: ``HttpChecker.run`` alone, 50 workers in a loop (the HTTP part of a check).
-* ``full``: ``ProbeRunner`` + ``Scheduler`` + ``HttpChecker`` + ``CheckResult`` + ``BatchingSink``
-  (flushing into a no-op counter), i.e. everything but the bus. Each check is a separate monitor that
-  is due at once, so the runner stays saturated.
+* ``single``: ``ProbeRunner`` + ``Scheduler`` + ``HttpChecker`` + ``CheckResult``, each result
+  published as its own JetStream message awaiting its own ack (``fao.results.<monitor>``, 256 at a
+  time, every 50 ms): the prober's publishing before result batches, kept here as the baseline.
+* ``full``: the prober's path today: the same, with ``Batcher`` + ``BatchingSink`` publishing
+  ``ResultBatch`` messages (``fao.results.batch.<zone>.<partition>``).
 * ``bookkeeping``: the ``full`` path with an in-process checker that answers at once (no network):
-  what the prober adds to each check on top of the HTTP exchange. Stable where network phases are
-  noisy.
+  what the prober adds to each check on top of the HTTP exchange, publishing included. Stable
+  where network phases are noisy.
+
+Every phase that publishes ends when JetStream has acknowledged all N results; the results are then
+counted from the stream (outside the measured time; the stream is purged between phases) and the
+phase fails unless all N are there. The nats-server's own CPU per check is printed beside.
 
 CPU time is measured around the checks after a warm-up, as in the notes; monitors are built and a
 full garbage collection is run before the clock starts (otherwise the 5,000 just-built monitors
-trigger full collections inside the measured window, which a long-running prober does not see). "Normalized" scales ``full`` by (reference ``bare`` / measured ``bare``) to estimate
-the cost on the reference box. With 2+ CPUs the server is pinned to CPU 0 and this process to CPU 1.
+trigger full collections inside the measured window, which a long-running prober does not see).
+"Normalized" scales ``full`` by (reference ``bare`` / measured ``bare``) to estimate the cost on
+the reference box. With 2+ CPUs the target server and nats-server are pinned to CPU 0 and this
+process to CPU 1.
 
     python bench/prober_http.py [-n 5000] [--concurrency 50] [--runs 3] [--uvloop]
 """
@@ -28,33 +36,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import multiprocessing
 import os
-import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 from aiohttp import web
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
+from fao.prober.batches import Batch, Batcher
 from fao.prober.checks import CheckerRegistry, Outcome
 from fao.prober.checks.http import HttpChecker
 from fao.prober.runner import ProbeRunner
 from fao.prober.scheduler import Scheduler
 from fao.prober.sink import BatchingSink
+from fao.runtime.bus import ensure_bus
+from fao.runtime.launch import LocalServer, start_nats
 from fao.schemas import CheckResult, HttpCheck, Monitor
+from fao.schemas import subjects as s
+from fao.schemas.results import ResultMessage
 
 EXPORTER_US_PER_CHECK = 280.0
 REFERENCE_BARE_US = {"asyncio": 156.0, "uvloop": 127.0}  # aiohttp, new connection, reference box
 BODY = b"fao bench target ok " * 10  # 200 bytes, like the nginx target in the notes
 MAX_CHECKS = 200_000
-PHASES = ("bare", "checker", "full", "bookkeeping")
+PHASES = ("bare", "checker", "single", "full", "bookkeeping")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _pin(cpu: int) -> None:
@@ -104,6 +123,7 @@ class Phase:
     wall: float
     cpu: float
     failures: int
+    server_cpu: float = 0.0  # nats-server's CPU seconds during the phase
 
     @property
     def rate(self) -> float:
@@ -114,15 +134,95 @@ class Phase:
         return self.cpu / self.checks * 1e6
 
     @property
+    def per_cpu_second(self) -> float:
+        return self.checks / self.cpu
+
+    @property
     def ratio(self) -> float:
         return EXPORTER_US_PER_CHECK / self.cpu_us
 
 
-class _NoSpread(random.Random):
-    """New monitors are due at once (no initial offset): keeps the runner saturated."""
+class _StartNow:
+    """Cadence whose grid starts when a monitor is first planned: new monitors are due at once,
+    which keeps the runner saturated."""
 
-    def random(self) -> float:
+    def __init__(self) -> None:
+        self._phases: dict[str, float] = {}
+
+    def phase(self, monitor_id: str, interval: float) -> float:
+        return self._phases.setdefault(monitor_id, time.monotonic())
+
+    def jitter(self, monitor_id: str, interval: float, slot: float, bound: float) -> float:
         return 0.0
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class _Progress:
+    """Results JetStream has acknowledged; ``reached`` is set once there are ``target``."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.target = 0
+        self.reached = asyncio.Event()
+
+    def add(self, count: int) -> None:
+        self.acked += count
+        if self.acked >= self.target:
+            self.reached.set()
+
+    async def wait_for(self, target: int) -> None:
+        self.target = target
+        self.reached.clear()
+        if self.acked < target:
+            await self.reached.wait()
+
+
+class _PerResultSink:
+    """The prober's publishing before result batches: results buffered (256, 50 ms) and each
+    published as its own JetStream message awaiting its own ack."""
+
+    def __init__(self, js: JetStreamContext, progress: _Progress) -> None:
+        self._js = js
+        self._progress = progress
+        self._buffer: list[CheckResult] = []
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, result: CheckResult) -> None:
+        self._buffer.append(result)
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop())
+        if len(self._buffer) >= 256:
+            self._full.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._full.wait()
+            self._full.clear()
+            batch, self._buffer = self._buffer[:256], self._buffer[256:]
+            await asyncio.gather(
+                *(
+                    self._js.publish(
+                        s.result_subject(r.monitor_id), r.model_dump_json().encode(),
+                        headers={"Nats-Msg-Id": r.msg_id}, timeout=5.0,
+                    )
+                    for r in batch
+                )
+            )  # fmt: skip
+            self._progress.add(len(batch))
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class _InstantChecker:
@@ -188,69 +288,111 @@ async def _checker_phase(url: str, n: int, concurrency: int) -> Phase:
     return Phase("checker", n, wall, cpu, failures)
 
 
-async def _full_phase(url: str, n: int, concurrency: int, *, instant: bool = False) -> Phase:
-    delivered = 0
-    failures = 0
-    target = 0
-    done = asyncio.Event()
+async def _stored_results(js: JetStreamContext) -> list[CheckResult]:
+    """Every result in the results stream (single messages and batches)."""
+    stored = (await js.stream_info(s.RESULTS_STREAM)).state.messages
+    sub = await js.pull_subscribe(
+        s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    results: list[CheckResult] = []
+    while stored > 0:
+        messages = await sub.fetch(min(stored, 256), timeout=10)
+        stored -= len(messages)
+        for msg in messages:
+            results.extend(ResultMessage.model_validate_json(msg.data).results)
+    await sub.unsubscribe()
+    return results
 
-    async def flush(batch: list[CheckResult]) -> None:
-        """The no-op publisher: counts results (keeping them would add GC work a bus does not)."""
-        nonlocal delivered, failures
-        delivered += len(batch)
-        failures += sum(1 for result in batch if not result.ok)
-        if delivered >= target:
-            done.set()
 
+async def _full_phase(
+    url: str,
+    n: int,
+    concurrency: int,
+    js: JetStreamContext,
+    nats_pid: int,
+    *,
+    name: str,
+    instant: bool = False,
+) -> Phase:
+    """``single``, ``full`` or ``bookkeeping``: the runner saturated with N due monitors, every
+    result published to JetStream; done when all are acknowledged, then counted from the stream."""
     registry = CheckerRegistry({"http": _InstantChecker()}) if instant else CheckerRegistry.builtin()
-    sink = BatchingSink(flush, max_size=256, max_delay=0.05)
+    zone = f"bench-{name}"
+    progress = _Progress()
+    sink: BatchingSink | _PerResultSink
+    if name == "single":
+        sink = _PerResultSink(js, progress)
+    else:
+
+        async def publish(batch: Batch) -> None:
+            await js.publish(batch.subject, batch.body, headers=batch.headers, timeout=5.0)
+            progress.add(batch.count)
+
+        batcher = Batcher(prober_id="bench-1", zone=zone, boot=time.time_ns() // 1000)
+        sink = BatchingSink(batcher, publish)
     runner = ProbeRunner(
-        Scheduler(_NoSpread()), registry, sink, zone="bench", prober_id="bench-1", concurrency=concurrency
+        Scheduler(_StartNow()), registry, sink, zone=zone, prober_id="bench-1", concurrency=concurrency
     )
     task = asyncio.create_task(runner.run())
     warmup, measured = _monitors("w", concurrency, url), _monitors("m", n, url)
 
-    target = len(warmup)
     for monitor in warmup:
         runner.upsert(monitor)
-    await done.wait()
-    done.clear()
-    failures = 0
-    target += n
+    await progress.wait_for(len(warmup))
     for monitor in measured:  # synchronous: no check starts before the clock does
         runner.upsert(monitor)
     gc.collect()  # steady state: the new monitors are old objects, as in a prober that has been running
+    server0 = _process_cpu(nats_pid)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    await done.wait()
+    await progress.wait_for(len(warmup) + n)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    server_cpu = _process_cpu(nats_pid) - server0
 
     runner.stop()
     await task
     await sink.aclose()
     await registry.aclose()
-    if delivered != target:
-        raise RuntimeError(f"expected {target} results, got {delivered}")
-    return Phase("bookkeeping" if instant else "full", n, wall, cpu, failures)
+    stored = [r for r in await _stored_results(js) if r.monitor_id.startswith("m")]
+    await js.purge_stream(s.RESULTS_STREAM)
+    if len(stored) != n or len({r.monitor_id for r in stored}) != n:
+        raise RuntimeError(f"{name}: expected {n} results in the stream, found {len(stored)}")
+    failures = sum(1 for r in stored if not r.ok)
+    return Phase(name, n, wall, cpu, failures, server_cpu)
 
 
-async def _bench(url: str, n: int, concurrency: int, runs: int, max_seconds: float) -> list[Phase]:
+async def _bench(
+    url: str, nats_server: LocalServer, n: int, concurrency: int, runs: int, max_seconds: float
+) -> list[Phase]:
     phases: list[Phase] = []
-    async with asyncio.timeout(max_seconds):
-        for _ in range(runs):
-            phases.append(await _bare_phase(url, n, concurrency))
-            phases.append(await _checker_phase(url, n, concurrency))
-            phases.append(await _full_phase(url, n, concurrency))
-            phases.append(await _full_phase(url, n, concurrency, instant=True))
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_bus(js)
+    pid = nats_server.process.pid
+    try:
+        async with asyncio.timeout(max_seconds):
+            for _ in range(runs):
+                phases.append(await _bare_phase(url, n, concurrency))
+                phases.append(await _checker_phase(url, n, concurrency))
+                phases.append(await _full_phase(url, n, concurrency, js, pid, name="single"))
+                phases.append(await _full_phase(url, n, concurrency, js, pid, name="full"))
+                phases.append(
+                    await _full_phase(url, n, concurrency, js, pid, name="bookkeeping", instant=True)
+                )
+    finally:
+        await nc.close()
     return phases
 
 
 def _report(phases: list[Phase], loop_name: str, args: argparse.Namespace) -> None:
     print(
-        f"{'phase':<12} {'checks':>7} {'checks/s wall':>14} {'CPU µs/check':>13} {'vs 280 µs':>10} {'failed':>7}"
+        f"{'phase':<12} {'checks':>7} {'checks/s wall':>14} {'CPU µs/check':>13} {'checks/CPU-s':>13}"
+        f" {'nats-server µs/check':>21} {'failed':>7}"
     )
     for p in phases:
+        server = f"{p.server_cpu / p.checks * 1e6:>21.1f}" if p.server_cpu else f"{'-':>21}"
         print(
-            f"{p.name:<12} {p.checks:>7} {p.rate:>14,.0f} {p.cpu_us:>13.1f} {p.ratio:>9.2f}× {p.failures:>7}"
+            f"{p.name:<12} {p.checks:>7} {p.rate:>14,.0f} {p.cpu_us:>13.1f} {p.per_cpu_second:>13,.0f}"
+            f" {server} {p.failures:>7}"
         )
     print()
     medians: dict[str, float] = {}
@@ -258,10 +400,15 @@ def _report(phases: list[Phase], loop_name: str, args: argparse.Namespace) -> No
         rows = [p for p in phases if p.name == name]
         rate = statistics.median(p.rate for p in rows)
         medians[name] = cpu_us = statistics.median(p.cpu_us for p in rows)
+        per_cpu_s = statistics.median(p.per_cpu_second for p in rows)
         print(
-            f"median {name:<11}: {rate:>8,.0f} checks/s wall, {cpu_us:6.1f} µs CPU/check, "
-            f"{EXPORTER_US_PER_CHECK / cpu_us:.2f}× blackbox_exporter"
+            f"median {name:<11}: {per_cpu_s:>8,.0f} checks per CPU-second ({cpu_us:6.1f} µs), "
+            f"{rate:>8,.0f} checks/s wall"
         )
+    print(
+        f"batched publishing vs one message per result: {medians['single'] / medians['full']:.2f}× the "
+        f"checks per CPU-second ({medians['single'] - medians['full']:.0f} µs less per check)"
+    )
     reference = REFERENCE_BARE_US[loop_name]
     scale = reference / medians["bare"]
     normalized = medians["full"] * scale
@@ -271,11 +418,12 @@ def _report(phases: list[Phase], loop_name: str, args: argparse.Namespace) -> No
     )
     print(
         f"full path normalized to the reference box: ≈{normalized:.0f} µs/check, "
-        f"≈{EXPORTER_US_PER_CHECK / normalized:.2f}× blackbox_exporter "
+        f"≈{EXPORTER_US_PER_CHECK / normalized:.2f}× blackbox_exporter's 280 µs there "
         f"({loop_name}, n={args.n}, c={args.concurrency}, runs={args.runs})"
     )
     print(
-        f"prober bookkeeping (runner + scheduler + CheckResult + batching): {medians['bookkeeping']:.1f} µs/check"
+        f"prober bookkeeping (runner + scheduler + CheckResult + batching + publishing): "
+        f"{medians['bookkeeping']:.1f} µs/check"
     )
 
 
@@ -296,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.n <= MAX_CHECKS or not 1 <= args.concurrency <= 1000 or not 1 <= args.runs <= 10:
         parser.error(f"need 1 <= n <= {MAX_CHECKS}, 1 <= concurrency <= 1000, 1 <= runs <= 10")
 
+    workdir = tempfile.TemporaryDirectory(prefix="fao-bench-")
+    nats_server = start_nats(Path(workdir.name) / "nats")
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(nats_server.process.pid, {0})
     ctx = multiprocessing.get_context("spawn")
     port_queue: multiprocessing.Queue[tuple[int, int]] = ctx.Queue()
     stop = ctx.Event()
@@ -307,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         port, _ = port_queue.get(timeout=30)
         url = f"http://127.0.0.1:{port}/"
         _pin(1)
-        pinned = "server on CPU 0, prober on CPU 1" if (os.cpu_count() or 1) >= 2 else "not pinned"
+        pinned = (
+            "server and nats-server on CPU 0, prober on CPU 1" if (os.cpu_count() or 1) >= 2 else "not pinned"
+        )
         server_loop = "uvloop" if args.server_uvloop else "asyncio"
         print(
             f"prober_http: target {url} (aiohttp.web on {server_loop}, separate process), prober on "
@@ -315,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         async def bench() -> None:
-            phases.extend(await _bench(url, args.n, args.concurrency, args.runs, args.max_seconds))
+            phases.extend(
+                await _bench(url, nats_server, args.n, args.concurrency, args.runs, args.max_seconds)
+            )
 
         _run(bench, args.uvloop)
         stop.set()
@@ -325,8 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         server.join(timeout=10)
         if server.is_alive():
             server.terminate()
+        nats_server.stop()
+        workdir.cleanup()
     _report(phases, loop_name, args)
-    sent = sum(p.checks for p in phases if p.name != "bookkeeping") + args.runs * (2 + args.concurrency)
+    sent = sum(p.checks for p in phases if p.name != "bookkeeping") + args.runs * (2 + 2 * args.concurrency)
     print(f"server answered {served} requests; checks sent (with warm-ups): {sent}")
     return 0 if all(p.failures == 0 for p in phases) else 1
 

@@ -10,10 +10,11 @@ Each check runs in its own task: ``registry.run`` (never raises) → ``scheduler
 monitor) → ``CheckResult`` → ``sink.submit``. ``stop()`` lets in-flight checks finish (up to
 ``drain_timeout``); cancelling ``run()`` cancels them, and their monitors are re-armed without a result.
 
-Politeness: at most ``max_per_host`` checks run against one target host at once (the URL's host, a
-TCP check's host). A due run whose host is busy waits in that host's queue, holding no concurrency
-slot, and starts — taking over the slot — when a check of that host ends; its monitor is skipped if
-it was removed meanwhile (handed to another prober: that one runs it now).
+Politeness: at most ``max_per_host`` checks run against one target host at once (each check type's
+``target_host``: a URL's host, a check's ``host``; a check without one is not limited). A due run
+whose host is busy waits in that host's queue, holding no concurrency slot, and starts — taking
+over the slot — when a check of that host ends; its monitor is skipped if it was removed meanwhile
+(handed to another prober: that one runs it now).
 """
 
 from __future__ import annotations
@@ -29,18 +30,9 @@ from fao.prober.checks.registry import CheckerRegistry
 from fao.prober.clock import Clock, SystemClock
 from fao.prober.scheduler import Due, Scheduler
 from fao.prober.sink import ResultSink
-from fao.schemas import CheckResult, CheckSpec, HttpCheck, Monitor
+from fao.schemas import CheckResult, CheckSpec, Monitor
 
 log = structlog.get_logger()
-
-
-def target_host(check: CheckSpec) -> str | None:
-    """The host a check talks to, for per-host politeness (``None``: it has none). An HTTP check's
-    is in its URL; the other types name it ``host`` (a DNS check, ``resolver``)."""
-    if isinstance(check, HttpCheck):
-        return (check.url.host or "").lower() or None
-    host = getattr(check, "host", None) or getattr(check, "resolver", None)
-    return host.lower() if isinstance(host, str) else None
 
 
 class ProbeRunner:
@@ -172,7 +164,7 @@ class ProbeRunner:
         cached = self._hosts.get(monitor.id)
         if cached is not None and cached[0] is monitor.check:
             return cached[1]
-        host = target_host(monitor.check)
+        host = monitor.check.target_host or None
         self._hosts[monitor.id] = (monitor.check, host)
         return host
 
