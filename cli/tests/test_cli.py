@@ -28,7 +28,10 @@ def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     first = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert first.exit_code == 0, first.output
     assert "+ monitor e-service-home" in first.output
-    assert "applied: 4 teams, 3 systems, 3 monitors, 1 maintenance window(s); 11 change(s)" in first.output
+    assert (
+        "applied: 4 teams, 2 people, 3 systems, 3 monitors, 1 maintenance window(s); 13 change(s)"
+        in first.output
+    )
     again = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
     assert again.exit_code == 0
     assert "0 change(s)" in again.output
@@ -51,7 +54,7 @@ def test_apply_dry_run_writes_nothing(env: None) -> None:
     assert dry.exit_code == 0
     assert "would apply" in dry.output
     real = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
-    assert "11 change(s)" in real.output, "the dry run changed nothing"
+    assert "13 change(s)" in real.output, "the dry run changed nothing"
 
 
 def test_unreachable_database_is_one_clear_line(

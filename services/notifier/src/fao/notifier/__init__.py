@@ -12,6 +12,9 @@ Modules, one concept each:
 - ``outbox``: where messages go when no LINE access token is configured, and the notices;
 - ``workers``: one worker per LINE group sends its deliveries in order, with its own retries;
 - ``watch``: undelivered and failing deliveries on /metrics, the "delivery failing" notice;
+- ``escalation_schedule`` (pure) and ``escalation``: a team's escalation policy on durable timers,
+  each due step occurrence claimed once and recorded as deliveries;
+- ``oa_reports``: the "your report is resolved" push to Official Account reporters;
 - ``dispatcher``: one event through routing and rendering to recorded deliveries, and the
   supervisor that sweeps the deliveries (start-up, crash recovery) and ticks the watch;
 - ``app``: the FastStream wiring (``build``) that ``python -m fao.notifier`` runs.

@@ -14,8 +14,9 @@ The notifier is the collection's only writer (and runs as one active instance: a
   or ``superseded`` (never sent, see ``plan_lane``); or ``unroutable`` (nowhere to send it); or
   ``digested`` (recorded as an item of its group's storm digest, ``digest`` = the digest's claim
   id: never sent alone; ``fao.notifier.digest``).
-- ``kind`` (problem, acknowledged, fixed) and ``at`` (the event's time) order an incident's
-  messages; ``message`` holds what is sent (altText, plain text, Flex JSON).
+- ``kind`` (problem, escalation, acknowledged, fixed; report_resolved, digest) and ``at`` (the
+  event's time) order an incident's messages; ``message`` holds what is sent (altText, plain
+  text, Flex JSON).
 
 Reads filter on ``status``/``target``/``incident_id`` (FerretDB scans; MongoDB uses the indexes);
 every write goes through ``_id`` only, the one filter FerretDB pushes down.

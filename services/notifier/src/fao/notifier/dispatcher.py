@@ -8,7 +8,10 @@ ends or is acknowledged; every other event is acknowledged and logged ``event_no
    groups); nowhere to go → log ``no_route``, record an ``unroutable`` delivery, done;
 2. render the message once;
 3. record one ``pending`` delivery per group, with the message (an insert with a unique ``_id``:
-   a redelivered event records nothing new), and wake those groups' workers.
+   a redelivered event records nothing new), and wake those groups' workers;
+4. a problem message arms the incident's escalation timer (``escalation.Escalator``; its own loop
+   fires the due steps); any ``acknowledged``/``resolved`` event cancels it first, and a
+   ``resolved`` one also tells the incident's Official Account reporters (``oa_reports``).
 
 The event is then acknowledged: it is durable as deliveries. Sending them, in order per incident
 and group, with retries per group, is ``workers.DeliveryWorkers``' job; ``watch.DeliveryWatch``
