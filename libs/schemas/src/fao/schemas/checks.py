@@ -16,6 +16,7 @@ import ipaddress
 import re
 import secrets
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
@@ -392,6 +393,78 @@ class PushCheck(FaoModel):
         return "push"
 
 
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ENV_PLACEHOLDER = re.compile(r"^env:[A-Z][A-Z0-9_]{0,127}$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class JourneyStep(FaoModel):
+    """One request of a journey. ``url``, ``headers``, ``form`` and ``body`` may hold ``${name}``
+    (a variable an earlier step extracted) and ``${env:NAME}`` (a secret from the environment:
+    a login form's password is never written in config)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    form: dict[str, str] = Field(default_factory=dict)
+    """Sent as ``application/x-www-form-urlencoded`` (a login form)."""
+    body: str | None = None
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: list(range(200, 400)), min_length=1
+    )
+    keyword: str | None = None
+    keyword_absent: bool = False
+    extract: dict[Variable, str] = Field(default_factory=dict)
+    """Variables for later steps: a regular expression over the body whose first group is the value."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> JourneyStep:
+        if self.keyword_absent and self.keyword is None:
+            raise ValueError("keyword_absent needs a keyword")
+        if self.form and self.body is not None:
+            raise ValueError("give form or body, not both")
+        for name, pattern in self.extract.items():
+            _valid_regex(pattern)
+            if re.compile(pattern).groups < 1:
+                raise ValueError(f'extract {name}: the expression needs a group, e.g. value="([^"]+)"')
+        for text in [self.url, self.body or "", *self.headers.values(), *self.form.values()]:
+            for placeholder in _PLACEHOLDER.findall(text):
+                if not (_VARIABLE.match(placeholder) or _ENV_PLACEHOLDER.match(placeholder)):
+                    raise ValueError(
+                        f"${{{placeholder}}}: use ${{variable}} or ${{env:NAME}} (NAME in capitals)"
+                    )
+        return self
+
+
+class JourneyCheck(FaoModel):
+    """A multi-step web journey: ordered HTTP requests sharing cookies (log in with a form, follow to
+    a page, assert a keyword, extract a token for the next step), each step timed. Down at the first
+    failing step, which is the result's detail; the monitor's timeout bounds the whole journey."""
+
+    type: Literal["journey"] = "journey"
+    steps: list[JourneyStep] = Field(min_length=1, max_length=20)
+    follow_redirects: bool = True
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _variables_defined_before_use(self) -> JourneyCheck:
+        known: set[str] = set()
+        for number, step in enumerate(self.steps, start=1):
+            texts = [step.url, step.body or "", *step.headers.values(), *step.form.values()]
+            used = {p for text in texts for p in _PLACEHOLDER.findall(text) if not p.startswith("env:")}
+            if missing := sorted(used - known):
+                raise ValueError(
+                    f"step {number} ({step.name}) uses ${{{missing[0]}}} before a step extracts it"
+                )
+            known.update(step.extract)
+        return self
+
+    @property
+    def target_host(self) -> str:
+        return (urlsplit(self.steps[0].url).hostname or "").lower()
+
+
 def push_token_sha256(token: str) -> str:
     """What ``PushCheck.token_sha256`` holds for ``token``."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -416,6 +489,7 @@ CheckSpec = Annotated[
     | SshCheck
     | SnmpCheck
     | SmtpCheck
+    | JourneyCheck
     | PushCheck,
     Field(discriminator="type"),
 ]

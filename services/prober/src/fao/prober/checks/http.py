@@ -168,10 +168,10 @@ class HttpChecker:
                     return Outcome.success(
                         (time.perf_counter() - started) * 1000.0, status, observations=_observed(phases)
                     )
-                body, truncated = await _read_limited(response.content, KEYWORD_READ_LIMIT)
+                body, truncated = await read_limited(response.content, KEYWORD_READ_LIMIT)
                 latency = (time.perf_counter() - started) * 1000.0
                 if spec.keyword is not None:
-                    problem = _keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
+                    problem = keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
                     if problem is not None:
                         where = " in the first 1 MiB" if truncated else ""
                         return Outcome.failure(
@@ -313,7 +313,7 @@ def classify_http_error(exc: Exception, timeout: float) -> tuple[ErrorKind, str]
     return ErrorKind.INTERNAL, describe_exception(exc)
 
 
-async def _read_limited(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+async def read_limited(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` body bytes, and whether the body was longer."""
     chunks: list[bytes] = []
     size = 0
@@ -326,7 +326,7 @@ async def _read_limited(content: aiohttp.StreamReader, limit: int) -> tuple[byte
     return b"".join(chunks), not content.at_eof()
 
 
-def _keyword_problem(keyword: str, must_be_absent: bool, body: bytes, charset: str | None) -> str | None:
+def keyword_problem(keyword: str, must_be_absent: bool, body: bytes, charset: str | None) -> str | None:
     """Why the keyword rule fails for ``body``, or ``None`` when it holds."""
     encoding = _codec_name(charset)
     if encoding in _UTF8_NAMES:

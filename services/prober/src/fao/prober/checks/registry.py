@@ -18,6 +18,7 @@ from fao.prober.checks.databases import MongoChecker, MysqlChecker, PostgresChec
 from fao.prober.checks.dns import DnsChecker
 from fao.prober.checks.http import HttpChecker
 from fao.prober.checks.icmp import IcmpChecker
+from fao.prober.checks.journey import JourneyChecker
 from fao.prober.checks.snmp import SnmpChecker
 from fao.prober.checks.tcp import TcpChecker
 from fao.prober.checks.tls import TlsChecker
@@ -41,6 +42,7 @@ BUILTIN_CHECKERS: Mapping[str, CheckerFactory] = MappingProxyType(
         "ssh": SshChecker,
         "snmp": SnmpChecker,
         "smtp": SmtpChecker,
+        "journey": JourneyChecker,
     }
 )
 """Every check type the prober runs, keyed by the spec's ``type`` discriminator (all but
