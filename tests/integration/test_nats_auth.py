@@ -213,8 +213,9 @@ def test_only_the_correlator_publishes_incidents_and_no_service_manages_streams(
     for user in SERVICES:
         perms = PERMISSIONS[user]
         assert ">" not in perms.publish
-        # the gateway also listens for the correlator's refusals (to tell the person in LINE)
-        extra = (s.command_rejected_subject(),) if user == "gateway" else ()
+        # the gateway also listens for the correlator's refusals (to tell the person in LINE) and
+        # to results as they pass (the dashboard's recent results)
+        extra = (s.command_rejected_subject(), s.RESULTS_SUBJECTS) if user == "gateway" else ()
         assert perms.subscribe == (f"_INBOX.{user}.>", *extra)
         publishes_incidents = s.INCIDENTS_SUBJECTS in perms.publish
         assert publishes_incidents == (user == "correlator"), user
@@ -222,7 +223,9 @@ def test_only_the_correlator_publishes_incidents_and_no_service_manages_streams(
             assert f"$JS.API.STREAM.CREATE.{spec.name}" not in perms.publish
             assert f"$JS.API.STREAM.DELETE.{spec.name}" not in perms.publish
         assert not any(p.startswith(f"$KV.{s.MONITORS_BUCKET}") for p in perms.publish)
-        assert not any(p.startswith(f"$KV.{s.MAINTENANCE_BUCKET}") for p in perms.publish)
+        # only the gateway (hand-made windows from the API and dashboard) writes maintenance windows
+        writes_maintenance = any(p.startswith(f"$KV.{s.MAINTENANCE_BUCKET}") for p in perms.publish)
+        assert writes_maintenance == (user == "gateway"), user
 
 
 async def test_each_service_does_its_job_with_its_own_user(

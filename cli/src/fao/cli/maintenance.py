@@ -1,38 +1,24 @@
 """``fao maintenance add|list|end``: maintenance windows made by hand (``source: cli``).
 
-Each change is written to MongoDB (``maintenance``, the record), then put in the
-``fao-maintenance`` KV bucket (the correlator follows it live), then recorded in ``audit``.
-``fao apply`` never removes a window made here. Times without an offset are Bangkok time.
+Adding and ending are ``fao.runtime.maintenance_windows`` (shared with the gateway's API and
+dashboard): MongoDB, then the ``fao-maintenance`` KV bucket, then ``audit`` (source ``cli``).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
 import nats
-from pydantic import ValidationError
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
-from fao.runtime import audit
+from fao.runtime import maintenance_windows as windows
 from fao.runtime.bus import maintenance_bucket
-from fao.runtime.inventory import (
-    MAINTENANCE,
-    SYSTEMS,
-    TEAMS,
-    MaintenanceSource,
-    maintenance_from_doc,
-    maintenance_to_doc,
-)
-from fao.runtime.store import Document, connect
+from fao.runtime.inventory import MAINTENANCE, MaintenanceSource, maintenance_from_doc
+from fao.runtime.maintenance_windows import Ended, MaintenanceError, build_window, resolve_span
+from fao.runtime.store import connect
 from fao.runtime.thai import format_thai_datetime, format_thai_duration
 from fao.schemas import MaintenanceWindow, TimeSpan
-from fao.schemas.base import parse_duration
-from fao.schemas.maintenance import BANGKOK, WEEKDAYS, next_occurrence, occurrence_at
+from fao.schemas.maintenance import WEEKDAYS, next_occurrence, occurrence_at
 from fao.schemas.subjects import maintenance_key
 
 WEEKDAYS_TH: Final = dict(zip(WEEKDAYS, ("จ.", "อ.", "พ.", "พฤ.", "ศ.", "ส.", "อา."), strict=True))
@@ -42,102 +28,17 @@ STATUS_TH: Final[dict[Status, str]] = {
     "upcoming": "รอเริ่ม",
     "over": "สิ้นสุดแล้ว",
 }
-TIME_HELP: Final = "use YYYY-MM-DD HH:MM (Bangkok time) or ISO 8601 with an offset"
-GENERATED_ID_ATTEMPTS: Final = 5
 
-
-class MaintenanceError(Exception):
-    """Bad input or an impossible change: the message is one line for the user."""
-
-
-def parse_time(text: str) -> datetime:
-    """``2026-12-01 22:00`` (Bangkok), ``2026-12-01T15:00Z`` or any ISO 8601 time; aware."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise MaintenanceError(f"bad time {text!r}: {TIME_HELP}") from None
-    return value.replace(tzinfo=BANGKOK) if value.tzinfo is None else value
-
-
-def parse_positive_duration(text: str) -> timedelta:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise MaintenanceError(str(exc)) from None
-    if not isinstance(seconds, float) or seconds <= 0:
-        raise MaintenanceError(f"bad duration {text!r}: it must be longer than zero, e.g. 30m or 2h")
-    return timedelta(seconds=seconds)
-
-
-def resolve_span(
-    start: str | None, end: str | None, duration: str | None, now: datetime
-) -> tuple[datetime, datetime]:
-    """``--start/--end``, ``--start/--duration``, ``--duration`` or ``--end`` alone (from now)."""
-    if end is not None and duration is not None:
-        raise MaintenanceError("give --end or --duration, not both")
-    if end is None and duration is None:
-        raise MaintenanceError("give --end or --duration (with --start, or from now without it)")
-    begin = parse_time(start) if start is not None else now
-    finish = parse_time(end) if end is not None else begin + parse_positive_duration(duration or "")
-    if finish <= begin:
-        raise MaintenanceError(
-            f"end ({format_thai_datetime(finish)}) must be after start ({format_thai_datetime(begin)})"
-        )
-    if finish <= now:
-        raise MaintenanceError(f"the window would already be over: it ends {format_thai_datetime(finish)}")
-    return begin, finish
-
-
-def new_window_id(start: datetime) -> str:
-    """``mw-<yyyymmdd of the start in Bangkok>-<4 hex>``."""
-    return f"mw-{start.astimezone(BANGKOK):%Y%m%d}-{secrets.token_hex(2)}"
-
-
-def one_line(exc: ValidationError) -> str:
-    """The first problem of a validation error, as ``field: message``."""
-    first = exc.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {message}" if where else message
-
-
-def build_window(
-    *,
-    window_id: str | None,
-    reason: str | None,
-    systems: Sequence[str],
-    teams: Sequence[str],
-    tags: Sequence[str],
-    start: datetime,
-    end: datetime,
-    created_by: str,
-) -> MaintenanceWindow:
-    if not (systems or teams or tags):
-        raise MaintenanceError("give at least one --system, --team or --tag")
-    if reason is None or not reason.strip():
-        raise MaintenanceError("give --reason TEXT: why the systems are down on purpose")
-    try:
-        return MaintenanceWindow(
-            id=window_id or new_window_id(start),
-            reason=reason.strip(),
-            systems=list(dict.fromkeys(systems)),
-            teams=list(dict.fromkeys(teams)),
-            tags=list(dict.fromkeys(tags)),
-            start=start,
-            end=end,
-            created_by=created_by,
-        )
-    except ValidationError as exc:
-        raise MaintenanceError(one_line(exc)) from None
-
-
-async def _check_references(db: AsyncDatabase[Document], window: MaintenanceWindow) -> None:
-    """When the inventory is in MongoDB (``fao apply`` ran), every system and team must exist."""
-    for collection, wanted, noun in ((SYSTEMS, window.systems, "system"), (TEAMS, window.teams, "team")):
-        known = {doc["_id"] for doc in await db[collection].find({}, {"_id": 1}).to_list()}
-        unknown = [ref for ref in wanted if ref not in known]
-        if known and unknown:
-            raise MaintenanceError(f"unknown {noun} {unknown[0]!r} (known: {', '.join(sorted(known))})")
+__all__ = [
+    "Ended",
+    "MaintenanceError",
+    "add_window",
+    "build_window",
+    "end_window",
+    "format_line",
+    "list_windows",
+    "resolve_span",
+]
 
 
 async def _publish(nats_url: str, window: MaintenanceWindow) -> None:
@@ -147,30 +48,6 @@ async def _publish(nats_url: str, window: MaintenanceWindow) -> None:
         await kv.put(maintenance_key(window.id), window.model_dump_json().encode())
     finally:
         await nc.close()
-
-
-async def _audit(
-    db: AsyncDatabase[Document],
-    action: str,
-    window: MaintenanceWindow,
-    actor: str,
-    now: datetime,
-    before: Document | None = None,
-) -> None:
-    after = await db[MAINTENANCE].find_one({"_id": window.id})
-    kind: audit.ChangeKind = "change" if before is not None else "add"
-    await audit.record(
-        db,
-        audit.entry(
-            at=now,
-            actor=actor,
-            source="cli",
-            action=action,
-            changes=[audit.Change(MAINTENANCE, window.id, kind, before=before, after=after)],
-            window_id=window.id,
-            window=window.model_dump(mode="json"),
-        ),
-    )
 
 
 async def add_window(
@@ -186,40 +63,15 @@ async def add_window(
     """Record ``window`` (a generated id is re-drawn if taken); raises ``MaintenanceError``."""
     client = connect(mongo_url)
     try:
-        db = client[mongo_db]
-        await _check_references(db, window)
-        for attempt in range(GENERATED_ID_ATTEMPTS):
-            try:
-                await db[MAINTENANCE].insert_one(maintenance_to_doc(window, "cli"))
-                break
-            except DuplicateKeyError:
-                if not generated_id:
-                    raise MaintenanceError(f"a maintenance window {window.id!r} already exists") from None
-                if attempt == GENERATED_ID_ATTEMPTS - 1:
-                    raise MaintenanceError("could not find a free window id; give one with --id") from None
-                assert window.start is not None
-                window = window.model_copy(update={"id": new_window_id(window.start)})
-        await _publish(nats_url, window)
-        await _audit(db, "maintenance.add", window, actor, now)
-        return window
+
+        async def publish(window: MaintenanceWindow) -> None:
+            await _publish(nats_url, window)
+
+        return await windows.add(
+            client[mongo_db], publish, window, generated_id=generated_id, actor=actor, source="cli", now=now
+        )
     finally:
         await client.close()
-
-
-@dataclass(frozen=True)
-class Ended:
-    window: MaintenanceWindow
-    changed: bool
-    message: str
-
-
-def _over_message(window: MaintenanceWindow) -> str:
-    if window.weekly is not None:
-        return f"{window.id}: no occurrence is in progress; nothing to end"
-    if window.ended_at is not None:
-        return f"{window.id} is already over: it was ended at {format_thai_datetime(window.ended_at)}"
-    assert window.end is not None
-    return f"{window.id} is already over: it ended at {format_thai_datetime(window.end)}"
 
 
 async def end_window(
@@ -228,23 +80,11 @@ async def end_window(
     """Set ``ended_at = now`` on a window in progress (or cancel a one-off one not yet started)."""
     client = connect(mongo_url)
     try:
-        db = client[mongo_db]
-        doc = await db[MAINTENANCE].find_one({"_id": window_id})
-        if doc is None:
-            raise MaintenanceError(f"no maintenance window {window_id!r} (see: fao maintenance list --all)")
-        window, source = maintenance_from_doc(doc)
-        current = occurrence_at(window, now)
-        if current is not None:
-            message = f"ended {window.id} at {format_thai_datetime(now)}"
-        elif window.weekly is None and next_occurrence(window, now) is not None:
-            message = f"cancelled {window.id}: it had not started"
-        else:
-            return Ended(window, changed=False, message=_over_message(window))
-        ended = window.model_copy(update={"ended_at": now})
-        await db[MAINTENANCE].replace_one({"_id": window.id}, maintenance_to_doc(ended, source))
-        await _publish(nats_url, ended)
-        await _audit(db, "maintenance.end", ended, actor, now, before=doc)
-        return Ended(ended, changed=True, message=message)
+
+        async def publish(window: MaintenanceWindow) -> None:
+            await _publish(nats_url, window)
+
+        return await windows.end(client[mongo_db], publish, window_id, actor=actor, source="cli", now=now)
     finally:
         await client.close()
 

@@ -163,7 +163,13 @@ PERMISSIONS: dict[str, Permissions] = {
     "reporter": _service(
         "reporter", [*consume(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER), s.dead_letter_subject("reporter")]
     ),
-    "gateway": _service("gateway", [s.COMMANDS_SUBJECTS], subscribe=[s.command_rejected_subject()]),
+    # The gateway also writes hand-made maintenance windows (API, dashboard) and reads results as
+    # they pass (core subscription: the dashboard's recent results and latency sparklines).
+    "gateway": _service(
+        "gateway",
+        [s.COMMANDS_SUBJECTS, *kv_read(s.MAINTENANCE_BUCKET), f"$KV.{s.MAINTENANCE_BUCKET}.>"],
+        subscribe=[s.command_rejected_subject(), s.RESULTS_SUBJECTS],
+    ),
 }
 
 

@@ -43,10 +43,18 @@ class System(FaoModel):
     depends_on: list[Identifier] = Field(default_factory=list)
     # Availability the system must reach each month, in percent (the monthly report says met/missed).
     sla_target: Annotated[float, Field(gt=0, le=100)] | None = None
+    # Shown on the public status page (``/status``), under ``public_name_th`` when given (a name
+    # citizens know, never an internal one), else ``name_th``/``name``.
+    public: bool = False
+    public_name_th: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @property
     def display_name_th(self) -> str:
         return self.name_th or self.name
+
+    @property
+    def public_display_name(self) -> str:
+        return self.public_name_th or self.display_name_th
 
 
 class ConfirmPolicy(FaoModel):

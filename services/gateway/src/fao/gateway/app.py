@@ -12,6 +12,12 @@
    503 (LINE may redeliver; the event is not marked as seen);
 5. replies and LINE look-ups after the answer (background tasks).
 
+The same server carries the web face (``mount_web``): the REST API under ``/api/v1``
+(``fao.gateway.api``), the dashboard (``fao.gateway.web``), the public status page ``/status``
+(``fao.gateway.status_page``) and ``/static`` (htmx, CSS). Every route states its role
+(``fao.gateway.guard``); every error is problem details (``fao.gateway.problems``). Another
+router (e.g. heartbeat pushes) is one more ``app.include_router`` in ``create_app``.
+
 Any number of replicas (``singleton=False``): events are claimed in MongoDB, rate limits are
 MongoDB slots, command ids are deterministic. ``/healthz`` and ``/metrics`` are the runtime's
 (``FAO_HTTP_PORT``); its ``webhook`` check is the public server accepting connections.
@@ -22,30 +28,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Final
 
 import structlog
 import uvicorn
-from fastapi import BackgroundTasks, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from nats.errors import Error as NatsError
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
+from fao.gateway import problems
+from fao.gateway.api import PREFIX as API_PREFIX
+from fao.gateway.api import build_api
 from fao.gateway.commands import StreamCommands
 from fao.gateway.events import MalformedWebhookError, parse_webhook
+from fao.gateway.guard import PUBLIC, ContextGetter, SignInRequired, WebContext
 from fao.gateway.incidents import IncidentActions
 from fao.gateway.line_api import FollowUp, LineApi, NoLine, SdkLine
+from fao.gateway.outcomes import CommandOutcomes
 from fao.gateway.rejections import RejectionWatch
 from fao.gateway.replies import load_replies
 from fao.gateway.reports import Reports
+from fao.gateway.results_feed import RecentResults
+from fao.gateway.sessions import LOGIN_SLOTS, LoginLimiter, Signer, signing_secret
 from fao.gateway.settings import GatewaySettings
 from fao.gateway.signature import valid_signature
+from fao.gateway.status_page import build_status_page
 from fao.gateway.store import INDEXES, GatewayStore
+from fao.gateway.web import build_dashboard
 from fao.gateway.webhook import WebhookHandler, utc_now
+from fao.runtime.bus import maintenance_bucket
 from fao.runtime.service import Runtime, ServiceApp, ServiceFailedError, new_broker
+from fao.runtime.store import IndexSpec
+from fao.schemas import MaintenanceWindow
+from fao.schemas.subjects import maintenance_key
 
 log = structlog.get_logger()
 
@@ -54,6 +75,14 @@ WEBHOOK_PATH: Final = "/line/webhook"
 # Forgetting old event ids and rate-limit slots: at most this often.
 FORGET_EVERY: Final = 60.0
 SERVER_START_TIMEOUT: Final = 10.0
+STATIC: Final = Path(__file__).parent / "static"
+# Sent with every answer of the web face: nothing loaded from elsewhere, no framing.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self';"
+    " script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 # A stop waits this long for requests in flight (and their replies), within FAO_STOP_GRACE.
 GRACEFUL_SHUTDOWN: Final = 5
 # Event types counted by name on /metrics (anything else is "other": a label per random type
@@ -96,11 +125,17 @@ async def run_follow_ups(follow_ups: Sequence[FollowUp]) -> None:
             log.warning("webhook_follow_up_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def create_app(handler: Callable[[], WebhookHandler | None], secret: str | None, max_body: int) -> FastAPI:
-    """The public ASGI app; ``handler()`` is None until the service has started."""
+def create_app(
+    handler: Callable[[], WebhookHandler | None],
+    secret: str | None,
+    max_body: int,
+    web: ContextGetter | None = None,
+) -> FastAPI:
+    """The public ASGI app; ``handler()`` (and ``web()``) are None until the service has started.
+    Without ``web`` only the LINE webhook is served."""
     app = FastAPI(title="Fao gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.post(WEBHOOK_PATH)
+    @app.post(WEBHOOK_PATH, dependencies=[PUBLIC])
     async def line_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
         body = await _read_body(request, max_body)
         if body is None:
@@ -134,7 +169,36 @@ def create_app(handler: Callable[[], WebhookHandler | None], secret: str | None,
         WEBHOOKS.labels("200").inc()
         return JSONResponse({})
 
+    if web is not None:
+        mount_web(app, web)
     return app
+
+
+def mount_web(app: FastAPI, web: ContextGetter) -> None:
+    """The API, the dashboard, the status page and the static files on ``app``."""
+    problems.install(app)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        target = f"/login?next={exc.path}" if exc.path != "/" else "/login"
+        if request.headers.get("hx-request"):
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.middleware("http")
+    async def _security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if not request.url.path.startswith(WEBHOOK_PATH):
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    app.mount(API_PREFIX, build_api(web), name="api")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(build_status_page(web))
+    app.include_router(build_dashboard(web))
 
 
 class _Server(uvicorn.Server):
@@ -203,13 +267,16 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
     )
     line: LineApi = SdkLine(settings.line_api_base, token, settings.line_timeout) if token else NoLine()
     state: dict[str, WebhookHandler] = {}
+    web: dict[str, WebContext] = {}
     server = PublicServer(
-        create_app(lambda: state.get(SERVICE), secret, settings.gateway_max_body),
+        create_app(lambda: state.get(SERVICE), secret, settings.gateway_max_body, lambda: web.get(SERVICE)),
         settings.gateway_host,
         settings.gateway_port,
     )
     tasks: list[asyncio.Task[None]] = []
     rejections: list[RejectionWatch] = []
+    results = RecentResults()
+    outcomes: list[CommandOutcomes] = []
 
     async def on_start(rt: Runtime) -> None:
         if isinstance(line, SdkLine):
@@ -228,10 +295,31 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
         state[SERVICE] = WebhookHandler(
             store, line, IncidentActions(store, commands, line, replies, watch), reports
         )
+        command_outcomes = CommandOutcomes(rt.db, commands)
+        await command_outcomes.start(rt.broker.connection)
+        outcomes.append(command_outcomes)
+        await results.start(rt.broker.connection)
+        limiter = LoginLimiter(rt.db, settings.login_limit, timedelta(seconds=settings.login_window))
+        configured = settings.web_secret.get_secret_value() if settings.web_secret else None
+
+        async def publish_window(window: MaintenanceWindow) -> None:
+            kv = await maintenance_bucket(rt.js)
+            await kv.put(maintenance_key(window.id), window.model_dump_json().encode())
+
+        web[SERVICE] = WebContext(
+            db=rt.db, settings=settings, signer=Signer(await signing_secret(rt.db, configured)),
+            limiter=limiter, outcomes=command_outcomes, results=results, publish_maintenance=publish_window,
+        )  # fmt: skip
         tasks.append(
-            asyncio.create_task(_housekeeping(store, reports, settings), name="gateway-housekeeping")
+            asyncio.create_task(_housekeeping(store, reports, settings, limiter), name="gateway-housekeeping")
         )
         await server.start()
+        log.info(
+            "gateway_web",
+            dashboard=f"http://{settings.gateway_host}:{server.port}/",
+            api=f"http://{settings.gateway_host}:{server.port}{API_PREFIX}/openapi.json",
+            status=f"http://{settings.gateway_host}:{server.port}/status",
+        )
         if secret is None:
             log.warning(
                 "line_not_configured", hint="set FAO_LINE_CHANNEL_SECRET: every webhook is refused (503)"
@@ -248,6 +336,9 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
             await asyncio.gather(*tasks, return_exceptions=True)
             for watch in rejections:
                 await watch.stop()
+            for waiter in outcomes:
+                await waiter.stop()
+            await results.stop()
             if isinstance(line, SdkLine):
                 await line.stop()
 
@@ -258,7 +349,7 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
         SERVICE,
         settings,
         broker,
-        indexes=INDEXES,
+        indexes=[*INDEXES, IndexSpec(LOGIN_SLOTS, [("at", 1)])],
         on_start=on_start,
         on_stop=on_stop,
         extra_health={"webhook": webhook_serving},
@@ -266,9 +357,11 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
     )
 
 
-async def _housekeeping(store: GatewayStore, reports: Reports, settings: GatewaySettings) -> None:
+async def _housekeeping(
+    store: GatewayStore, reports: Reports, settings: GatewaySettings, limiter: LoginLimiter
+) -> None:
     """Pending reports, incident ids of reports (every interval); old event ids and rate-limit
-    slots (every minute). Idempotent, so every replica may run it."""
+    slots, and old sign-in slots (every minute). Idempotent, so every replica may run it."""
     loop = asyncio.get_running_loop()
     last_forget = 0.0
     retention = timedelta(seconds=settings.webhook_event_retention)
@@ -281,6 +374,7 @@ async def _housekeeping(store: GatewayStore, reports: Reports, settings: Gateway
             if loop.time() - last_forget >= FORGET_EVERY:
                 last_forget = loop.time()
                 forgotten = await store.forget_old(now, retention, slot_age)
+                forgotten += await limiter.forget_old(now)
                 if forgotten:
                     log.info("gateway_forgot_old_records", count=forgotten)
         except UNAVAILABLE as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from fao.runtime.settings import ServiceSettings
@@ -38,3 +40,23 @@ class GatewaySettings(ServiceSettings):
     # A refused command's reply is sent if the correlator's rejection arrives within this many
     # seconds (a LINE reply token is valid for about a minute).
     rejection_reply_window: float = Field(default=50.0, gt=0, le=60)
+    # --- web face: API, dashboard, status page (README "Dashboard, API and status page") ---
+    # Secret that signs session cookies and CSRF tokens; unset: one generated and shared by every
+    # replica through MongoDB (``gateway_secrets``).
+    web_secret: SecretStr | None = None
+    # Session cookies carry the Secure flag (HTTPS only); false only for plain http on loopback
+    # (``fao dev up``).
+    web_cookie_secure: bool = True
+    # A session lasts this many seconds after sign-in.
+    web_session_ttl: float = Field(default=12 * 3600.0, ge=60, le=30 * 86400)
+    # Sign-in attempts per user name and client address per window (seconds).
+    login_limit: int = Field(default=5, ge=1, le=1000)
+    login_window: float = Field(default=900.0, ge=1)
+    # How long an acknowledge/resolve/note waits for the correlator's answer before the API says
+    # 202 (queued).
+    web_command_wait: float = Field(default=3.0, ge=0, le=30)
+    # Embedded mode (``fao dev up``): the dashboard also shows the outbox.
+    web_embedded: bool = False
+    # Where the reporter writes report files (the reporter's FAO_REPORTS_DIR); downloads are served
+    # only from inside it. Unset: reports are listed, not downloadable.
+    reports_dir: Path | None = None
