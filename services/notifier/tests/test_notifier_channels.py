@@ -268,18 +268,21 @@ async def test_claims_give_each_attempt_one_sender_and_the_next_only_after_a_fai
     other = ClaimStore(db, holder="b")
     delivery = f"{uuid.uuid4()}:email:noc@example.go.th"
     results = await asyncio.gather(*(store.acquire(delivery, 0, NOW, 30.0) for store in [claims, other] * 5))
-    assert sorted(r for r in results if r is not None) == [1]  # ten racing senders, one winner
-    assert await other.acquire(delivery, 0, NOW, 30.0) is None  # attempt 1 is still in progress
+    assert sorted(results, key=str) == [1] + ["busy"] * 9  # ten racing senders, one winner
+    assert await other.acquire(delivery, 0, NOW, 30.0) == "busy"  # attempt 1 is still in progress
     await claims.failed(delivery, 1, "451 try later", NOW)
     assert await other.acquire(delivery, 0, NOW, 30.0) == 2  # 1 failed: 2 may go (hint 0 or not)
-    assert await claims.acquire(delivery, 1, NOW + timedelta(seconds=10), 30.0) is None
+    assert await claims.acquire(delivery, 1, NOW + timedelta(seconds=10), 30.0) == "busy"
     # Attempt 2's sender died: after stale_after the next attempt may go.
     assert await claims.acquire(delivery, 1, NOW + timedelta(seconds=31), 30.0) == 3
+    # Attempt 3 went through: a sender that read the delivery before it was final sends nothing.
+    await claims.sent(delivery, 3, NOW + timedelta(seconds=32))
+    assert await other.acquire(delivery, 0, NOW + timedelta(hours=1), 30.0) == "sent"
     docs = await db["delivery_claims"].find({"delivery": delivery}).sort("n", 1).to_list()
     assert [(d["n"], d["holder"], d.get("outcome")) for d in docs] == [
         (1, docs[0]["holder"], "failed"),
         (2, "b", None),
-        (3, "a", None),
+        (3, "a", "sent"),
     ]
 
 

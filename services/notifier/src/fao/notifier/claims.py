@@ -10,8 +10,9 @@ MongoDB alike: before attempt *n* of delivery *d* the sender inserts ``delivery_
 Attempt *n + 1* may be claimed only once attempt *n* is over: its holder marked it ``failed``
 (a transient failure; the delivery is then retried under the next number), or it is *stale* —
 older than ``stale_after`` (the channel's timeout, twice, plus a margin) with no outcome, i.e.
-its holder died or hung mid-send. A delivery that succeeded is final in ``deliveries`` and never
-tried again.
+its holder died or hung mid-send. An attempt that went through is marked ``sent`` before the
+delivery is recorded final, so a sender that read the delivery before that (and may even have
+written it back to ``claimed``) finds ``sent`` instead of claiming another attempt.
 
 The trade-off, per delivery:
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -41,6 +42,11 @@ CLAIMS: Final = "delivery_claims"
 # Attempts looked at in one ``acquire`` before giving up for now (a delivery's attempts are
 # counted in ``deliveries``, so the search starts near the last one).
 MAX_PROBES: Final = 50
+
+
+Acquired = int | Literal["busy", "sent"]
+"""The attempt number now held, ``busy`` (another sender holds the current attempt) or ``sent``
+(an attempt went through: nothing more to send)."""
 
 
 def claim_key(delivery_id: str, attempt: int) -> str:
@@ -58,9 +64,9 @@ class ClaimStore:
         self._col = db[CLAIMS]
         self.holder = holder or default_holder()
 
-    async def acquire(self, delivery_id: str, after: int, now: datetime, stale_after: float) -> int | None:
+    async def acquire(self, delivery_id: str, after: int, now: datetime, stale_after: float) -> Acquired:
         """Claim the next attempt of ``delivery_id`` after attempt ``after`` (the attempts known
-        to be over); its number, or None when another sender holds the current one."""
+        to be over; ``Acquired`` says what came of it)."""
         attempt = after + 1
         for _ in range(MAX_PROBES):
             doc = await self._col.find_one({"_id": claim_key(delivery_id, attempt)})
@@ -76,12 +82,14 @@ class ClaimStore:
                         }
                     )
                 except DuplicateKeyError:
-                    return None
+                    return "busy"
                 return attempt
+            if doc.get("outcome") == "sent":
+                return "sent"
             if doc.get("outcome") is None and not self._stale(doc, now, stale_after):
-                return None
+                return "busy"
             attempt += 1
-        return None
+        return "busy"
 
     @staticmethod
     def _stale(doc: Document, now: datetime, stale_after: float) -> bool:
@@ -97,4 +105,10 @@ class ClaimStore:
         await self._col.update_one(
             {"_id": claim_key(delivery_id, attempt)},
             {"$set": {"outcome": "failed", "error": error[:500], "ended_at": now}},
+        )
+
+    async def sent(self, delivery_id: str, attempt: int, now: datetime) -> None:
+        """Attempt ``attempt`` went through: no other attempt may be claimed."""
+        await self._col.update_one(
+            {"_id": claim_key(delivery_id, attempt)}, {"$set": {"outcome": "sent", "ended_at": now}}
         )

@@ -283,14 +283,20 @@ class DeliveryWorkers:
             bound.warning("delivery_resumed", attempts=delivery.attempts, retry_key=delivery.retry_key)
         attempt: int | None = None
         if not channel.idempotent:
-            attempt = await self._claims.acquire(
+            acquired = await self._claims.acquire(
                 delivery.id, delivery.attempts, now, claim_stale_after(channel)
             )
-            if attempt is None:
+            if acquired == "sent":  # another sender's attempt went through
+                await self._store.finish(delivery, "sent", self._clock(), attempted=False)
+                self._forget(delivery)
+                bound.info("delivery_sent_elsewhere")
+                return "done"
+            if acquired == "busy":
                 bound.info("delivery_claimed_elsewhere")
                 DELIVERIES.labels(delivery.channel, "claimed_elsewhere").inc()
                 self._retry_at[delivery.id] = asyncio.get_running_loop().time() + CLAIMED_ELSEWHERE_DELAY
                 return "retry"
+            attempt = acquired
         return await self._send(delivery, channel, attempt, bound)
 
     async def _send(self, delivery: Delivery, channel: Channel, attempt: int | None, bound: Bound) -> Outcome:
@@ -333,6 +339,8 @@ class DeliveryWorkers:
                     attempted=True, error=exc.message, http_status=exc.status, target_error=exc.target,
                 )  # fmt: skip
             return await self._failed(delivery, attempt, exc, bound)
+        if attempt is not None:
+            await self._claims.sent(delivery.id, attempt, self._clock())
         await self._sent(delivery, channel, receipt, bound)
         return "done"
 
