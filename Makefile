@@ -11,7 +11,7 @@ SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src se
 
 $(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop aiosmtpd hypothesis
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop aiosmtpd hypothesis schemathesis playwright
 	touch $@
 
 install: $(BIN)/fao
@@ -34,6 +34,8 @@ typecheck: install
 system-deps:
 	ldconfig -p | grep -q libpangoft2-1.0 || (apt-get update && apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0)
 	command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || (apt-get update && apt-get install -y poppler-utils)
+	# The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 pytest: install ferretdb system-deps
 	$(BIN)/pytest -q
