@@ -67,7 +67,7 @@ class Env:
     clock: Clock = field(default_factory=Clock)
     recorded: list[Delivery] = field(default_factory=list)
 
-    def escalator(self, holder: str = "test") -> Escalator:
+    def escalator(self, holder: str = "test", interval: float = 1.0) -> Escalator:
         """A fresh escalator, as a new notifier process (``holder``) would make it."""
         return Escalator(
             self.db,
@@ -77,6 +77,7 @@ class Env:
             recorded=self.recorded.append,
             clock=self.clock,
             holder=holder,
+            interval=interval,
         )
 
     async def configure(self, policy: dict[str, Any] | None) -> None:
@@ -264,6 +265,32 @@ async def test_two_escalators_racing_for_the_same_due_steps_fire_each_once(env: 
     assert sorted(c["_id"] for c in claims) == sorted(step_claim_id(i.id, StepRun(0, 0)) for i in incidents)
     assert all(c["status"] == "recorded" for c in claims)
     assert {c["claimed_by"] for c in claims} <= {"first", "second"}
+
+
+async def test_two_running_escalator_loops_fire_a_due_step_once(env: Env) -> None:
+    """Two escalators started as a notifier starts them (each with its own loop, checking every
+    50 ms) on the same timers: after both have checked several times, every target has one
+    delivery and one of them counted the firing."""
+    await env.configure({"steps": [{"after": 60, "people": ["lead"], "line_groups": [EXTRA_GROUP]}]})
+    first, second = env.escalator("first", interval=0.05), env.escalator("second", interval=0.05)
+    await env.arm(first, await env.open_incident())
+    env.clock.at(61)
+    fired_before = outcome_count("fired")
+    await asyncio.gather(first.start(), second.start())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while min(first.checks, second.checks) < 5:
+            assert loop.time() < deadline, "the loops did not check five times each within 10 s"
+            await asyncio.sleep(0.01)
+        assert first.healthy()
+        assert second.healthy()
+    finally:
+        await first.stop()
+        await second.stop()
+    targets = sorted(d["target"] for d in await env.escalation_deliveries())
+    assert targets == sorted([str(LEAD.line_user_id), EXTRA_GROUP])
+    assert outcome_count("fired") - fired_before == 1
 
 
 async def test_a_new_process_fires_a_step_missed_while_down_once_and_not_every_missed_reminder(
