@@ -138,8 +138,8 @@ class EmailChannel:
                 recipients=[target],
                 hostname=self._host,
                 port=self._port,
-                username=self._username,
-                password=self._password.get_secret_value() if self._password is not None else None,
+                username=self._username or None,  # empty (compose's default): no AUTH
+                password=self._password.get_secret_value() if self._username and self._password else None,
                 start_tls=self._starttls,
                 tls_context=self._tls_context,
                 timeout=self.timeout,
