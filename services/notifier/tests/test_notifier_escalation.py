@@ -389,6 +389,28 @@ async def test_an_acknowledgement_arriving_before_its_opened_event_prevents_armi
     assert (await env.timer())["status"] == "cancelled"
 
 
+ENDERS: tuple[IncidentEventType, ...] = ("acknowledged", "resolved")
+
+
+async def test_an_acknowledgement_without_a_timer_or_a_policy_records_nothing(env: Env) -> None:
+    """Most teams have no policy: their incidents' acknowledgements and resolutions leave no
+    document in ``escalations`` and count no cancellation; a timer cancelled twice counts once."""
+    await env.configure(None)
+    escalator = env.escalator()
+    incident = await env.open_incident()
+    cancelled_before = outcome_count("cancelled")
+    for ender in ENDERS:
+        await escalator.observe(make_event(ender, incident.model_copy(update={"status": ender}), START))
+    assert await env.db[ESCALATIONS].find_one({"_id": INCIDENT_ID}) is None
+
+    await env.configure(LEAD_THEN_DIRECTORS)
+    await env.arm(escalator, incident)
+    for ender in ENDERS:
+        await escalator.observe(make_event(ender, incident.model_copy(update={"status": ender}), START))
+    assert outcome_count("cancelled") - cancelled_before == 1
+    assert (await env.timer())["why"] == "acknowledged"
+
+
 async def test_only_the_policy_severities_escalate(env: Env) -> None:
     """A minor incident under the default policy (critical, major) gets no timer at all."""
     await env.configure(LEAD_THEN_DIRECTORS)

@@ -11,8 +11,9 @@ LINE groups, other teams, optional reminders) applies to its incidents of the li
   late or out of order, so arming never overwrites: a redelivered ``opened`` finds the document
   (active, cancelled or done) and changes nothing;
 - *cancelled* by an ``acknowledged`` or ``resolved`` event (``status: cancelled``, ``why``, the
-  event): an insert of the cancelled document when there is none yet — a tombstone, so an
-  ``opened`` arriving after its acknowledgement never arms — else an update of an active one;
+  event): an update of the active timer, or, when there is none yet and the team's policy would
+  arm one, an insert of the cancelled document — a tombstone, so an ``opened`` arriving after its
+  acknowledgement never arms;
   also when, about to fire, the ``incidents`` collection (the correlator's, the truth: an
   acknowledgement may have come from the CLI or LINE) says the incident is no longer open, or
   when the team no longer has a policy covering the severity (``why: no_policy``);
@@ -151,14 +152,18 @@ class EscalationStore:
         self, incident_id: str, status: TimerStatus, why: str, now: datetime, event_id: str | None = None
     ) -> bool:
         """Make the timer ``status`` (cancelled, done) unless it has ended already; with no timer
-        yet, insert the ended document, so a late arming finds it. True when this changed it."""
+        yet, insert the ended document, so a late arming finds it. True when this ended an active
+        timer."""
         fields = {"status": status, "why": why, "ended_by": event_id, "ended_at": now, "updated_at": now}
         try:
             await self._timers.insert_one({"_id": incident_id, "incident_id": incident_id, **fields})
         except DuplicateKeyError:
             result = await self._timers.update_one({"_id": incident_id, "status": "active"}, {"$set": fields})
             return result.modified_count > 0
-        return True
+        return False
+
+    async def exists(self, incident_id: str) -> bool:
+        return await self._timers.find_one({"_id": incident_id}) is not None
 
     async def active(self) -> list[Timer]:
         docs = await self._timers.find({"status": "active"}).to_list()
@@ -296,11 +301,17 @@ class Escalator:
             log.info("escalation_armed", incident=incident.id, team=team.id, started=event.at.isoformat())
 
     async def observe(self, event: IncidentEvent) -> None:
-        """An acknowledgement or the end of the problem cancels the incident's timer (or leaves a
-        cancelled one for a late ``opened`` to find, when the team was told of the problem)."""
-        if event.type not in ("acknowledged", "resolved") or not event.incident.alerted:
+        """An acknowledgement or the end of the problem cancels the incident's timer. Without one
+        yet (its ``opened`` is late, or comes again), a cancelled one is left for it to find —
+        only when the team was told of the problem and its policy would arm a timer."""
+        incident = event.incident
+        if event.type not in ("acknowledged", "resolved") or not incident.alerted:
             return
-        await self._end(event.incident.id, "cancelled", event.type, str(event.event_id))
+        if incident.id not in self._timers and not await self._store.exists(incident.id):
+            route = await self._routes.resolve(incident.system_id)
+            if not any(covers(team.escalation, incident.severity) for team in route.teams):
+                return
+        await self._end(incident.id, "cancelled", event.type, str(event.event_id))
 
     async def _end(
         self, incident_id: str, status: TimerStatus, why: str, event_id: str | None = None
