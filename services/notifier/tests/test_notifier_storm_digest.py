@@ -223,17 +223,29 @@ async def test_a_storm_gives_k_singles_then_one_digest_when_the_window_ends(harn
     assert window["status"] == "flushed"
 
 
-async def test_the_next_window_has_a_fresh_budget(harness: Harness) -> None:
-    systems = await harness.add_systems(5)
+async def test_a_storm_that_goes_on_stays_digested_and_a_quiet_window_has_a_fresh_budget(
+    harness: Harness,
+) -> None:
+    """A window that starts less than W after one that overflowed continues the storm: no single
+    at all, one more digest. After a quiet window length, singles again."""
+    systems = await harness.add_systems(6)
     notifier = await harness.start()
     for system_id in systems[:4]:
         await notifier.handle(event("opened", incident(system_id), harness.clock.now))
     harness.clock.advance(60)
     await notifier.flush_digests()
-    await harness.settled()
     await notifier.handle(event("opened", incident(systems[4]), harness.clock.now))
     await harness.settled()
-    assert harness.sender.kinds() == ["problem"] * 3 + ["digest", "problem"]
+    assert harness.sender.kinds() == ["problem"] * 3 + ["digest"]
+    harness.clock.advance(60)
+    await notifier.flush_digests()
+    await harness.settled()
+    assert harness.sender.kinds() == ["problem"] * 3 + ["digest", "digest"]
+    assert harness.sender.delivered[-1][1].alt_text.startswith("🔴 1 ระบบขัดข้อง: ระบบที่ 4")
+    harness.clock.advance(60)  # the continued window ended a whole window length ago
+    await notifier.handle(event("opened", incident(systems[5]), harness.clock.now))
+    await harness.settled()
+    assert harness.sender.kinds() == ["problem"] * 3 + ["digest", "digest", "problem"]
 
 
 async def test_recoveries_of_digested_problems_are_digested_and_never_come_first(harness: Harness) -> None:

@@ -71,6 +71,21 @@ def test_a_window_starts_on_a_whole_millisecond_as_stored() -> None:
     assert window.digest_id.endswith("03:00:00.585000+00:00")
 
 
+def test_a_window_after_an_overflowing_one_continues_the_storm_with_no_budget() -> None:
+    """The next window continues the storm when the previous one had digest items and ended less
+    than a window length ago: every free message of it is a digest item; later, a fresh budget."""
+    end = T0 + timedelta(seconds=60)
+    overflowed = Window(GROUP, T0, end, singles=3, overflowed=True)
+    soon = current_window(overflowed, GROUP, end + timedelta(seconds=59), POLICY, False)
+    assert soon.continued
+    assert place(soon, POLICY, digest_only=False, urgent=True, constraint="free") == "digest"
+    assert place(soon, POLICY, digest_only=False, urgent=False, constraint="single") == "single"
+    later = current_window(overflowed, GROUP, end + timedelta(seconds=60), POLICY, False)
+    assert not later.continued
+    quiet = Window(GROUP, T0, end, singles=3)
+    assert not current_window(quiet, GROUP, end, POLICY, False).continued
+
+
 def test_a_digest_only_window_lasts_d() -> None:
     window = current_window(None, GROUP, T0, POLICY, digest_only=True)
     assert window.end - window.start == timedelta(seconds=900)

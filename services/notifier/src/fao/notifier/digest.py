@@ -2,7 +2,10 @@
 
 Every message to a group falls in one of the group's *windows*: a window opens with the first
 message after the previous one closed and lasts ``StormPolicy.window`` seconds (W;
-``digest_only_window``, D, when the LINE quota runs low: ``fao.notifier.quota``). Within a
+``digest_only_window``, D, when the LINE quota runs low: ``fao.notifier.quota``). A window that
+opens less than a window length after one that overflowed (had digest items) *continues* the
+storm: its budget is 0, so a storm longer than W (or the recoveries right after it) adds one
+digest per window, not K more singles each time. Within a
 window the group gets at most ``budget`` (K) messages one by one — *singles*, recorded as usual as
 ``pending`` deliveries; every further message of the window is recorded as a *digest item*: the
 same delivery record (same claim id ``<event_id>:line:<group>``, so a redelivered event is still
@@ -23,10 +26,15 @@ Where a message goes (``place``, pure):
 - otherwise, in digest-only mode (the quota runs low) only a problem of a **critical** system may
   be a single; in both modes a single needs room in the window's budget; else a digest item.
 
-Every kind counts (problem, acknowledged, fixed, escalation): a recovery storm is digested like
+Every message the dispatcher records for a LINE group counts (problem, acknowledged, fixed;
+escalation steps and other channels are recorded outside this): a recovery storm is digested like
 the storm before it; only singles use the budget — a digest counts as nothing, forced singles
 count too (they are sent). Digest deliveries of a group share one lane (``incident_id``
 ``"digest"``), ordered by window start, so digests reach a group in order.
+
+Where an incident's latest message to a group went is kept in memory until its "fixed" message,
+so placing a follow-up reads one record by ``_id`` (the one lookup FerretDB pushes down); after a
+restart it reads the incident's records (a scan) once.
 
 Durable and crash-safe. The windows live in memory, rebuilt at start (``load``) from what is
 stored: every single carries its window (``window_start``, ``window_end``), and the first item of
@@ -36,8 +44,10 @@ items (``deliveries`` with that ``digest``), records the digest delivery (an ins
 unique claim id: a repeated flush records nothing new), then marks the window ``flushed``. A crash
 anywhere in between leaves the window ``open``: the next process flushes it at its first tick,
 exactly once. A window whose items were never written (a crash between the two inserts) is marked
-``flushed`` with no delivery. Recording and flushing hold one lock, so an item is never written
-into a window being flushed: it goes into a window whose end is still ahead.
+``flushed`` with no delivery. What a restart forgets: that a window already flushed had
+overflowed (the next window starts with a fresh budget: at most K more singles). Recording and
+flushing hold one lock, so an item is never written into a window being flushed: it goes into a
+window whose end is still ahead.
 """
 
 from __future__ import annotations
@@ -101,6 +111,11 @@ class Window:
     end: datetime
     digest_only: bool = False
     singles: int = 0
+    continued: bool = False
+    """It follows a window that overflowed, within one window length: the storm goes on, so its
+    budget is 0 (every free message is a digest item)."""
+    overflowed: bool = False
+    """It has digest items."""
 
     @property
     def digest_id(self) -> str:
@@ -119,14 +134,16 @@ def digest_claim_id(target: str, start: datetime) -> str:
 def current_window(
     window: Window | None, target: str, now: datetime, policy: StormPolicy, digest_only: bool
 ) -> Window:
-    """``window`` while it lasts, else a new one opening ``now`` (W long, or D when digest-only).
-    Its start is cut to whole milliseconds, what BSON keeps: the digest's claim id derives from
-    it, and a restarted notifier rebuilds the id from the stored start."""
+    """``window`` while it lasts, else a new one opening ``now`` (W long, or D when digest-only),
+    *continued* when ``window`` overflowed and ended less than a window length ago. Its start is
+    cut to whole milliseconds, what BSON keeps: the digest's claim id derives from it, and a
+    restarted notifier rebuilds the id from the stored start."""
     if window is not None and now < window.end:
         return window
     start = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    length = policy.digest_only_window if digest_only else policy.window
-    return Window(target, start, start + timedelta(seconds=length), digest_only)
+    length = timedelta(seconds=policy.digest_only_window if digest_only else policy.window)
+    continued = window is not None and window.overflowed and now < window.end + length
+    return Window(target, start, start + length, digest_only, continued=continued)
 
 
 def place(
@@ -138,7 +155,7 @@ def place(
         return constraint
     if digest_only and not urgent:
         return "digest"
-    if policy.budget is not None and window.singles >= policy.budget:
+    if window.continued or (policy.budget is not None and window.singles >= policy.budget):
         return "digest"
     return "single"
 
@@ -224,6 +241,8 @@ class StormDigests:
         self._costs = costs
         self._windows: dict[str, Window] = {}
         self._open: dict[str, Window] = {}  # digest id → its window, not flushed yet
+        # (incident, group) → where its latest message went, until its "fixed" message
+        self._last: dict[tuple[str, str], tuple[Placement, str]] = {}
         self._lock = asyncio.Lock()
 
     # -- start-up -------------------------------------------------------------------------------
@@ -236,19 +255,26 @@ class StormDigests:
             self._open.clear()
             async for doc in self._digests.find({"status": "open"}):
                 window = Window(
-                    doc["target"], doc["window_start"], doc["window_end"], bool(doc.get("digest_only"))
+                    doc["target"],
+                    doc["window_start"],
+                    doc["window_end"],
+                    bool(doc.get("digest_only")),
+                    continued=bool(doc.get("continued")),
+                    overflowed=True,
                 )
                 self._open[window.digest_id] = window
                 self._keep_latest(window)
             singles: dict[tuple[str, datetime], int] = {}
-            ends: dict[tuple[str, datetime], tuple[datetime, bool]] = {}
+            ends: dict[tuple[str, datetime], tuple[datetime, bool, bool]] = {}
             async for doc in self._deliveries_col.find({"window_end": {"$gt": now}}):
                 key = (doc["target"], doc["window_start"])
                 if doc.get("status") != "digested":
                     singles[key] = singles.get(key, 0) + 1
-                ends[key] = (doc["window_end"], bool(doc.get("window_digest_only")))
-            for (target, start), (end, digest_only) in ends.items():
-                self._keep_latest(Window(target, start, end, digest_only, singles.get((target, start), 0)))
+                flags = (bool(doc.get("window_digest_only")), bool(doc.get("window_continued")))
+                ends[key] = (doc["window_end"], *flags)
+            for (target, start), (end, digest_only, continued) in ends.items():
+                count = singles.get((target, start), 0)
+                self._keep_latest(Window(target, start, end, digest_only, count, continued=continued))
         if self._open:
             log.info("digests_to_flush", digests=sorted(self._open))
 
@@ -257,7 +283,12 @@ class StormDigests:
         if known is None or window.start > known.start:
             self._windows[window.target] = window
         elif window.start == known.start:
-            self._windows[window.target] = replace(known, singles=max(known.singles, window.singles))
+            self._windows[window.target] = replace(
+                known,
+                singles=max(known.singles, window.singles),
+                continued=known.continued or window.continued,
+                overflowed=known.overflowed or window.overflowed,
+            )
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -293,9 +324,10 @@ class StormDigests:
                 delivery, fresh = await self._store.record(
                     event, target, message, now,
                     window_start=window.start, window_end=window.end,
-                    window_digest_only=window.digest_only, **fields,
+                    window_digest_only=window.digest_only, window_continued=window.continued, **fields,
                 )  # fmt: skip
                 self._windows[target] = replace(window, singles=window.singles + 1)
+                self._remember(event, target, message, ("single", delivery.id))
                 if fresh and cost is not None and self._costs is not None:
                     self._costs.charged(cost)
                 if constraint == "single":
@@ -307,13 +339,33 @@ class StormDigests:
                 status="digested", digest=window.digest_id, cost=0,
                 digest_entry=entry_doc(event, system, message, self._catalogue),
                 window_start=window.start, window_end=window.end,
-                window_digest_only=window.digest_only, **extra,
+                window_digest_only=window.digest_only, window_continued=window.continued, **extra,
             )  # fmt: skip
-            self._windows[target] = window
+            self._windows[target] = replace(window, overflowed=True)
+            self._remember(event, target, message, ("digest", window.digest_id))
             bound.info("delivery_digested", kind=message.kind, digest=window.digest_id, forced=constraint)
             return delivery, fresh
 
+    def _remember(
+        self, event: IncidentEvent, target: str, message: RenderedMessage, placed: tuple[Placement, str]
+    ) -> None:
+        key = (event.incident.id, target)
+        if message.kind == "fixed":  # the incident's last message to the group
+            self._last.pop(key, None)
+        else:
+            self._last[key] = placed
+
     async def _constraint(self, incident_id: str, target: str) -> Constraint:
+        """What the incident's earlier messages to ``target`` impose: from its last placement in
+        this process (one ``_id`` read), else (after a restart) from all its records (a scan)."""
+        last = self._last.get((incident_id, target))
+        if last is not None:
+            placement, ref = last
+            record = await self._store.get(ref)
+            final = record is not None and record.get("status") in FINAL_STATUSES
+            if placement == "digest":
+                return constraint_of([Earlier("digested", digest_pending=not final)])
+            return constraint_of([Earlier(str(record.get("status")) if record is not None else "sent")])
         docs = await self._deliveries_col.find({"incident_id": incident_id, "target": target}).to_list()
         earlier: list[Earlier] = []
         for doc in docs:
@@ -336,6 +388,7 @@ class StormDigests:
                     "window_start": window.start,
                     "window_end": window.end,
                     "digest_only": window.digest_only,
+                    "continued": window.continued,
                     "status": "open",
                 }
             )
