@@ -29,7 +29,7 @@ def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     assert first.exit_code == 0, first.output
     assert "+ monitor e-service-home" in first.output
     assert (
-        "applied: 4 teams, 2 people, 3 systems, 3 monitors, 1 maintenance window(s); 13 change(s)"
+        "applied: 4 teams, 2 people, 4 systems, 18 monitors, 1 maintenance window(s); 29 change(s)"
         in first.output
     )
     again = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
@@ -54,7 +54,7 @@ def test_apply_dry_run_writes_nothing(env: None) -> None:
     assert dry.exit_code == 0
     assert "would apply" in dry.output
     real = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
-    assert "13 change(s)" in real.output, "the dry run changed nothing"
+    assert "29 change(s)" in real.output, "the dry run changed nothing"
 
 
 def test_unreachable_database_is_one_clear_line(
@@ -83,7 +83,7 @@ def test_report_writes_html_and_json_for_an_empty_month(env: None, tmp_path: Pat
     result = runner.invoke(app, ["report", "2026-10", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
-    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service", "mail"}
+    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service", "mail", "shared-services"}
     assert all(row["incident_count"] == 0 for row in data["systems"])
     assert "ตุลาคม" in (tmp_path / "fao-report-2026-10.html").read_text()
 

@@ -14,9 +14,10 @@ from fao.cli.apply import apply
 from fao.runtime.bus import ensure_bus, monitors_bucket
 from fao.runtime.store import Document
 from fao.schemas import Monitor
-from fao.schemas.loader import ConfigError
+from fao.schemas.loader import ConfigError, load_inventory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
+EXAMPLE_KEYS = {f"monitor.{m.id}" for m in load_inventory(EXAMPLES).monitors}  # checks.yaml: one of each type
 
 
 async def kv_monitors(nats_url: str) -> dict[str, Monitor]:
@@ -44,9 +45,10 @@ async def test_apply_writes_inventory_kv_and_audit(
     plan = await apply(EXAMPLES, mongo_url, mongo_db.name, nats_url, dry_run=False)
     assert {str(c) for c in plan.changes} >= {"+ team noc", "+ system e-service", "+ monitor e-service-home"}
     kv = await kv_monitors(nats_url)
-    assert set(kv) == {"monitor.e-service-home", "monitor.core-gateway-tcp", "monitor.mail-webmail"}
+    assert set(kv) == EXAMPLE_KEYS
+    assert set(kv) >= {"monitor.e-service-home", "monitor.core-gateway-tcp", "monitor.mail-webmail"}
     state = await snapshot(mongo_db)
-    assert {d["_id"] for d in state["systems"]} == {"core-network", "e-service", "mail"}
+    assert {d["_id"] for d in state["systems"]} == {"core-network", "e-service", "mail", "shared-services"}
     assert len(state["audit"]) == 1
     assert len(state["audit"][0]["changes"]) == len(plan.changes)
 
@@ -64,10 +66,10 @@ async def test_apply_diff_changes_and_removes(
     text = (config / "monitors.yaml").read_text()
     head, _, _ = text.partition("  - id: core-gateway-tcp")
     (config / "monitors.yaml").write_text(head.replace("interval: 5s", "interval: 7s"))
-    plan = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
+    plan = await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False, prune=True)
     assert {str(c) for c in plan.changes} == {"~ monitor e-service-home", "- monitor core-gateway-tcp"}
     kv = await kv_monitors(nats_url)
-    assert set(kv) == {"monitor.e-service-home", "monitor.mail-webmail"}
+    assert set(kv) == EXAMPLE_KEYS - {"monitor.core-gateway-tcp"}
     assert kv["monitor.e-service-home"].interval == 7.0
 
 
