@@ -83,7 +83,12 @@ def test_report_writes_html_and_json_for_an_empty_month(env: None, tmp_path: Pat
     result = runner.invoke(app, ["report", "2026-10", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
-    assert {row["system_id"] for row in data["systems"]} == {"core-network", "e-service", "mail", "shared-services"}
+    assert {row["system_id"] for row in data["systems"]} == {
+        "core-network",
+        "e-service",
+        "mail",
+        "shared-services",
+    }
     assert all(row["incident_count"] == 0 for row in data["systems"])
     assert "ตุลาคม" in (tmp_path / "fao-report-2026-10.html").read_text()
 
