@@ -130,10 +130,10 @@ async def escalation_deliveries(db: AsyncDatabase[Document]) -> list[Document]:
 
 async def test_two_notifier_replicas_fire_each_step_once_across_a_handover(stack: Stack) -> None:
     """Two notifiers (one active, one standby on the lease): the lead is told once at 1 s by the
-    active one; it stops, the standby takes over with the timer and tells the director at 5 s —
+    active one; it stops, the standby takes over with the timer and tells the director at 6 s —
     and neither ever tells the lead again."""
     await configure(
-        stack, {"steps": [{"after": 1, "people": ["lead"]}, {"after": 5, "people": ["director"]}]}
+        stack, {"steps": [{"after": 1, "people": ["lead"]}, {"after": 6, "people": ["director"]}]}
     )
     settings = stack.settings(lease_ttl=1.0)
     first = await stack.start_notifier(settings)
@@ -170,7 +170,7 @@ async def test_two_notifier_replicas_fire_each_step_once_across_a_handover(stack
 async def test_a_step_due_while_the_notifier_was_stopped_fires_once_after_restart(stack: Stack) -> None:
     """The notifier stops before the step is due and starts after it: the step fires on start,
     exactly once."""
-    await configure(stack, {"steps": [{"after": 3, "people": ["lead"]}]})
+    await configure(stack, {"steps": [{"after": 4, "people": ["lead"]}]})
     notifier = await stack.start_notifier()
     incident = await open_incident(stack)
     opened = stack.event("opened", incident)
@@ -178,7 +178,7 @@ async def test_a_step_due_while_the_notifier_was_stopped_fires_once_after_restar
     await stack.quiet()
     assert await stack.db[ESCALATIONS].find_one({"_id": incident.id, "status": "active"}) is not None
     await notifier.stop()
-    due = opened.at + timedelta(seconds=3)
+    due = opened.at + timedelta(seconds=4)
     await wait_until(lambda: datetime.now(UTC) > due, "the step's due time")
     assert pushes_to(stack.line, LEAD.line_user_id or "") == [], "fired before the notifier stopped"
 
@@ -199,10 +199,10 @@ async def test_a_step_due_while_the_notifier_was_stopped_fires_once_after_restar
 
 
 async def test_an_acknowledgement_stops_the_escalation(stack: Stack) -> None:
-    """Step 1 (lead, 1 s) is sent; the incident is acknowledged; step 2 (director, 3 s) never is,
+    """Step 1 (lead, 1 s) is sent; the incident is acknowledged; step 2 (director, 5 s) never is,
     though the loop checked well after its time."""
     await configure(
-        stack, {"steps": [{"after": 1, "people": ["lead"]}, {"after": 3, "people": ["director"]}]}
+        stack, {"steps": [{"after": 1, "people": ["lead"]}, {"after": 5, "people": ["director"]}]}
     )
     await stack.start_notifier()
     incident = await open_incident(stack)
@@ -224,7 +224,7 @@ async def test_an_acknowledgement_stops_the_escalation(stack: Stack) -> None:
     timer = await stack.db[ESCALATIONS].find_one({"_id": incident.id})
     assert timer is not None
     assert (timer["status"], timer["why"]) == ("cancelled", "acknowledged")
-    await checks_after(max(datetime.now(UTC), opened.at + timedelta(seconds=3)))
+    await checks_after(max(datetime.now(UTC), opened.at + timedelta(seconds=5)))
     await stack.quiet()
     assert pushes_to(stack.line, DIRECTOR.line_user_id or "") == []
     assert len(pushes_to(stack.line, LEAD.line_user_id or "")) == 1
