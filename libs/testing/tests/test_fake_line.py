@@ -209,6 +209,20 @@ async def test_quota_counts_group_members_per_push(line: FakeLineServer, api: An
     assert (await api.get_message_quota()).type == "none"
 
 
+async def test_group_member_count_is_what_a_push_costs_and_404_outside_the_group(
+    line: FakeLineServer, api: Any
+) -> None:
+    """``GET /v2/bot/group/{groupId}/members/count``: the count a push to the group costs; 404 for
+    a group the bot is not in; a group added later is counted at once."""
+    assert (await api.get_group_member_count(GROUP)).count == 5
+    assert (await api.get_group_member_count(SMALL_GROUP)).count == 2
+    with pytest.raises(ApiException) as missing:
+        await api.get_group_member_count("C" + "0" * 32)
+    assert missing.value.status == 404
+    line.add_group("C" + "0" * 32, 12)
+    assert (await api.get_group_member_count("C" + "0" * 32)).count == 12
+
+
 async def test_reply_token_works_once(line: FakeLineServer, api: Any) -> None:
     request = ReplyMessageRequest(reply_token="token-1", messages=[TextMessage(text="acknowledged")])
     response = await api.reply_message(request)
