@@ -1,0 +1,239 @@
+"""The dashboard over real NATS and FerretDB: sign-in and its cookies, CSRF on every form, the
+login rate limit, sessions ending with the user or the password, actions as commands with an
+audit entry, the live fragments, the language switch and the embedded outbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+from services.gateway.tests.webstack import (
+    INCIDENT_ID,
+    NOW,
+    PASSWORD,
+    WebStack,
+    csrf_of,
+    web_settings,
+    web_stack,
+)
+
+from fao.gateway.access import delete_user, set_password
+from fao.gateway.sessions import SESSION_COOKIE
+from fao.runtime.store import Document
+from fao.schemas import Command
+from fao.schemas import subjects as s
+
+
+@pytest.fixture
+async def web(nats_url: str, mongo_db: AsyncDatabase[Document]) -> AsyncIterator[WebStack]:
+    async with web_stack(nats_url, mongo_db) as stack:
+        yield stack
+
+
+def _client(web: WebStack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=web.client._transport, base_url="http://gateway.test")
+
+
+async def test_pages_need_a_session_and_the_sign_in_sets_a_safe_cookie(web: WebStack) -> None:
+    first = await web.client.get("/incidents")
+    assert first.status_code == 303
+    assert first.headers["location"] == "/login?next=/incidents"
+    answer = await web.sign_in(web.client, "operator")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # switched off for http on loopback in this stack
+    page = await web.client.get("/")
+    assert page.status_code == 200
+    assert 'id="who">operator<' in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+async def test_the_secure_flag_is_on_by_default(nats_url: str, mongo_db: AsyncDatabase[Document]) -> None:
+    async with web_stack(nats_url, mongo_db, web_settings(web_cookie_secure=True)) as web:
+        # over plain http the browser keeps the Secure pre-session cookie to itself: no sign-in
+        refused = await web.sign_in(web.client, "viewer")
+        assert refused.status_code == 403
+        https = httpx.AsyncClient(transport=web.client._transport, base_url="https://gateway.test")
+        answer = await web.sign_in(https, "viewer")
+        assert answer.status_code == 303
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+        assert "Secure" in cookie
+        assert (await https.get("/")).status_code == 200
+        await https.aclose()
+
+
+async def test_a_wrong_password_is_refused_without_a_session(web: WebStack) -> None:
+    answer = await web.sign_in(web.client, "operator", "wrong password!")
+    assert answer.status_code == 401
+    assert 'id="login-error"' in answer.text
+    assert SESSION_COOKIE not in web.client.cookies
+    unknown = await web.sign_in(web.client, "nobody", PASSWORD)
+    assert unknown.status_code == 401
+
+
+async def test_every_form_needs_the_csrf_token(web: WebStack) -> None:
+    # sign-in without the token of the sign-in page
+    await web.client.get("/login")
+    no_token = await web.client.post("/login", data={"username": "operator", "password": PASSWORD})
+    assert no_token.status_code == 403
+    assert no_token.headers["content-type"] == "application/problem+json"
+    assert SESSION_COOKIE not in web.client.cookies
+    await web.sign_in(web.client, "operator")
+    commands_before = (await web.js.stream_info(s.COMMANDS_STREAM)).state.messages
+    for path, data in (
+        (f"/incidents/{INCIDENT_ID}/ack", {}),
+        (f"/incidents/{INCIDENT_ID}/resolve", {"csrf": "forged"}),
+        (f"/incidents/{INCIDENT_ID}/note", {"text": "x"}),
+        ("/maintenance", {"reason": "x", "system": "e-service", "duration": "1h"}),
+        ("/logout", {}),
+    ):
+        answer = await web.client.post(path, data=data)
+        assert answer.status_code == 403, path
+        assert "CSRF" in answer.json()["detail"]
+    assert (await web.js.stream_info(s.COMMANDS_STREAM)).state.messages == commands_before
+    assert await web.db["maintenance"].count_documents({}) == 0
+    # a token of another session is no good either
+    other = _client(web)
+    await web.sign_in(other, "admin")
+    foreign = csrf_of((await other.get("/")).text)
+    await other.aclose()
+    answer = await web.client.post(f"/incidents/{INCIDENT_ID}/ack", data={"csrf": foreign})
+    assert answer.status_code == 403
+
+
+async def test_sign_in_attempts_are_limited_per_user_and_address(web: WebStack) -> None:
+    for _ in range(3):  # login_limit of the test stack
+        assert (await web.sign_in(web.client, "operator", "wrong password!")).status_code == 401
+    limited = await web.sign_in(web.client, "operator", PASSWORD)
+    assert limited.status_code == 429, "even the right password waits for the window"
+    assert SESSION_COOKIE not in web.client.cookies
+    # another user from the same address is not limited by it
+    assert (await web.sign_in(_client(web), "viewer")).status_code == 303
+    # the slots are forgotten once the window is long over
+    assert await web.ctx.limiter.forget_old(NOW + timedelta(days=365)) >= 3
+
+
+async def test_a_session_ends_with_a_new_password_or_a_deleted_user(web: WebStack) -> None:
+    await web.sign_in(web.client, "operator")
+    assert (await web.client.get("/")).status_code == 200
+    await set_password(web.db, "operator", "another long password", NOW)
+    assert (await web.client.get("/")).status_code == 303
+    await web.sign_in(web.client, "operator", "another long password")
+    assert (await web.client.get("/")).status_code == 200
+    await delete_user(web.db, "operator")
+    assert (await web.client.get("/")).status_code == 303
+
+
+async def test_a_tampered_session_cookie_is_not_a_session(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    cookie = web.client.cookies[SESSION_COOKIE]
+    body, mac = cookie.split(".")
+    import base64
+
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode().replace("|viewer|", "|admin|")
+    forged = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=") + "." + mac
+    client = _client(web)
+    client.cookies.set(SESSION_COOKIE, forged)
+    assert (await client.get("/")).status_code == 303
+    await client.aclose()
+
+
+async def test_acknowledge_from_the_dashboard_is_a_command_with_an_audit_entry(web: WebStack) -> None:
+    await web.sign_in(web.client, "operator")
+    page = await web.client.get("/")
+    assert f'action="/incidents/{INCIDENT_ID}/ack"' in page.text
+    answer = await web.client.post(f"/incidents/{INCIDENT_ID}/ack", data={"csrf": csrf_of(page.text)})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/incidents/{INCIDENT_ID}?done=queued"
+    info = await web.js.stream_info(s.COMMANDS_STREAM)
+    msg = await web.js.get_msg(s.COMMANDS_STREAM, info.state.last_seq)
+    assert msg.data is not None
+    command = Command.model_validate_json(msg.data)
+    assert (command.action, command.actor, command.incident_id) == ("ack", "operator", INCIDENT_ID)
+    entry = (await web.audit())[-1]
+    assert (entry["action"], entry["actor"], entry["source"]) == ("incident.ack", "operator", "gateway")
+
+
+async def test_a_viewer_sees_no_action_buttons(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    page = await web.client.get("/")
+    assert INCIDENT_ID in page.text
+    assert "/ack" not in page.text
+    assert "/resolve" not in page.text
+
+
+async def test_the_overview_refreshes_a_fragment_not_the_page(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    page = await web.client.get("/")
+    assert 'hx-get="/fragments/overview"' in page.text
+    fragment = await web.client.get("/fragments/overview", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text
+    assert 'data-system="e-service"' in fragment.text
+    anonymous = await _client(web).get("/fragments/overview", headers={"HX-Request": "true"})
+    assert anonymous.headers["hx-redirect"].startswith("/login")
+
+
+async def test_thai_by_default_and_english_by_cookie(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    assert "ภาพรวม" in (await web.client.get("/")).text
+    switched = await web.client.get("/lang/en?next=/monitors")
+    assert switched.headers["location"] == "/monitors"
+    english = (await web.client.get("/")).text
+    assert "Overview" in english
+    assert "ภาพรวม" not in english
+    assert (await web.client.get("/lang/en?next=//evil.example")).headers["location"] == "/"
+
+
+async def test_monitors_show_a_latency_sparkline_from_results_heard(web: WebStack) -> None:
+    from fao.schemas import CheckResult
+
+    for n, latency in enumerate((12.0, 40.0, 25.0)):
+        web.ctx.results.add(
+            CheckResult(
+                monitor_id="e-service-home",
+                system_id="e-service",
+                zone="default",
+                prober_id="p",
+                started_at=NOW + timedelta(seconds=n),
+                ok=n != 1,
+                latency_ms=latency,
+            )
+        )
+    await web.sign_in(web.client, "viewer")
+    page = (await web.client.get("/monitors")).text
+    row = page.split('data-monitor="e-service-home"')[1].split("</tr>")[0]
+    svg = row.split("<svg")[1].split("</svg>")[0]
+    assert "<polyline" in svg
+    assert svg.count("<circle") == 1  # the one failure
+    assert not any("\u0e00" <= ch <= "\u0e7f" for ch in svg), "no Thai text inside the SVG"
+
+
+async def test_maintenance_from_the_dashboard_and_the_embedded_outbox(web: WebStack) -> None:
+    await web.sign_in(web.client, "operator")
+    page = await web.client.get("/maintenance")
+    answer = await web.client.post(
+        "/maintenance",
+        data={"csrf": csrf_of(page.text), "system": "e-service", "reason": "ย้ายเครื่อง", "duration": "2h"},
+    )
+    assert answer.status_code == 303
+    calendar = (await web.client.get(answer.headers["location"])).text
+    assert "ย้ายเครื่อง" in calendar
+    entry = (await web.audit())[-1]
+    assert (entry["action"], entry["actor"], entry["source"]) == ("maintenance.add", "operator", "gateway")
+    await web.db["outbox"].insert_one(
+        {"_id": "d1", "text": "ระบบขัดข้อง", "created_at": NOW, "kind": "problem"}
+    )
+    assert "ระบบขัดข้อง" in (await web.client.get("/outbox")).text
+
+
+async def test_static_htmx_is_served_locally(web: WebStack) -> None:
+    answer = await web.client.get("/static/htmx-2.0.4.min.js")
+    assert answer.status_code == 200
+    assert "htmx" in answer.text[:2000]
