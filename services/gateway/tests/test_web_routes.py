@@ -56,7 +56,7 @@ def _routes(app: FastAPI | APIRouter, prefix: str = "") -> Iterator[tuple[str, s
             continue
         path = getattr(route, "path", "")
         if isinstance(route, APIRoute):
-            for method in sorted(route.methods):
+            for method in sorted(route.methods or ()):
                 yield method, prefix + path, route
         elif path not in OPENAPI_PATHS:
             yield "*", prefix + path, None
