@@ -241,6 +241,7 @@ async def test_reminders_repeat_every_n_up_to_repeat_then_the_timer_is_done(env:
     assert "20 นาที" in docs[2]["message"]["alt_text"]
     assert "แจ้งเตือนซ้ำ" not in docs[0]["message"]["alt_text"]
     assert (await env.timer())["status"] == "done"
+    assert escalator.active == 0
 
 
 async def test_two_escalators_racing_for_the_same_due_steps_fire_each_once(env: Env) -> None:

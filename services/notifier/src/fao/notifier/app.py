@@ -103,6 +103,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
             "oldest_undelivered_s": round(figures.oldest_undelivered_s, 1),
             "failing_groups": len(figures.failing_groups),
             "failing_since": figures.failing_since.isoformat() if figures.failing_since else None,
+            "escalations_active": notifier.escalations.active,
         }
 
     async def publish_command(command: Command) -> None:

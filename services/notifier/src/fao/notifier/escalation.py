@@ -476,6 +476,11 @@ class Escalator:
         )
 
     @property
+    def active(self) -> int:
+        """Timers running (as this process knows them)."""
+        return len(self._timers)
+
+    @property
     def warned(self) -> frozenset[str]:
         """What this process has logged once and then skipped: ``person:<id>:<problem>``,
         ``team:<id>:<problem>``, ``incident:<id>`` (missing from, or invalid in, ``incidents``)."""
