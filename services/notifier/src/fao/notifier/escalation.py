@@ -13,10 +13,10 @@ LINE groups, other teams, optional reminders) applies to its incidents of the li
 - *cancelled* by an ``acknowledged`` or ``resolved`` event (``status: cancelled``, ``why``, the
   event): an update of the active timer, or, when there is none yet and the team's policy would
   arm one, an insert of the cancelled document — a tombstone, so an ``opened`` arriving after its
-  acknowledgement never arms;
-  also when, about to fire, the ``incidents`` collection (the correlator's, the truth: an
-  acknowledgement may have come from the CLI or LINE) says the incident is no longer open, or
-  when the team no longer has a policy covering the severity (``why: no_policy``);
+  acknowledgement never arms. Cancelled too when, about to fire, the ``incidents`` collection (the
+  correlator's, the truth: an acknowledgement may have come from the CLI or LINE) says the
+  incident is no longer open, or when the team no longer has a policy covering the severity
+  (``why: no_policy``);
 - *done* when every step has fired its last occurrence (``why: all_steps_fired``).
 
 **Firing.** Every ``interval`` (1 s) the loop checks the active timers against the team's current
