@@ -228,11 +228,12 @@ class DeliveryWorkers:
         self, delivery: Delivery, status: Literal["failed_permanent", "skipped_broken", "quota_exhausted"],
         outcome: str, reason: str, *, attempted: bool, **fields: object,
     ) -> Outcome:  # fmt: skip
-        """Make ``delivery`` final without a send and give its message to the fallbacks."""
+        """Give ``delivery``'s message to the fallbacks, then make it final without a send (in
+        this order: a crash in between leaves it undelivered, so it comes back and falls back)."""
+        await self._fall_back(delivery, reason)
         await self._store.finish(delivery, status, self._clock(), attempted=attempted, **fields)
         self._forget(delivery)
         DELIVERIES.labels(delivery.channel, outcome).inc()
-        await self._fall_back(delivery, reason)
         return "done"
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
@@ -370,6 +371,7 @@ class DeliveryWorkers:
             self._forget(delivery)
             DELIVERIES.labels(OUTBOX, "outbox").inc()
             return
+        await self._follow_fallbacks(delivery)  # first: a crash before "sent" comes back here
         await self._store.finish(
             delivery,
             "sent",
@@ -387,7 +389,6 @@ class DeliveryWorkers:
         outcome = "already_accepted" if receipt.already_accepted else "sent"
         bound.info("delivery_sent", outcome=outcome, request_id=receipt.request_id)
         DELIVERIES.labels(delivery.channel, outcome).inc()
-        await self._follow_fallbacks(delivery)
 
     async def _follow_fallbacks(self, delivery: Delivery) -> None:
         """A fallback target that got an earlier message of this incident gets this one too (the
