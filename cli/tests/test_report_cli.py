@@ -143,3 +143,25 @@ async def test_rebuild_replays_the_stream_before_reporting(
     )
     document = json.loads(await asyncio.to_thread((tmp_path / "fao-report-2026-10.json").read_text))
     assert [i["incident_id"] for i in document["incidents"]] == ["inc-e-service"]
+
+
+async def test_progress_bar_path_writes_the_same_files(
+    env: None, js: JetStreamContext, tmp_path: Path
+) -> None:
+    """With the bar on (as on a terminal) the report and the rebuild run through rich's Progress."""
+    from fao.cli.report_progress import run_report
+    from fao.runtime.settings import ServiceSettings
+
+    lines = await asyncio.to_thread(
+        run_report, ServiceSettings(), "2026-10", tmp_path, formats=["json"], language="th",
+        thai_digits=False, include_maintenance=False, worst=3, rebuild=True, show_progress=True,
+    )  # fmt: skip
+    assert lines[0].startswith("rebuilt report_facts: 0 events")
+    assert lines[1:] == [str(tmp_path / "fao-report-2026-10.json")]
+
+
+def test_rebuild_without_the_stream_says_so(env: None, nats_url: str) -> None:
+    result = CliRunner().invoke(app, ["report", "--rebuild"])
+    assert result.exit_code == 1
+    assert "no stream FAO_INCIDENTS on this NATS server" in result.output
+    assert "Traceback" not in result.output

@@ -5,7 +5,7 @@ Every event still in ``FAO_INCIDENTS`` (kept 400 days) is read through an ordere
 newest event of each incident (by its time, then by stream order) becomes that incident's fact,
 replacing whatever is stored (a damaged fact is repaired). Facts of incidents older than the
 stream's retention are kept as they are. A message that is not an incident event is counted and
-skipped.
+skipped. Without the stream (a server Fao never ran on) it says so (ValueError).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Final
 
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from fao.reporter.read_model import FactStore
@@ -37,7 +38,10 @@ class ReplayResult:
 
 
 async def replay(js: JetStreamContext, store: FactStore, progress: Progress | None = None) -> ReplayResult:
-    info = await js.stream_info(s.INCIDENTS_STREAM)
+    try:
+        info = await js.stream_info(s.INCIDENTS_STREAM)
+    except NotFoundError:
+        raise ValueError(f"no stream {s.INCIDENTS_STREAM} on this NATS server: nothing to replay") from None
     total, last = info.state.messages, info.state.last_seq
     newest: dict[str, IncidentEvent] = {}
     read = unreadable = 0
