@@ -22,11 +22,13 @@ from linebot.v3.messaging import ApiException
 from multidict import CIMultiDict, CIMultiDictProxy
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.notifier.broken import BrokenMark, BrokenTargets
 from fao.notifier.channels.contract import Outgoing
 from fao.notifier.channels.email import EmailChannel, build_email, classify_smtp_error, message_id
 from fao.notifier.channels.monthly_limit import MonthlyLimit, limit_until, month_key, quota_command_id
 from fao.notifier.channels.webhook import classify_status, signature, webhook_body
 from fao.notifier.claims import ClaimStore
+from fao.notifier.deliveries import Delivery
 from fao.notifier.errors import DeliveryError, MonthlyLimitError
 from fao.notifier.line_channel import classify_api_error
 from fao.notifier.notices import load_notices
@@ -401,3 +403,47 @@ async def test_the_monthly_limit_incident_is_published_once_even_when_the_first_
     state = await db["line_state"].find_one({"_id": "quota"})
     assert state is not None
     assert state["exhausted_until"] == limit_until(NOW)
+
+
+# --- broken targets ---------------------------------------------------------------------------
+
+
+def line_delivery(team_version: str) -> Delivery:
+    plan = TargetPlan(Target("line", GROUP), "infra", team_version, (Target("email", "noc@example.go.th"),))
+    return Delivery(
+        id=f"ev-1:line:{GROUP}", event_id="ev-1", incident_id="inc-1", event_type="opened", channel="line",
+        target=GROUP, retry_key="k", status="claimed", kind="problem", at=NOW, created_at=NOW, plan=plan,
+    )  # fmt: skip
+
+
+async def test_a_broken_target_is_marked_and_told_once_and_heals_when_the_team_changes_or_a_send_works(
+    db: AsyncDatabase[Document],
+) -> None:
+    told: list[BrokenMark] = []
+
+    async def notify(mark: BrokenMark) -> None:
+        told.append(mark)
+
+    broken = BrokenTargets(db, notify=notify)
+    delivery = line_delivery("v1")
+    assert await broken.check(delivery) is None
+    assert [
+        await broken.mark(delivery, "LINE answered 400: Failed to send messages", NOW) for _ in range(3)
+    ] == [
+        True,
+        False,
+        False,
+    ]
+    assert [(m.channel, m.target, m.team, m.team_version) for m in told] == [("line", GROUP, "infra", "v1")]
+    mark = await broken.check(delivery)
+    assert mark is not None
+    assert mark.since == NOW
+    # fao apply changed the team: a delivery routed under the new version tries the group again.
+    assert await broken.check(line_delivery("v2")) is None
+    assert await db["broken_targets"].count_documents({}) == 0
+    # Broken again (a new period, told again); a send that works heals it.
+    assert await broken.mark(line_delivery("v2"), "LINE answered 400: Failed to send messages", NOW) is True
+    assert len(told) == 2
+    await broken.sent("line", GROUP)
+    assert await db["broken_targets"].count_documents({}) == 0
+    assert await broken.check(line_delivery("v2")) is None
