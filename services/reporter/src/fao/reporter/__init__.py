@@ -1,9 +1,8 @@
-"""Fao reporter: the monthly availability/incident report.
+"""Fao reporter: the availability report executives sign (services/reporter/README.md).
 
-Pure domain modules (no I/O, no clock):
-
-- `fao.runtime.thai` (shared with the notifier) — Thai month names, Buddhist-era years, the Thai fiscal year,
-  `Month` ("YYYY-MM") and Thai date/time/duration formatting.
-- `fao.reporter.availability` — `summarize(month, systems, facts, now) -> MonthlyReport`.
-- `fao.reporter.render` — `render_html(report)` (Thai, executive-readable) and `render_json(report)`.
+Pure modules (no I/O, no clock): `fao.reporter.availability` (the figures: `summarize`),
+`intervals`, `periods` (months and fiscal years), `schedule` (when a month is due), `localize`
+(Thai/English wording and formatting; the Thai calendar is `fao.runtime.thai`), `summary` (the LINE
+text). Outputs: `fao.reporter.formats` (one registry: HTML, PDF, XLSX, JSON) and `charts`. I/O at
+the edge: `read_model`, `replay`, `archive`, `produce`, `line_push`, `app` (the service).
 """
