@@ -7,14 +7,17 @@ still open and a few crossing into November. Then times each step of `fao report
 the facts: figures (with the previous month's change), charts, and each format, and prints the
 wall-clock and CPU time per format and HTML + PDF + XLSX together (the issue's budget: 15 s). On a
 shared machine the wall-clock time depends on what else runs; CPU time is the steadier figure. The
-files are written to a temporary folder (or `--out`). Reading the facts from MongoDB is not included.
+files are written to a temporary folder (or `--out`). With `--store` the facts are first written to
+a FerretDB started on loopback and the time to read them back (what `fao report` does before the
+figures) is printed too.
 
-    python bench/report_month.py [--systems 1000] [--incidents 10000] [--out DIR]
+    python bench/report_month.py [--systems 1000] [--incidents 10000] [--out DIR] [--store]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import tempfile
 import time
@@ -26,6 +29,9 @@ from fao.reporter.availability import IncidentFact, MaintenanceSpan, SystemInfo,
 from fao.reporter.formats import RENDERERS, RenderContext
 from fao.reporter.localize import Formatter
 from fao.reporter.periods import ReportPeriod
+from fao.reporter.read_model import FACTS, WRITE_CHUNK, FactStore, fact_document
+from fao.runtime.launch import start_ferretdb
+from fao.runtime.store import connect
 
 PERIOD = ReportPeriod.parse("2026-10")
 NOW = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
@@ -78,16 +84,40 @@ def make_incidents(systems: list[SystemInfo], count: int, rng: random.Random) ->
     return facts
 
 
+async def store_and_read(facts: list[IncidentFact], url: str) -> tuple[float, int]:
+    """Write `facts` to `report_facts`, then time reading October's (and September's) back."""
+    client = connect(url)
+    try:
+        db = client["bench_report"]
+        docs = [fact_document(f, NOW) for f in facts]
+        for chunk in range(0, len(docs), WRITE_CHUNK):
+            await db[FACTS].insert_many(docs[chunk : chunk + WRITE_CHUNK])
+        began = time.perf_counter()
+        found = await FactStore(db).facts(PERIOD.previous().bounds()[0], PERIOD.bounds()[1])
+        return time.perf_counter() - began, len(found.facts)
+    finally:
+        await client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", type=int, default=1000)
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--store", action="store_true", help="also time reading the facts from FerretDB")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     systems = make_systems(args.systems, rng)
     facts = make_incidents(systems, args.incidents, rng)
+    if args.store:
+        with tempfile.TemporaryDirectory(prefix="fao-report-bench-db-") as folder:
+            server = start_ferretdb(Path(folder))
+            try:
+                seconds, count = asyncio.run(store_and_read(facts, server.url))
+            finally:
+                server.stop()
+        print(f"reading {count:,} facts back from FerretDB: {seconds:.2f} s")
     out = args.out or Path(tempfile.mkdtemp(prefix="fao-report-bench-"))
     out.mkdir(parents=True, exist_ok=True)
 
