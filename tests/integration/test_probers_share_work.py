@@ -3,8 +3,8 @@
 Two probers start, a third joins, then one is killed with SIGKILL. Counted from the results
 stream afterwards, per monitor and per slot of its schedule (``fao.prober.cadence``: slots are
 the same on every prober): no slot is ever checked twice; once the dead prober's heartbeat has
-expired (one TTL) its monitors are checked by the survivors, and every monitor is checked in every
-slot; each prober ran a share while it lived.
+expired (one TTL) its monitors are checked by the survivors at their next slot, and every monitor
+is checked in every slot; each prober ran a share while it lived.
 """
 
 from __future__ import annotations
@@ -147,6 +147,19 @@ async def test_three_probers_one_killed_every_monitor_checked_none_twice(
     moved = {r.monitor_id for r in results if r.prober_id == "p-c"}
     takers = {r.prober_id for r in after if r.monitor_id in moved}
     assert takers == {"p-a", "p-b"}, f"the dead prober's monitors went to both survivors: {takers}"
+    taken_at = [
+        min(
+            r.started_at.timestamp()
+            for r in results
+            if r.monitor_id == m and r.started_at.timestamp() > killed_at
+        )
+        for m in moved
+    ]
+    # Its key expires at most one TTL after its last heartbeat; the next slot follows within an
+    # interval (plus jitter, and the server's expiry sweep).
+    assert max(taken_at) - killed_at <= TTL + INTERVAL + 1.0, (
+        f"taken over {max(taken_at) - killed_at:.2f}s after"
+    )
 
     # Every monitor in every slot from one TTL after the kill until the probers stopped.
     slots: dict[str, set[int]] = defaultdict(set)
