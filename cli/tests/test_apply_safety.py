@@ -71,7 +71,7 @@ def test_nothing_is_written_without_yes_off_a_terminal(
 ) -> None:
     result = fao("apply", str(config))
     assert result.exit_code == 1
-    assert "monitors: 18 to add, 0 to change" in result.output
+    assert "monitors: 19 to add, 0 to change" in result.output
     assert "+ monitor e-service-home" in result.output
     assert "not a terminal; add --yes to apply" in result.output
     assert ids(stored, mongo_db_name, "monitors") == []
@@ -82,7 +82,7 @@ def test_an_empty_folder_removes_nothing_without_prune_and_everything_only_with_
 ) -> None:
     assert fao("apply", "--yes", str(config)).exit_code == 0
     monitors = ids(stored, mongo_db_name, "monitors")
-    assert len(monitors) == 18
+    assert len(monitors) == 19
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.yaml").write_text("", encoding="utf-8")
@@ -98,7 +98,7 @@ def test_an_empty_folder_removes_nothing_without_prune_and_everything_only_with_
     refused = fao("apply", "--yes", "--prune", str(empty))
     assert refused.exit_code == 1
     assert "this would remove" in refused.output
-    assert "18 of 18 monitors" in refused.output
+    assert "19 of 19 monitors" in refused.output
     assert "add --force" in refused.output
     assert ids(stored, mongo_db_name, "monitors") == monitors
 

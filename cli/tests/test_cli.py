@@ -29,7 +29,7 @@ def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     assert first.exit_code == 0, first.output
     assert "+ monitor e-service-home" in first.output
     assert (
-        "applied: 4 teams, 2 people, 4 systems, 18 monitors, 1 maintenance window(s); 29 change(s)"
+        "applied: 4 teams, 2 people, 4 systems, 19 monitors, 1 maintenance window(s); 30 change(s)"
         in first.output
     )
     again = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
@@ -54,7 +54,7 @@ def test_apply_dry_run_writes_nothing(env: None) -> None:
     assert dry.exit_code == 0
     assert "would apply" in dry.output
     real = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])
-    assert "29 change(s)" in real.output, "the dry run changed nothing"
+    assert "30 change(s)" in real.output, "the dry run changed nothing"
 
 
 def test_unreachable_database_is_one_clear_line(

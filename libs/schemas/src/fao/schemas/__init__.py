@@ -7,6 +7,8 @@ is a versioned, documented change (docs/contracts.md).
 from fao.schemas.checks import (
     PROBER_SKIPS,
     BasicAuth,
+    BrowserCheck,
+    BrowserStep,
     CheckSpec,
     DnsCheck,
     HttpCheck,
@@ -56,6 +58,8 @@ __all__ = [
     "PROBER_SKIPS",
     "Attempt",
     "BasicAuth",
+    "BrowserCheck",
+    "BrowserStep",
     "ChannelName",
     "ChannelPolicy",
     "CheckResult",

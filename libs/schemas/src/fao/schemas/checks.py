@@ -465,6 +465,70 @@ class JourneyCheck(FaoModel):
         return (urlsplit(self.steps[0].url).hostname or "").lower()
 
 
+class BrowserStep(FaoModel):
+    """One action of a browser journey: exactly one of ``goto`` (a URL), ``click`` (a selector),
+    ``fill`` (a selector, with ``value``), ``wait_for`` (a selector that must appear) or
+    ``expect_text`` (text that must appear on the page). ``value`` and ``goto`` may hold
+    ``${env:NAME}`` (a secret from the environment)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    goto: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+    click: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    fill: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    value: str | None = None
+    wait_for: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    expect_text: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> BrowserStep:
+        actions = [
+            a for a in ("goto", "click", "fill", "wait_for", "expect_text") if getattr(self, a) is not None
+        ]
+        if len(actions) != 1:
+            raise ValueError("a step does exactly one of goto, click, fill, wait_for, expect_text")
+        if (self.fill is None) != (self.value is None):
+            raise ValueError("fill needs a value (and value belongs to fill)")
+        for text in (self.goto or "", self.value or ""):
+            for placeholder in _PLACEHOLDER.findall(text):
+                if not _ENV_PLACEHOLDER.match(placeholder):
+                    raise ValueError(
+                        f"${{{placeholder}}}: a browser step takes only ${{env:NAME}} (NAME in capitals)"
+                    )
+        return self
+
+    @property
+    def label(self) -> str:
+        """The step's name, or what it does."""
+        if self.name:
+            return self.name
+        action = next(
+            a for a in ("goto", "click", "fill", "wait_for", "expect_text") if getattr(self, a) is not None
+        )
+        target = getattr(self, action)
+        return f"{action} {target}"[:100]
+
+
+class BrowserCheck(FaoModel):
+    """A journey in a real browser (Debian's chromium driven by Playwright): the page's scripts run,
+    so a login that only works with JavaScript is checked too. Each step timed; down at the first
+    failing step (its detail), with a screenshot of the page saved on the prober
+    (``FAO_SCREENSHOT_DIR``). The first step must be a ``goto``."""
+
+    type: Literal["browser"] = "browser"
+    steps: list[BrowserStep] = Field(min_length=1, max_length=30)
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _starts_somewhere(self) -> BrowserCheck:
+        if self.steps[0].goto is None:
+            raise ValueError("the first step must be a goto")
+        return self
+
+    @property
+    def target_host(self) -> str:
+        return (urlsplit(self.steps[0].goto or "").hostname or "").lower()
+
+
 def push_token_sha256(token: str) -> str:
     """What ``PushCheck.token_sha256`` holds for ``token``."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -490,6 +554,7 @@ CheckSpec = Annotated[
     | SnmpCheck
     | SmtpCheck
     | JourneyCheck
+    | BrowserCheck
     | PushCheck,
     Field(discriminator="type"),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from fao.prober.checks.banners import SmtpChecker, SshChecker
+from fao.prober.checks.browser import BrowserChecker
 from fao.prober.checks.contract import Checker, Outcome, describe_exception
 from fao.prober.checks.databases import MongoChecker, MysqlChecker, PostgresChecker, RedisChecker
 from fao.prober.checks.dns import DnsChecker
@@ -43,6 +44,7 @@ BUILTIN_CHECKERS: Mapping[str, CheckerFactory] = MappingProxyType(
         "snmp": SnmpChecker,
         "smtp": SmtpChecker,
         "journey": JourneyChecker,
+        "browser": BrowserChecker,
     }
 )
 """Every check type the prober runs, keyed by the spec's ``type`` discriminator (all but
