@@ -134,7 +134,7 @@ def test_pdf_text_extracts_thai_marks_and_names_exactly(
 def test_pdf_is_a4_in_sarabun_and_its_first_page_is_kept_as_png(
     thai_pdf: tuple[bytes, list[logging.LogRecord]], tmp_path: Path
 ) -> None:
-    """A4 pages, only the Sarabun faces embedded, and a first page that is not blank."""
+    """A4 pages, only the Sarabun faces embedded, the three chart images, a first page that is not blank."""
     data = thai_pdf[0]
     path = tmp_path / "report.pdf"
     path.write_bytes(data)
@@ -144,6 +144,10 @@ def test_pdf_is_a4_in_sarabun_and_its_first_page_is_kept_as_png(
     embedded = [line.split()[0] for line in fonts.splitlines()[2:]]
     assert embedded, fonts
     assert all("Sarabun" in name for name in embedded), fonts
+    images = subprocess.run(
+        ["pdfimages", "-list", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    assert [line.split()[2] for line in images.splitlines()[2:]].count("image") == 3, images  # the charts
     ARTIFACTS.mkdir(exist_ok=True)
     stem = ARTIFACTS / "report-2026-10-page1"
     subprocess.run(
