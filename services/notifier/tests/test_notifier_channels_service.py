@@ -199,12 +199,12 @@ async def add_team(stack: Stack, team: Team, *, system_id: str | None = None) ->
     await stack.db[SYSTEMS].replace_one({"_id": system.id}, to_doc(system, system.id), upsert=True)
 
 
-def mail_settings(stack: Stack, box: Mailbox) -> NotifierSettings:
-    """Settings with the local SMTP server; no storm digests (these tests send several incidents
-    to one group within a minute, each of which must go out on its own)."""
+def mail_settings(stack: Stack, box: Mailbox, storm_budget: int = 0) -> NotifierSettings:
+    """Settings with the local SMTP server; by default no storm digests (these tests send several
+    incidents to one group within a minute, each of which must go out on its own)."""
     return stack.settings(
         smtp_host="127.0.0.1", smtp_port=box.port, smtp_starttls=False, smtp_from="fao@example.go.th",
-        storm_budget=0,
+        storm_budget=storm_budget, storm_window=5.0,
     )  # fmt: skip
 
 
@@ -327,6 +327,55 @@ async def test_rate_limit_429_is_retried_and_500_then_success_is_one_message_wit
     assert await stack.db[DELIVERIES].count_documents({"channel": "email"}) == 0
     assert mailbox.messages == []
     assert "exhausted_until" not in (await stack.db["line_state"].find_one({"_id": "quota"}) or {})
+
+
+async def test_while_line_is_exhausted_a_storm_does_not_hold_messages_back_from_email(
+    stack: Stack, mailbox: Mailbox
+) -> None:
+    """One single per 5 s window (storm budget 1): once LINE's monthly limit is known, the next
+    incident is not made a digest item waiting for the window's digest: it is recorded as itself
+    and reaches e-mail at once."""
+    await add_team(stack, Team(id="infra", name="Infra", line_groups=[stack.group], email=[MAIL_TO]))
+    stack.line.set_quota(0)
+    await stack.start_notifier(mail_settings(stack, mailbox, storm_budget=1))
+    first = stack.event("opened", incident(14))
+    await stack.publish(first)
+    await mailbox.wait(1)
+    second = stack.event("opened", incident(15))
+    await stack.publish(second)
+    await mailbox.wait(2)
+    await stack.quiet()
+    doc = await stack.delivery(claim_id(second.event_id, stack.group))
+    assert (doc["status"], doc["fell_back"]) == ("quota_exhausted", "line_monthly_limit")
+    assert "digest" not in doc
+    assert line_pushes(stack.line) == 1
+
+
+async def test_a_storm_digest_that_cannot_go_falls_back_as_one_digest(stack: Stack, mailbox: Mailbox) -> None:
+    """Storm budget 1 per 5 s window and a group LINE refuses for good: the first incident is a
+    single (400 → broken → e-mail); the second becomes a digest item; when the window's digest
+    is due it skips the broken group and goes by e-mail as the digest (the team's plan)."""
+    await add_team(stack, Team(id="infra", name="Infra", line_groups=[stack.unknown_group], email=[MAIL_TO]))
+    await stack.start_notifier(mail_settings(stack, mailbox, storm_budget=1))
+    first = stack.event("opened", incident(16))
+    await stack.publish(first)
+    await mailbox.wait(1)
+    second = stack.event("opened", incident(17))
+    await stack.publish(second)
+    _, mail = await mailbox.wait(2)
+    await stack.quiet()
+    item = await stack.delivery(claim_id(second.event_id, stack.unknown_group))
+    assert item["status"] == "digested"
+    [digest] = await stack.db[DELIVERIES].find({"kind": "digest", "channel": "line"}).to_list()
+    assert (digest["status"], digest["fell_back"]) == ("skipped_broken", "target_broken")
+    fallback = await stack.delivery(claim_id(digest["event_id"], MAIL_TO, "email"))
+    assert (fallback["status"], fallback["fallback_of"], fallback["kind"]) == (
+        "sent",
+        digest["_id"],
+        "digest",
+    )
+    assert mail["X-Fao-Delivery"] == fallback["_id"]
+    assert line_pushes(stack.line, stack.unknown_group) == 1
 
 
 # --- broken targets -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from prometheus_client import Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.notifier.broken import BrokenTargets
+from fao.notifier.channels.line import LinePush
 from fao.notifier.channels.registry import ChannelRegistry, line_channel
 from fao.notifier.claims import ClaimStore
 from fao.notifier.deliveries import LINE, Delivery, DeliveryStore
@@ -245,9 +246,13 @@ class Notifier:
             return
         message = render_event(event, route.system, self._catalogue, kind)
         summary = incident_summary(incident)
+        # LINE's monthly limit reached: LINE is not tried, so a digest item would only delay the
+        # message's fallback until the digest is due; record it as itself, to fall back at once.
+        line = self.channels.get(LINE)
+        no_line = isinstance(line, LinePush) and line.exhausted(self._clock())
         for plan in route.plans:
             target, extra = plan.target, {**plan.fields(), "incident": summary}
-            if target.channel == LINE:
+            if target.channel == LINE and not no_line:
                 delivery, fresh = await self.digests.record(
                     event, target.address, message, self._clock(), system=route.system, **extra
                 )

@@ -35,7 +35,10 @@ A fallback delivery is recorded with the claim id ``<event_id>:<channel>:<target
 that failed records ``fell_back`` (the reason). A fallback target that got an incident's message
 also gets the incident's later messages that went through on the primary channel
 (``follows_fallback``: the e-mail that said "down" also says "back to normal"), in order: the
-fallback target's lane is ordered like any other.
+fallback target's lane is ordered like any other. A storm digest carries the plan of its latest
+item (``fao.notifier.digest``), so it falls back as one digest. While LINE's monthly limit is
+known to be reached the dispatcher records LINE messages as themselves, not as digest items, so
+they fall back at once instead of when the digest is due.
 
 A target's tries are sequential, so one slow or failing target never holds back another; a slow
 target only delays its own messages. Which deliveries exist is always read from the database, so

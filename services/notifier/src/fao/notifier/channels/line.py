@@ -9,6 +9,7 @@ recorded (``MonthlyLimit.reached``) before the error goes on to the workers, whi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from fao.notifier.channels.contract import Outgoing, Receipt
@@ -39,6 +40,10 @@ class LinePush:
     async def stop(self) -> None:
         if isinstance(self._sender, LineChannel):
             await self._sender.stop()
+
+    def exhausted(self, now: datetime) -> bool:
+        """LINE's monthly limit is known to be reached: nothing will be pushed until it renews."""
+        return self._limit is not None and self._limit.known_until(now) is not None
 
     async def send(self, target: str, message: Outgoing, key: str) -> Receipt:
         if self._limit is not None:

@@ -118,6 +118,10 @@ class MonthlyLimit:
             log.warning("line_monthly_limit_reached", until=self._until.isoformat(), since_start=True)
             await self._ensure_incident(self._until)
 
+    def known_until(self, now: datetime) -> datetime | None:
+        """When LINE may be tried again, if the limit is known to be reached (no database read)."""
+        return self._until if self._until is not None and now < self._until else None
+
     async def check(self) -> None:
         """Raise ``MonthlyLimitError`` (not fresh) while the limit is known to be reached."""
         await self._refresh()
