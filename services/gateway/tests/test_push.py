@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from fao.gateway.push import PUSH_PROBER, PushHeartbeats, new_push_token, push_router, token_sha256
 from fao.schemas import CheckResult, Monitor
@@ -39,7 +40,7 @@ def bus() -> _Bus:
 
 
 @pytest.fixture
-def client(bus: _Bus) -> TestClient:
+async def client(bus: _Bus) -> AsyncIterator[httpx.AsyncClient]:
     monitors = [
         _monitor("nightly-backup", DIGEST),
         _monitor("old-job", token_sha256("x" * 32), enabled=False),
@@ -49,7 +50,8 @@ def client(bus: _Bus) -> TestClient:
     ]
     app = FastAPI()
     app.include_router(push_router(PushHeartbeats(lambda: monitors, bus.publish, lambda: NOW)))
-    return TestClient(app)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        yield client
 
 
 def test_new_tokens_are_random_and_only_their_hash_is_configured() -> None:
@@ -60,11 +62,11 @@ def test_new_tokens_are_random_and_only_their_hash_is_configured() -> None:
     assert token not in digest
 
 
-def test_heartbeat_publishes_a_success_for_the_monitor(client: TestClient, bus: _Bus) -> None:
-    answer = client.post(f"/push/{TOKEN}")
+async def test_heartbeat_publishes_a_success_for_the_monitor(client: httpx.AsyncClient, bus: _Bus) -> None:
+    answer = await client.post(f"/push/{TOKEN}")
     assert answer.status_code == 200
     assert answer.json() == {"monitor": "nightly-backup"}
-    assert client.get(f"/push/{TOKEN}").status_code == 200, "GET works for jobs that can only fetch"
+    assert await client.get(f"/push/{TOKEN}").status_code == 200, "GET works for jobs that can only fetch"
     result = bus.results[0]
     assert (result.monitor_id, result.system_id, result.zone, result.prober_id) == (
         "nightly-backup", "batch", "dc1", PUSH_PROBER,
@@ -73,18 +75,18 @@ def test_heartbeat_publishes_a_success_for_the_monitor(client: TestClient, bus: 
     assert result.started_at == NOW
 
 
-def test_unknown_disabled_or_malformed_tokens_are_404_and_publish_nothing(
-    client: TestClient, bus: _Bus
+async def test_unknown_disabled_or_malformed_tokens_are_404_and_publish_nothing(
+    client: httpx.AsyncClient, bus: _Bus
 ) -> None:
     for token in ["y" * 32, "x" * 32, "short", "z" * 200]:
-        answer = client.post(f"/push/{token}")
+        answer = await client.post(f"/push/{token}")
         assert answer.status_code == 404, token
         assert answer.json() == {"detail": "unknown push token"}
     assert bus.results == []
 
 
-def test_bus_failure_is_503(client: TestClient, bus: _Bus) -> None:
+async def test_bus_failure_is_503(client: httpx.AsyncClient, bus: _Bus) -> None:
     bus.fail = True
-    answer = client.post(f"/push/{TOKEN}")
+    answer = await client.post(f"/push/{TOKEN}")
     assert answer.status_code == 503
     assert bus.results == []

@@ -22,9 +22,9 @@ from fao.gateway.guard import ROLE_ATTRIBUTE
 from fao.runtime.store import Document
 
 PROBLEM = "application/problem+json"
-# Mounted apps that are not routes with dependencies: the static files (public by nature) and
-# the API (whose own routes are checked below).
-MOUNTS = {"/static", "/api/v1"}
+# Mounted apps that are not routes with dependencies: the static files and the Thai font (public
+# by nature) and the API (whose own routes are checked below).
+MOUNTS = {"/static", "/fonts", "/api/v1"}
 # FastAPI's own routes of the API app (the OpenAPI document) are public on purpose.
 OPENAPI_PATHS = {"/openapi.json"}
 

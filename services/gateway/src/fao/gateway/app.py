@@ -197,6 +197,9 @@ def mount_web(app: FastAPI, web: ContextGetter) -> None:
 
     app.mount(API_PREFIX, build_api(web), name="api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Sarabun (SIL OFL 1.1, the fontpkg-sarabun package, as the reporter uses): Thai reads the
+    # same on a machine without a Thai font.
+    app.mount("/fonts", StaticFiles(packages=[("fontpkg_sarabun", "files")]), name="fonts")
     app.include_router(build_status_page(web))
     app.include_router(build_dashboard(web))
 
