@@ -66,7 +66,7 @@ async def test_heartbeat_publishes_a_success_for_the_monitor(client: httpx.Async
     answer = await client.post(f"/push/{TOKEN}")
     assert answer.status_code == 200
     assert answer.json() == {"monitor": "nightly-backup"}
-    assert await client.get(f"/push/{TOKEN}").status_code == 200, "GET works for jobs that can only fetch"
+    assert (await client.get(f"/push/{TOKEN}")).status_code == 200, "GET works for jobs that can only fetch"
     result = bus.results[0]
     assert (result.monitor_id, result.system_id, result.zone, result.prober_id) == (
         "nightly-backup", "batch", "dc1", PUSH_PROBER,
