@@ -263,9 +263,12 @@ def test_english_version_of_the_same_report(report: MonthlyReport, tmp_path: Pat
     assert "30 min" in html
     text = squeeze(pdf_text(renderer("pdf").render(context), tmp_path))
     assert "Availability per system" in text
-    assert "ระบบเงินเดือน" in text
+    assert "Payroll" in text  # systems by their English name
+    assert "e-Service portal" in text
     book = load_workbook(BytesIO(renderer("xlsx").render(context)))
     assert book.sheetnames[:3] == ["Summary", "Systems", "Incidents"]
+    assert [c.value for c in book["Systems"][2]][:3] == ["payroll", "Payroll", "ระบบเงินเดือน"]
+    assert book["Incidents"]["C2"].value == "Payroll"
 
 
 def test_thai_digits_apply_to_figures_not_to_identifiers(report: MonthlyReport) -> None:

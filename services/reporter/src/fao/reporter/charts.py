@@ -73,7 +73,7 @@ def availability_chart(report: MonthlyReport, fmt: Formatter) -> Chart:
     )
     figure = _figure(max(1.6, 0.8 + 0.24 * len(rows)))
     axes = figure.subplots()
-    names = [r.display_name for r in reversed(rows)]
+    names = [fmt.system_name(r) for r in reversed(rows)]
     values = [float(r.availability_percent) for r in reversed(rows)]
     colours = [MISSED_COLOUR if r.sla_met is False else BAR_COLOUR for r in reversed(rows)]
     axes.barh(names, values, color=colours)

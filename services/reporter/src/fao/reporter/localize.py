@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 import yaml
 
+from fao.reporter.availability import SystemSummary
 from fao.reporter.periods import ReportPeriod
 from fao.runtime.thai import (
     be_year,
@@ -80,6 +81,10 @@ class Formatter:
         if isinstance(labels, dict):
             return str(labels.get(value, value))
         return value
+
+    def system_name(self, row: SystemSummary) -> str:
+        """The Thai name in a Thai report (the name when there is none), the name in English."""
+        return row.display_name if self.language == "th" else row.name
 
     def number(self, value: int) -> str:
         return self.digits(f"{value:,}")

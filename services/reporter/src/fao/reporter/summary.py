@@ -16,7 +16,7 @@ def summary_text(report: MonthlyReport, fmt: Formatter, link: str) -> str:
     """Title, availability, incidents, downtime, SLA, the least available systems and the PDF."""
     rows = {row.system_id: row for row in report.systems}
     worst = ", ".join(
-        f"{rows[i].display_name} {fmt.percent(rows[i].availability_percent)}%"
+        f"{fmt.system_name(rows[i])} {fmt.percent(rows[i].availability_percent)}%"
         for i in report.worst[:WORST_LISTED]
     )
     totals = report.totals

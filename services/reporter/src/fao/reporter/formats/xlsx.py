@@ -125,7 +125,7 @@ def _systems(workbook: Workbook, context: RenderContext) -> None:
         )
         sheet.add(
             (
-                row.system_id, row.display_name, row.name, row.team_name or row.team, row.availability_percent,
+                row.system_id, f.system_name(row), row.name if f.language == "th" else row.name_th, row.team_name or row.team, row.availability_percent,
                 row.sla_target, met, row.downtime, row.planned_downtime, row.incident_count,
                 row.dependency_count, row.mtta, row.mttr, row.mtbf, row.unacknowledged_count, points,
             )
@@ -142,10 +142,11 @@ def _incidents(workbook: Workbook, context: RenderContext) -> None:
     sheet = _Sheet(
         workbook, f.t("sheet_incidents"), headers, [26, 18, 30, 40, 10, 14, 18, 17, 17, 17, 12, 12, 12, 10]
     )
+    names = {row.system_id: f.system_name(row) for row in context.report.systems}
     for line in context.report.incidents:
         sheet.add(
             (
-                line.incident_id, line.system_id, line.system_name, line.title,
+                line.incident_id, line.system_id, names.get(line.system_id, line.system_name), line.title,
                 f.label("severities", line.severity), f.label("kinds", line.kind), f.label("statuses", line.status),
                 line.started_at, line.acknowledged_at, line.resolved_at, line.duration, line.downtime_in_period,
                 line.planned_in_period, f.t("answer_yes") if line.dependant else f.t("answer_no"),
