@@ -104,6 +104,11 @@ def server_folder() -> Iterator[Path]:
         yield folder
 
 
+def _program(name: str) -> str | None:
+    """``name`` on PATH, or in /usr/sbin and /usr/bin (a PATH without sbin still finds mariadbd)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+
+
 def _postgres_bin(program: str) -> str | None:
     found = shutil.which(program)
     if found:
@@ -142,7 +147,7 @@ def postgres_port(server_folder: Path) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def mariadb_port(server_folder: Path) -> Iterator[int]:
-    install, server = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
+    install, server = _program("mariadb-install-db"), _program("mariadbd")
     if install is None or server is None:
         pytest.skip("MariaDB is not installed (Debian package mariadb-server; .ci/run installs it)")
     folder = server_folder / "mariadb"
@@ -179,7 +184,7 @@ def mariadb_port(server_folder: Path) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    server = shutil.which("redis-server")
+    server = _program("redis-server")
     if server is None:
         pytest.skip("Redis is not installed (Debian package redis-server; .ci/run installs it)")
     folder = tmp_path_factory.mktemp("redis")
