@@ -23,7 +23,7 @@ import structlog
 from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.reporter.archive import CLAIMS, REPORTS, ReportArchive, ReportFile
+from fao.reporter.archive import ReportArchive, ReportFile
 from fao.reporter.availability import MonthlyReport, ReportOptions
 from fao.reporter.line_push import LineTarget, push_summary
 from fao.reporter.periods import ReportPeriod
@@ -35,7 +35,7 @@ from fao.reporter.summary import summary_text
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
-from fao.runtime.store import Document, IndexSpec
+from fao.runtime.store import Document
 from fao.schemas import IncidentEvent
 from fao.schemas import subjects as s
 
@@ -105,7 +105,10 @@ class ReportScheduler:
         self, period: ReportPeriod, report: MonthlyReport, request: ReportRequest, files: list[ReportFile]
     ) -> Document | None:
         settings = self.settings
-        if settings.report_line_group is None or settings.line_channel_access_token is None:
+        if settings.report_line_group is None:
+            return None
+        if settings.line_channel_access_token is None:
+            log.warning("report_summary_not_sent", reason="FAO_LINE_CHANNEL_ACCESS_TOKEN is not set")
             return None
         pdf = next((f for f in files if f.format == "pdf"), files[0] if files else None)
         link = "—" if pdf is None else str(pdf.path)
@@ -174,8 +177,7 @@ def build_reporter(settings: ServiceSettings | None = None, clock: Clock = _utc_
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    indexes = [*INDEXES, IndexSpec(REPORTS, [("period", 1)]), IndexSpec(CLAIMS, [("claimed_at", 1)])]
-    app = ServiceApp(SERVICE, settings, broker, indexes=indexes, on_start=on_start, on_stop=on_stop)
+    app = ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)
     return Reporter(app, scheduler)
 
 
