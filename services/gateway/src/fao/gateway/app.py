@@ -16,7 +16,8 @@ The same server carries the web face (``mount_web``): the REST API under ``/api/
 (``fao.gateway.api``), the dashboard (``fao.gateway.web``), the public status page ``/status``
 (``fao.gateway.status_page``) and ``/static`` (htmx, CSS). Every route states its role
 (``fao.gateway.guard``); every error is problem details (``fao.gateway.problems``). Another
-router (e.g. heartbeat pushes) is one more ``app.include_router`` in ``create_app``.
+router (e.g. heartbeat pushes) is one more ``app.include_router(router, dependencies=[PUBLIC])`` (or
+a role) in ``create_app``: a test fails on any route without one.
 
 Any number of replicas (``singleton=False``): events are claimed in MongoDB, rate limits are
 MongoDB slots, command ids are deterministic. ``/healthz`` and ``/metrics`` are the runtime's
