@@ -9,8 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from fao.gateway.push import PUSH_PROBER, PushHeartbeats, new_push_token, push_router, token_sha256
+from fao.gateway.push import PUSH_PROBER, PushHeartbeats, push_router
 from fao.schemas import CheckResult, Monitor
+from fao.schemas.checks import new_push_token, push_token_sha256
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 TOKEN, DIGEST = new_push_token()
@@ -43,7 +44,7 @@ def bus() -> _Bus:
 async def client(bus: _Bus) -> AsyncIterator[httpx.AsyncClient]:
     monitors = [
         _monitor("nightly-backup", DIGEST),
-        _monitor("old-job", token_sha256("x" * 32), enabled=False),
+        _monitor("old-job", push_token_sha256("x" * 32), enabled=False),
         Monitor.model_validate(
             {"id": "web", "system": "batch", "check": {"type": "tcp", "host": "h", "port": 1}}
         ),
@@ -58,7 +59,7 @@ def test_new_tokens_are_random_and_only_their_hash_is_configured() -> None:
     token, digest = new_push_token()
     assert len(token) == 32
     assert token != TOKEN
-    assert digest == token_sha256(token)
+    assert digest == push_token_sha256(token)
     assert token not in digest
 
 

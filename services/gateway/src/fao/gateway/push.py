@@ -2,7 +2,8 @@
 
 A push monitor (``check: {type: push, token_sha256: …, grace: …}``) is run by no prober: the job
 it watches calls ``POST /push/<token>`` (or ``GET``, for jobs that can only fetch a URL) after each
-successful run. The token is random (``new_push_token``; ``fao push-token`` prints one), the config
+successful run. The token is random (``fao.schemas.checks.new_push_token``; ``fao push-token``
+prints one), the config
 keeps only its SHA-256, so a leaked config file does not let anyone fake heartbeats. Each
 heartbeat is published as a successful ``CheckResult`` (``prober_id`` ``gateway``, the monitor's
 first zone); the correlator turns a missing heartbeat into failures
@@ -30,15 +31,12 @@ import structlog
 from fastapi import APIRouter, HTTPException
 
 from fao.schemas import CheckResult, Monitor
-from fao.schemas.checks import new_push_token, push_token_sha256
+from fao.schemas.checks import push_token_sha256
 
 log = structlog.get_logger()
 
 PUSH_PROBER: Final = "gateway"
 """The ``prober_id`` of heartbeat results."""
-
-token_sha256 = push_token_sha256
-__all__ = ["PUSH_PROBER", "PushHeartbeats", "new_push_token", "push_router", "token_sha256"]
 
 
 class PushHeartbeats:
@@ -55,7 +53,7 @@ class PushHeartbeats:
         self._clock = clock
 
     def monitor_for(self, token: str) -> Monitor | None:
-        digest = token_sha256(token)
+        digest = push_token_sha256(token)
         for monitor in self._monitors():
             check = monitor.check
             if (
@@ -70,7 +68,7 @@ class PushHeartbeats:
         """Record one heartbeat; ``None`` when no enabled push monitor has this token."""
         monitor = self.monitor_for(token)
         if monitor is None:
-            log.info("push_unknown_token", token_sha256_prefix=token_sha256(token)[:8])
+            log.info("push_unknown_token", token_sha256_prefix=push_token_sha256(token)[:8])
             return None
         await self._publish(
             CheckResult(
