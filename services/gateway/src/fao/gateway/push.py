@@ -3,9 +3,8 @@
 A push monitor (``check: {type: push, token_sha256: …, grace: …}``) is run by no prober: the job
 it watches calls ``POST /push/<token>`` (or ``GET``, for jobs that can only fetch a URL) after each
 successful run. The token is random (``fao.schemas.checks.new_push_token``; ``fao push-token``
-prints one), the config
-keeps only its SHA-256, so a leaked config file does not let anyone fake heartbeats. Each
-heartbeat is published as a successful ``CheckResult`` (``prober_id`` ``gateway``, the monitor's
+prints one), the config keeps only its SHA-256, so a leaked config file does not let anyone fake
+heartbeats. Each heartbeat is published as a successful ``CheckResult`` (``prober_id`` ``gateway``, the monitor's
 first zone); the correlator turns a missing heartbeat into failures
 (``fao.correlator.policy.missed_heartbeats``), so a late one is down and the next heartbeat starts
 its recovery.
