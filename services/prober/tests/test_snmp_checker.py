@@ -104,10 +104,18 @@ async def test_v2c_wrong_community_gets_no_answer(agent_port: int) -> None:
 
 
 async def test_v3_user_with_keys_is_up_and_a_wrong_key_is_auth(agent_port: int) -> None:
-    outcome = await SnmpChecker().run(_v3(agent_port), 3.0)
-    assert outcome.ok, outcome.detail
-    wrong = await SnmpChecker().run(_v3(agent_port, auth_key_env="FAO_TEST_WRONG"), 3.0)
-    assert wrong.error_kind is ErrorKind.AUTH, wrong.detail
+    """One checker, as in a prober: the same user name with other keys (another device) does not
+    disturb the checks that use the right ones."""
+    checker = SnmpChecker()
+    try:
+        outcome = await checker.run(_v3(agent_port), 3.0)
+        assert outcome.ok, outcome.detail
+        wrong = await checker.run(_v3(agent_port, auth_key_env="FAO_TEST_WRONG"), 3.0)
+        assert wrong.error_kind is ErrorKind.AUTH, wrong.detail
+        again = await checker.run(_v3(agent_port), 3.0)
+        assert again.ok, again.detail
+    finally:
+        await checker.aclose()
 
 
 async def test_missing_secret_is_internal(agent_port: int) -> None:

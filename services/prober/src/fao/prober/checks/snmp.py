@@ -14,13 +14,14 @@ a named secret is not set              ``INTERNAL``
 
 A v2c agent does not answer a wrong community at all, so that shows as ``TIMEOUT``.
 
-One SNMP engine per prober process (creating one costs ≈0.3 s of CPU here). pysnmp keys its v3
-users by name: two devices with the same user name but different keys are re-keyed at each check,
-so such checks must not overlap in time (give the users different names).
+SNMP engines are kept (creating one costs ≈0.3 s of CPU here): one for every v2c check, and one
+per distinct v3 user and keys, because pysnmp keys its v3 users by name in an engine and two
+devices with the same user name but different keys would otherwise overwrite each other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -54,34 +55,41 @@ _AUTH_INDICATIONS = (
 )
 
 
-def _credentials(spec: SnmpCheck) -> snmp.CommunityData | snmp.UsmUserData:
+def _credentials(spec: SnmpCheck) -> tuple[str, snmp.CommunityData | snmp.UsmUserData]:
+    """The engine key (``v2c``, or a digest of the v3 user and its keys) and the credentials."""
     if spec.version == "2c":
-        return snmp.CommunityData(secret(spec.community_env) or "public", mpModel=1)
+        return "v2c", snmp.CommunityData(secret(spec.community_env) or "public", mpModel=1)
     user: SnmpV3User = spec.v3_user  # type: ignore[assignment]  # the model requires it for version 3
-    return snmp.UsmUserData(
+    auth_key, priv_key = secret(user.auth_key_env), secret(user.priv_key_env)
+    identity = "\0".join(
+        [user.name, user.auth_protocol or "", auth_key or "", user.priv_protocol or "", priv_key or ""]
+    )
+    key = "v3:" + hashlib.sha256(identity.encode()).hexdigest()
+    return key, snmp.UsmUserData(
         user.name,
-        authKey=secret(user.auth_key_env),
-        privKey=secret(user.priv_key_env),
+        authKey=auth_key,
+        privKey=priv_key,
         authProtocol=_AUTH[user.auth_protocol] if user.auth_protocol else snmp.USM_AUTH_NONE,
         privProtocol=_PRIV[user.priv_protocol] if user.priv_protocol else snmp.USM_PRIV_NONE,
     )
 
 
 class SnmpChecker:
-    """Runs ``SnmpCheck`` specs. One SNMP engine per process (created on first use)."""
+    """Runs ``SnmpCheck`` specs; engines are created on first use and kept (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._engine: snmp.SnmpEngine | None = None
+        self._engines: dict[str, snmp.SnmpEngine] = {}
 
     async def run(self, spec: SnmpCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         started = time.perf_counter()
         try:
-            if self._engine is None:
-                self._engine = snmp.SnmpEngine()
-            credentials = _credentials(spec)
+            key, credentials = _credentials(spec)
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = self._engines[key] = snmp.SnmpEngine()
             target = await snmp.UdpTransportTarget.create((spec.host, spec.port), timeout=timeout, retries=0)
             indication, status, index, binds = await snmp.get_cmd(
-                self._engine,
+                engine,
                 credentials,
                 target,
                 snmp.ContextData(),
@@ -115,8 +123,8 @@ class SnmpChecker:
         return Outcome.success(latency, observations=observations)
 
     async def aclose(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
+        engines, self._engines = self._engines, {}
+        for engine in engines.values():
             engine.close_dispatcher()
 
 
