@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,6 +126,29 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
         assert outage_alerts()[0].startswith("[notifier  ]")
         assert "fao: gateway LINE webhook http://127.0.0.1:" in output
         fao.wait_for(lambda: healthy(first_http + 5), 30, "the gateway's /healthz (own NATS user)")
+        see_the_alert_in_the_dashboard(fao.output, names_th)
+
+
+def see_the_alert_in_the_dashboard(output: str, names_th: set[str]) -> None:
+    """What a new user does after `make up`: open the printed dashboard URL, sign in as the first
+    admin with the printed password, and find the alert in the outbox page."""
+    import httpx
+
+    dashboard = re.search(r"fao: dashboard (http://127\.0\.0\.1:\d+/)", output)
+    admin = re.search(r"fao: created dashboard user 'admin' with password (\S+) ", output)
+    assert dashboard, output
+    assert admin, output
+    with httpx.Client(base_url=dashboard.group(1), follow_redirects=True) as client:
+        page = client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        signed = client.post(
+            "/login", data={"username": "admin", "password": admin.group(1), "csrf": csrf.group(1)}
+        )
+        assert signed.status_code == 200
+        assert 'id="who">admin<' in signed.text
+        outbox = client.get("/outbox").text
+        assert any(name in outbox for name in names_th), outbox[:2000]
 
 
 def site_inventory(tmp_path: Path, port: int, zones: str = "[default]") -> Path:

@@ -14,8 +14,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from typer.testing import CliRunner
 
+from fao.cli.dev import dashboard_lines
 from fao.cli.main import app
-from fao.cli.web_access import ensure_first_admin
+from fao.cli.web_access import FirstAdmin, ensure_first_admin
 from fao.gateway.access import authenticate, token_principal
 from fao.runtime.store import connect
 
@@ -127,3 +128,12 @@ def test_the_first_admin_is_made_once(
     again = asyncio.run(ensure_first_admin(mongo_url, mongo_db_name, now))
     assert again.password is None
     assert db["users"].find_one({"_id": "admin"}) == stored, "not made again, password kept"
+
+
+def test_dev_up_prints_the_password_only_when_it_made_the_admin() -> None:
+    made = dashboard_lines(8080, FirstAdmin("admin", "s3cret-once"))
+    assert made[0].startswith("fao: dashboard http://127.0.0.1:8080/")
+    assert "s3cret-once" in made[1]
+    again = dashboard_lines(8080, FirstAdmin("admin", None))
+    assert "exists" in again[1]
+    assert "password " not in again[1].split("(")[0]
