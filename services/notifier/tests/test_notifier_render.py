@@ -250,6 +250,7 @@ KIND_HEADERS: dict[str, dict[IncidentKind, tuple[str, str]]] = {
         "prober_silent": ("⚪ เครื่องตรวจหยุดรายงานผล", "✅ เครื่องตรวจกลับมารายงานผลแล้ว"),
         "manual": ("📣 มีผู้แจ้งปัญหา", "✅ แก้ไขปัญหาที่แจ้งแล้ว"),
         "slow": ("🐢 ระบบตอบสนองช้า", "✅ ระบบตอบสนองเป็นปกติแล้ว"),
+        "expiring": ("🔐 ใบรับรองใกล้หมดอายุ", "✅ ต่ออายุใบรับรองแล้ว"),
     },
     "en": {
         "outage": ("🔴 System down", "✅ System back to normal"),
@@ -258,6 +259,7 @@ KIND_HEADERS: dict[str, dict[IncidentKind, tuple[str, str]]] = {
         "prober_silent": ("⚪ Probers stopped reporting", "✅ Probers reporting again"),
         "manual": ("📣 Problem reported", "✅ Reported problem fixed"),
         "slow": ("🐢 Responding slowly", "✅ Responding normally again"),
+        "expiring": ("🔐 Certificate expires soon", "✅ Certificate renewed"),
     },
 }
 PLATFORM_KINDS: tuple[IncidentKind, ...] = ("zone", "prober_silent")
@@ -367,6 +369,21 @@ def test_slow_says_up_but_slow_with_the_rule_that_was_broken(th: Catalogue) -> N
     assert "3 of the last 5 checks slower than 800 ms (latest 1200 ms)" in message.alt_text
     fixed = render_event(event("resolved", slow), SYSTEM, load_catalogue("en"))
     assert fixed.alt_text.startswith("✅ e-Gov Portal responds at normal speed again (slow for ")
+
+
+def test_expiring_names_the_certificate_and_the_days_left(th: Catalogue) -> None:
+    expiring = kind_incident(
+        "expiring",
+        title="portal-cert: certificate expires in 20 days",
+        cause="the TLS certificate expires on 2026-12-19 (20.5 days left, warning below 21)",
+    )
+    message = render_event(event("opened", expiring), SYSTEM, th)
+    assert message.alt_text == (
+        "🔐 พอร์ทัลบริการภาครัฐ: portal-cert: certificate expires in 20 days — the TLS certificate expires on"
+        " 2026-12-19 (20.5 days left, warning below 21)"
+    )
+    renewed = render_event(event("resolved", expiring), SYSTEM, load_catalogue("en"))
+    assert renewed.alt_text.startswith("✅ e-Gov Portal: the certificate was renewed (warned ")
 
 
 def test_manual_report_shows_who_reported_and_what_they_wrote(th: Catalogue) -> None:

@@ -29,8 +29,9 @@ IncidentEventType = Literal[
 # outage: confirmed down; flapping: keeps changing state ("ไม่เสถียร"); zone: one zone's path fails
 # while the others see the system up; prober_silent: a zone's probers stopped reporting;
 # manual: opened by a person (LINE Official Account, API, CLI); slow: up, but slower than its
-# monitor's max_latency in X of the last Y checks (added in 1.2; not an outage).
-IncidentKind = Literal["outage", "flapping", "zone", "prober_silent", "manual", "slow"]
+# monitor's max_latency in X of the last Y checks; expiring: up, but its TLS certificate has fewer
+# than warn_days left (both added in 1.2; minor, not outages).
+IncidentKind = Literal["outage", "flapping", "zone", "prober_silent", "manual", "slow", "expiring"]
 # Why an open incident has not been sent to its team: its cause is an ancestor system's incident
 # (``dependency``) or it happened inside a maintenance window (``maintenance``).
 MuteReason = Literal["dependency", "maintenance"]

@@ -48,6 +48,7 @@ class MonitorState(BaseModel):
     # max_latency: for the last ``of`` successful results, whether each was slower than max_ms.
     slow_window: tuple[bool, ...] = ()
     slow: bool = False
+    expiring: bool = False  # a TLS check's certificate has fewer than warn_days left
 
     @property
     def problem(self) -> bool:
@@ -65,6 +66,7 @@ class MonitorState(BaseModel):
             self.flapping,
             self.silenced,
             self.slow,
+            self.expiring,
             self.problem_since,
             self.clear_since,
             self.down_since,

@@ -54,6 +54,7 @@ from fao.schemas import (
     Incident,
     IncidentEvent,
     IncidentEventType,
+    IncidentKind,
     MaintenanceWindow,
     Monitor,
     TimeSpan,
@@ -66,6 +67,8 @@ FUTURE_TOLERANCE: Final = timedelta(seconds=60)  # results dated later than now 
 ZONE_QUIET: Final = timedelta(seconds=30)  # a zone problem resolves after this long clear
 REOPENS_TO_FLAPPING: Final = 2
 AUTO: Final = "fao:auto"
+# Minor incidents of one monitor that is up: slower than its max_latency, certificate close to expiry.
+MONITOR_WARNINGS: Final = frozenset({"slow", "expiring"})
 
 
 def incident_key(incident: Incident) -> str | None:
@@ -76,8 +79,8 @@ def incident_key(incident: Incident) -> str | None:
         return f"zone:{incident.zones[0]}"
     if incident.kind == "prober_silent":
         return f"silent:{incident.zones[0]}"
-    if incident.kind == "slow":
-        return f"slow:{incident.monitor_ids[0]}"
+    if incident.kind in MONITOR_WARNINGS:
+        return f"{incident.kind}:{incident.monitor_ids[0]}"
     return None
 
 
@@ -532,34 +535,33 @@ class _Decision:
             self.put(incident.model_copy(update={"monitor_ids": sorted(stale)}))
 
     # -- slow, not down ------------------------------------------------------------------------
-    def reconcile_slow(self, monitor: Monitor, state: MonitorState, latency_ms: float) -> None:
-        """One ``slow`` incident per monitor while it is slow (``max_latency``: X of the last Y
-        successful checks slower than ``max_ms``); resolved when it no longer is. Minor, not an
-        outage: the system stays up in reports; muted inside maintenance windows."""
-        incident = self.open_for(f"slow:{monitor.id}")
-        rule = getattr(monitor.check, "max_latency", None)
-        if incident is None and state.slow and rule is not None:
-            what = monitor.name or monitor.id
-            slow = sum(state.slow_window)
+    def reconcile_warning(
+        self, kind: IncidentKind, monitor: Monitor, active: bool, title: str = "", cause: str = ""
+    ) -> None:
+        """One minor incident of ``kind`` per monitor while ``active`` (``slow``: X of the last Y
+        successful checks slower than ``max_latency.max_ms``; ``expiring``: a TLS certificate with
+        fewer than ``warn_days`` left), resolved when it no longer is. Not an outage: the system
+        stays up in reports; muted inside maintenance windows."""
+        incident = self.open_for(f"{kind}:{monitor.id}")
+        if incident is None and active:
             opened = Incident(
-                id=make_incident_id("slow", monitor.id, self.now),
+                id=make_incident_id(kind, monitor.id, self.now),
                 system_id=monitor.system,
                 monitor_ids=[monitor.id],
                 severity="minor",
                 status="open",
-                title=f"{what}: slower than {rule.max_ms:g} ms",
-                cause=f"{slow} of the last {len(state.slow_window)} checks slower than {rule.max_ms:g} ms"
-                f" (latest {latency_ms:.0f} ms)",
+                title=f"{monitor.name or monitor.id}: {title}"[:300],
+                cause=cause,
                 started_at=self.now,
                 zones=list(monitor.zones),
-                kind="slow",
+                kind=kind,
             )
             window = self.maintenance(monitor.system)
             if window is not None:
                 self.emit("opened", opened.model_copy(update={"muted": "maintenance"}))
             else:
                 self.emit("opened", opened.model_copy(update={"alerted": True}))
-        elif incident is not None and not state.slow:
+        elif incident is not None and not active:
             self.resolve(incident, self.now)
 
     # -- driving -------------------------------------------------------------------------------
@@ -606,11 +608,33 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
     if rule is not None and result.ok:
         window = (*after.slow_window, result.latency_ms > rule.max_ms)[-rule.of :]
         after = after.model_copy(update={"slow_window": window, "slow": sum(window) >= rule.slow})
+    days_left = result.observations.cert_days_left if result.observations else None
+    warn_days = getattr(monitor.check, "warn_days", None)
+    if warn_days is not None and result.ok and days_left is not None:
+        after = after.model_copy(update={"expiring": days_left < warn_days})
 
     decision = _Decision(world, now)
     decision.states[monitor.id] = after
-    if after.slow != before.slow:
-        decision.reconcile_slow(monitor, after, result.latency_ms)
+    if after.slow != before.slow and rule is not None:
+        slow = sum(after.slow_window)
+        decision.reconcile_warning(
+            "slow",
+            monitor,
+            after.slow,
+            f"slower than {rule.max_ms:g} ms",
+            f"{slow} of the last {len(after.slow_window)} checks slower than {rule.max_ms:g} ms"
+            f" (latest {result.latency_ms:.0f} ms)",
+        )
+    if after.expiring != before.expiring and warn_days is not None and days_left is not None:
+        expires = result.observations.cert_expires_at if result.observations else None
+        when = f" on {expires:%Y-%m-%d}" if expires is not None else ""
+        decision.reconcile_warning(
+            "expiring",
+            monitor,
+            after.expiring,
+            f"certificate expires in {days_left:.0f} days",
+            f"the TLS certificate expires{when} ({days_left:.1f} days left, warning below {warn_days:g})",
+        )
     system_id = monitor.system
     if after.problem and not before.problem:
         incident = decision.open_for(f"system:{system_id}")
@@ -701,7 +725,7 @@ def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable
     for zone in zones:
         decision.reconcile_silence(zone)
     for incident in world.incidents.open():
-        if incident.kind == "slow" and incident.monitor_ids[0] not in world.monitors:
+        if incident.kind in MONITOR_WARNINGS and incident.monitor_ids[0] not in world.monitors:
             decision.resolve(incident, now, text="monitor removed from the configuration")
     return decision.outcome()
 

@@ -84,6 +84,7 @@ PROBLEM_COLORS: Final[dict[IncidentKind, str]] = {
     "prober_silent": "#546E7A",
     "manual": "#6A1B9A",
     "slow": "#F9A825",
+    "expiring": "#F9A825",
 }
 FIXED_COLOR: Final = "#2E7D32"
 SEVERITY_COLORS: Final[dict[Severity, str]] = {"critical": "#B71C1C", "major": "#E65100", "minor": "#F9A825"}
@@ -174,6 +175,7 @@ class _Looks(_Strict):
     prober_silent: _Look
     manual: _Look
     slow: _Look
+    expiring: _Look
 
     def of(self, kind: IncidentKind) -> _Look:
         looks: dict[IncidentKind, _Look] = {
@@ -183,6 +185,7 @@ class _Looks(_Strict):
             "prober_silent": self.prober_silent,
             "manual": self.manual,
             "slow": self.slow,
+            "expiring": self.expiring,
         }
         return looks[kind]
 
