@@ -102,6 +102,9 @@ async def test_sign_in_see_an_incident_appear_acknowledge_it_and_see_the_timelin
             await create_user(mongo_db, "somchai", PASSWORD, "operator", datetime.now(UTC))
             base = f"http://127.0.0.1:{port}"
             page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            problems: list[str] = []  # console errors: a CSP refusal, a failed script or request
+            page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
             try:
                 await page.goto(f"{base}/")
                 assert page.url.startswith(f"{base}/login")
@@ -133,6 +136,7 @@ async def test_sign_in_see_an_incident_appear_acknowledge_it_and_see_the_timelin
                 resolved = page.locator('#timeline li[data-type="resolved"]')
                 await resolved.wait_for(timeout=30_000)  # the timeline fragment refreshes too
                 await _screenshot(page, "dashboard-incident-resolved.png")
+                assert problems == []
             finally:
                 await page.close()
     finally:
