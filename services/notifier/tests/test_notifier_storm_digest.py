@@ -18,9 +18,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.notifier.deliveries import DELIVERIES, claim_id
 from fao.notifier.digest import DIGEST_LANE, DIGESTS, StormPolicy
 from fao.notifier.dispatcher import Notifier
+from fao.notifier.errors import QuotaUnavailableError
 from fao.notifier.line_channel import SendReceipt
 from fao.notifier.outbox import OUTBOX, Outbox
-from fao.notifier.quota import LINE_STATE, QUOTA_ID, QuotaUnavailableError, QuotaWatch
+from fao.notifier.quota import LINE_STATE, QUOTA_ID, QuotaWatch
 from fao.notifier.render import RenderedMessage, load_catalogue
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from fao.notifier.errors import QuotaUnavailableError
 from fao.notifier.quota import (
     GroupState,
     LineQuotaApi,
-    QuotaUnavailableError,
     figures_from_doc,
     forecast_month,
     read_state,

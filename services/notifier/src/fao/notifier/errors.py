@@ -21,6 +21,8 @@ Exception tree (everything a channel may raise)::
                                 start of the next month, Bangkok time); ``fresh`` is True when LINE
                                 itself answered so now, False when the notifier did not even try
                                 because the limit was known to be reached
+     └── QuotaUnavailableError  LINE gave no quota figure (``fao.notifier.quota``: unreachable,
+                                timeout, an error answer); the quota watch keeps its last figures
 
 Third-party errors (line-bot-sdk's ``ApiException``, aiohttp, aiosmtplib and timeout errors) are
 translated into these at the channel boundary (``fao.notifier.channels``), so the workers decide
@@ -59,3 +61,7 @@ class MonthlyLimitError(DeliveryError):
         super().__init__(message, permanent=True, status=status)
         self.until = until
         self.fresh = fresh
+
+
+class QuotaUnavailableError(Exception):
+    """LINE did not give a quota figure (unreachable, timeout, or an error answer)."""

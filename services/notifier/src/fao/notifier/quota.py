@@ -58,6 +58,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fao.notifier.errors import QuotaUnavailableError
 from fao.notifier.outbox import Outbox
 from fao.notifier.render import Catalogue
 from fao.runtime.inventory import TEAMS, from_doc
@@ -83,10 +84,6 @@ DIGEST_ONLY: Final = Gauge(
 )
 
 Clock = Callable[[], datetime]
-
-
-class QuotaUnavailableError(Exception):
-    """LINE did not give a quota figure (unreachable, timeout, or an error answer)."""
 
 
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
