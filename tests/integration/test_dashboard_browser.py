@@ -136,6 +136,16 @@ async def test_sign_in_see_an_incident_appear_acknowledge_it_and_see_the_timelin
                 resolved = page.locator('#timeline li[data-type="resolved"]')
                 await resolved.wait_for(timeout=30_000)  # the timeline fragment refreshes too
                 await _screenshot(page, "dashboard-incident-resolved.png")
+
+                await page.goto(f"{base}/monitors")
+                await page.wait_for_selector("tr[data-monitor=e-service-home] svg.spark")
+                await _screenshot(page, "dashboard-monitors.png")
+                await page.goto(f"{base}/status")
+                public = await page.content()
+                assert "ระบบบริการอิเล็กทรอนิกส์" in public
+                assert f"127.0.0.1:{target.port}" not in public
+                assert "e-service-home" not in public
+                await _screenshot(page, "status-page.png")
                 assert problems == []
             finally:
                 await page.close()
