@@ -318,3 +318,5 @@ async def test_the_openapi_document_is_published_without_a_token(web: WebStack) 
     doc = (await web.client.get("/api/v1/openapi.json")).json()
     assert doc["info"]["title"] == "Fao API"
     assert "/incidents/{incident_id}/acknowledge" in doc["paths"]
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert doc["paths"]["/incidents"]["get"]["security"] == [{"HTTPBearer": []}]
