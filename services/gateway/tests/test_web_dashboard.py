@@ -237,3 +237,13 @@ async def test_static_htmx_is_served_locally(web: WebStack) -> None:
     answer = await web.client.get("/static/htmx-2.0.4.min.js")
     assert answer.status_code == 200
     assert "htmx" in answer.text[:2000]
+
+
+async def test_the_incident_list_filters_by_system_and_status(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    everything = (await web.client.get("/incidents")).text
+    assert everything.count('href="/incidents/inc-') == 3
+    resolved = (await web.client.get("/incidents?status=resolved")).text
+    assert resolved.count('href="/incidents/inc-') == 1
+    intranet = (await web.client.get("/incidents?system=intranet&status=bogus")).text
+    assert intranet.count('href="/incidents/inc-') == 1

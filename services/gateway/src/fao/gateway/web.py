@@ -38,6 +38,7 @@ TEMPLATES: Final = Path(__file__).parent / "templates" / "web"
 MAX_FORM: Final = 64 * 1024
 STATE_ORDER: Final = ("down", "degraded", "maintenance", "unknown", "up")
 CALENDAR_DAYS: Final = 14
+STATUSES: Final = ("open", "acknowledged", "resolved")
 LANGUAGE_COOKIE_AGE: Final = 365 * 86400
 
 
@@ -185,12 +186,20 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
     # --- incidents --------------------------------------------------------------------------------
 
     @router.get("/incidents")
-    async def incidents(request: Request, signed: SignedIn = viewer) -> HTMLResponse:
+    async def incidents(
+        request: Request, system: str | None = None, status: str | None = None, signed: SignedIn = viewer
+    ) -> HTMLResponse:
         ctx = context_of(getter)
-        items, _ = await views.list_incidents(ctx.db, views.IncidentFilter(), None, 100)
         inv = await views.load_inventory(ctx.db)
+        chosen_system = system if system in {s.id for s in inv.systems} else None
+        chosen_status = status if status in STATUSES else None
+        flt = views.IncidentFilter(system=chosen_system, status=chosen_status)
+        items, _ = await views.list_incidents(ctx.db, flt, None, 100)
         names = {s.id: s.name_th or s.name for s in inv.systems}
-        return render(request, "incidents.html", signed, incidents=items, names=names)
+        return render(
+            request, "incidents.html", signed, incidents=items, names=names, systems=inv.systems,
+            statuses=STATUSES, chosen_system=chosen_system, chosen_status=chosen_status,
+        )  # fmt: skip
 
     async def incident_values(ctx: WebContext, incident_id: str) -> dict[str, Any]:
         detail = await views.incident_detail(ctx.db, incident_id)
