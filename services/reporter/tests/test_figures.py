@@ -274,6 +274,27 @@ def test_mtbf_is_up_time_over_failures_started_in_the_month() -> None:
     assert report.totals.mtbf == (3 * MONTH - 3 * H) / 2
 
 
+def test_degraded_kinds_are_counted_but_are_no_downtime_and_no_failure() -> None:
+    """A slow system and a certificate near its end: usable, so no downtime and no failure; the
+    one outage still counts."""
+    report = october(
+        fact("s", utc(3, 1), utc(3, 9), kind="slow"),
+        fact("x", utc(4, 1), utc(6, 1), kind="expiring"),
+        fact("o", utc(5, 1), utc(5, 2)),
+    )
+    web = row(report)
+    assert web.incident_count == 3
+    assert web.by_kind == {"slow": 1, "expiring": 1, "outage": 1}
+    assert web.downtime == H
+    assert web.failure_count == 1
+    assert web.mtbf == MONTH - H
+    slow = next(line for line in report.incidents if line.incident_id == "s")
+    assert slow.downtime_in_period == timedelta(0)
+    assert slow.duration == 8 * H
+    assert report.longest is not None
+    assert report.longest.incident_id == "o"
+
+
 # --- SLA, longest, worst -------------------------------------------------------------------------
 
 SLA_CASES = [

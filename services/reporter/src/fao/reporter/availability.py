@@ -15,7 +15,10 @@ Definitions (these are what the printed report means):
   the measured period itself is not shortened (the stream records windows only where they met an
   incident, and a system that was fine during its window was available).
 - **Downtime** of a system: the length of the *union* of its incident intervals (without their
-  maintenance parts unless included), so overlapping incidents are not counted twice.
+  maintenance parts unless included), so overlapping incidents are not counted twice. Incidents
+  of a *degraded* kind (`DEGRADED_KINDS`: `slow` — answering, but slower than its limit —,
+  `expiring` — a certificate near its end) are counted and listed but add no downtime and are no
+  failure for MTBF: the system was usable.
 - **Availability %**: `100 × (1 − downtime / measured period)`, exact from microsecond counts,
   rounded half-up to 3 decimals (0.001 %) only at the end. **SLA**: met when that rounded figure is
   at least the system's `sla_target`.
@@ -283,6 +286,10 @@ class MonthlyReport(_Frozen):
         return self.period_end - self.month_start
 
 
+# Kinds that say a system was usable but not well: counted, never downtime.
+DEGRADED_KINDS: Final = frozenset({"slow", "expiring"})
+
+
 def availability_percent(downtime: timedelta, period: timedelta) -> Decimal:
     """`100 × (1 − downtime / period)` rounded half-up to 0.001; exact until the rounding.
 
@@ -506,6 +513,8 @@ class _Calculation:
         whole: list[Interval] = []
         unplanned: list[Interval] = []
         for fact in counted:
+            if fact.kind in DEGRADED_KINDS:
+                continue
             clipped, outside = self._parts(fact)
             whole.append(clipped)
             unplanned += outside
@@ -514,7 +523,9 @@ class _Calculation:
         planned_downtime = all_down - unplanned_down
         downtime = all_down if self.options.include_maintenance else unplanned_down
         repairs, acks = self._repairs(facts), self._acks(facts)
-        failures = sum(1 for f in counted if f.started_at >= self.measured.start)
+        failures = sum(
+            1 for f in counted if f.started_at >= self.measured.start and f.kind not in DEGRADED_KINDS
+        )
         availability = availability_percent(downtime, self.length)
         previous = before.get(system.id)
         return SystemSummary(
@@ -573,7 +584,7 @@ class _Calculation:
         )
 
     def line(self, fact: IncidentFact, system_name: str) -> IncidentLine:
-        down, planned = self._down_parts(fact)
+        down, planned = ([], []) if fact.kind in DEGRADED_KINDS else self._down_parts(fact)
         end = self.now if fact.resolved_at is None else fact.resolved_at
         return IncidentLine(
             incident_id=fact.incident_id,
