@@ -93,17 +93,6 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
     return values
 
 
-def page_by_id(docs: list[Document], cursor: str | None, limit: int) -> tuple[list[Document], str | None]:
-    """``docs`` sorted by ``_id``; the page after ``cursor`` and the next cursor (None: last page)."""
-    after = decode_cursor(cursor, 1)[0] if cursor else None
-    ordered = sorted(docs, key=lambda d: str(d["_id"]))
-    if after is not None:
-        ordered = [d for d in ordered if str(d["_id"]) > after]
-    page = ordered[:limit]
-    more = len(ordered) > limit
-    return page, (encode_cursor(str(page[-1]["_id"])) if more and page else None)
-
-
 # --- systems ----------------------------------------------------------------------------------------
 
 
