@@ -198,11 +198,12 @@ async def test_quota_costs_forecast_and_digest_only_with_one_notice(stack: Stack
     assert costs == [7, 7, 7]
 
     async def digest_only() -> bool:
-        return bool((await quota_doc()).get("digest_only"))
+        doc = await quota_doc()
+        return bool(doc.get("digest_only")) and doc.get("usage") == 21
 
-    await eventually(digest_only, "digest-only once 21 of 40 are used")
+    await eventually(digest_only, "digest-only once LINE counts 21 of 40 used")
     doc = await quota_doc()
-    assert (doc["usage"], doc["limit"], doc["remaining"]) == (21, 40, 19)
+    assert (doc["used"], doc["limit"], doc["remaining"]) == (21, 40, 19)
     assert doc["forecast"] == forecast_month(doc["used"], doc["updated_at"])
     group = await stack.db[LINE_STATE].find_one({"_id": f"group:{stack.group}"})
     assert group is not None
