@@ -52,6 +52,14 @@ def connection_gave_up(nc: NatsClient) -> bool:
     return task is not None and task.done()
 
 
+def block_stop_signals() -> None:
+    """Block SIGTERM/SIGINT in the calling thread, so every thread started after inherits the
+    block. A service's ``__main__`` calls it before importing anything else: a library can start
+    native threads at import (numpy's OpenBLAS pool, under the reporter's charts), and a signal
+    the kernel hands to such a thread would kill the process before the guard could see it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
 class ProcessGuard:
     """See the module docstring. ``install`` from the main thread before any other thread starts."""
 
@@ -67,7 +75,7 @@ class ProcessGuard:
         self._thread: threading.Thread | None = None
 
     def install(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        block_stop_signals()
         self._thread = threading.Thread(target=self._run, name="fao-guard", daemon=True)
         self._thread.start()
 

@@ -1,6 +1,10 @@
 """``python -m fao.notifier``"""
 
-from fao.notifier.app import build
-from fao.runtime.service import run
+from fao.runtime.guard import block_stop_signals
+
+block_stop_signals()  # first: threads a library starts at import must inherit the block
+
+from fao.notifier.app import build  # noqa: E402
+from fao.runtime.service import run  # noqa: E402
 
 run(build)
