@@ -153,7 +153,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
         principal: Principal = viewer,
     ) -> Page[views.MonitorView]:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, full_states=True)
         monitors = [m for m in inv.monitors if system is None or m.system == system]
         items, next_cursor = _page([m.id for m in monitors], cursor, limit)
         by_id = {m.id: m for m in monitors}
@@ -165,7 +165,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
     @api.get("/monitors/{monitor_id}", summary="One monitor with its state and recent results")
     async def get_monitor(monitor_id: str, principal: Principal = viewer) -> views.MonitorView:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, full_states=True)
         for monitor in inv.monitors:
             if monitor.id == monitor_id:
                 return views.monitor_view(monitor, inv.states.get(monitor_id), ctx.results)

@@ -180,11 +180,14 @@ class Inventory:
         )  # fmt: skip
 
 
-async def load_inventory(db: AsyncDatabase[Document]) -> Inventory:
+async def load_inventory(db: AsyncDatabase[Document], full_states: bool = False) -> Inventory:
+    """The inventory and what is open now; monitor states with their zones and samples only when
+    ``full_states`` (the overview, polled every few seconds, needs each monitor's status alone)."""
     systems = _models(System, await db[SYSTEMS].find({}).to_list())
     monitors = _models(Monitor, await db[MONITORS].find({}).to_list())
     teams = _models(Team, await db[TEAMS].find({}).to_list())
-    states = {str(d["_id"]): d for d in await db[STATE].find({}).to_list()}
+    projection = None if full_states else {"status": 1}
+    states = {str(d["_id"]): d for d in await db[STATE].find({}, projection).to_list()}
     docs = await db[INCIDENTS].find({"status": {"$ne": "resolved"}}).to_list()
     incidents = [i for i in (incident_from_doc(d) for d in docs) if i is not None]
     windows: list[MaintenanceWindow] = []

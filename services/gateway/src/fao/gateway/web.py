@@ -262,7 +262,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
     @router.get("/monitors")
     async def monitors(request: Request, signed: SignedIn = viewer) -> HTMLResponse:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, full_states=True)
         rows = []
         for monitor in inv.monitors:
             view = views.monitor_view(monitor, inv.states.get(monitor.id), ctx.results)
