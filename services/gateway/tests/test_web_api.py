@@ -92,6 +92,13 @@ async def test_only_admins_see_contact_details(web: WebStack) -> None:
     assert contacts.json()[0]["phone"] == "+66 2 123 4567"
 
 
+async def test_teams_are_listed_without_their_targets(web: WebStack) -> None:
+    teams = (await web.client.get("/api/v1/teams", headers=web.auth("viewer"))).json()
+    assert [(t["id"], t["platform"]) for t in teams] == [("apps", False), ("platform", True)]
+    assert "email" not in teams[0]
+    assert "webhooks" not in teams[0]
+
+
 async def test_systems_show_their_state_and_monitors_their_last_outcomes(web: WebStack) -> None:
     systems = (await web.client.get("/api/v1/systems", headers=web.auth("viewer"))).json()["items"]
     states = {s["id"]: (s["state"], s["open_incident_id"]) for s in systems}

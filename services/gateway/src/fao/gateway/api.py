@@ -59,6 +59,13 @@ class Me(BaseModel):
     role: str
 
 
+class TeamView(BaseModel):
+    id: str
+    name: str
+    platform: bool
+    line_groups: list[str]
+
+
 class CommandBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(default="", max_length=2000)
@@ -171,12 +178,12 @@ def build_api(getter: ContextGetter) -> FastAPI:
                 return views.monitor_view(monitor, inv.states.get(monitor_id), ctx.results)
         raise Problem(404, f"no monitor {monitor_id!r}")
 
-    @api.get("/teams", summary="Teams")
-    async def list_teams(principal: Principal = viewer) -> list[dict[str, Any]]:
+    @api.get("/teams", summary="Teams (their e-mail and webhook targets are not shown)")
+    async def list_teams(principal: Principal = viewer) -> list[TeamView]:
         ctx = context_of(getter)
         inv = await views.load_inventory(ctx.db)
         return [
-            {"id": t.id, "name": t.name, "platform": t.platform, "line_groups": list(t.line_groups)}
+            TeamView(id=t.id, name=t.name, platform=t.platform, line_groups=list(t.line_groups))
             for t in inv.teams
         ]
 
