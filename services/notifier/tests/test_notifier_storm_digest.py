@@ -25,7 +25,7 @@ from fao.notifier.quota import LINE_STATE, QUOTA_ID, QuotaWatch
 from fao.notifier.render import RenderedMessage, load_catalogue
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import Incident, IncidentEvent, IncidentEventType, Severity, System, Team
+from fao.schemas import Incident, IncidentEvent, IncidentEventType, Severity, StormSettings, System, Team
 
 GROUP = "C" + "1" * 32
 OPS_GROUP = "C" + "9" * 32
@@ -247,6 +247,31 @@ async def test_a_storm_that_goes_on_stays_digested_and_a_quiet_window_has_a_fres
     await notifier.handle(event("opened", incident(systems[5]), harness.clock.now))
     await harness.settled()
     assert harness.sender.kinds() == ["problem"] * 3 + ["digest", "digest", "problem"]
+
+
+async def test_a_team_with_its_own_storm_settings_gets_its_own_budget(harness: Harness) -> None:
+    """The team's ``storm: {budget: 1, window: 30s}``: one message alone, the second in a digest
+    30 s later; another team without settings keeps the notifier's K = 3."""
+    systems = await harness.add_systems(3)
+    team = Team(id="infra", name="Infra", line_groups=[GROUP], storm=StormSettings(budget=1, window=30))
+    await harness.db[TEAMS].replace_one({"_id": team.id}, to_doc(team, team.id), upsert=True)
+    other = Team(id="apps", name="Apps", line_groups=[OPS_GROUP])
+    await harness.db[TEAMS].replace_one({"_id": other.id}, to_doc(other, other.id), upsert=True)
+    apps = [System(id=f"app-{i}", name=f"App {i}", team="apps") for i in range(3)]
+    await harness.db[SYSTEMS].insert_many([to_doc(a, a.id) for a in apps])
+    notifier = await harness.start()
+    for system_id in [*systems[:2], *(a.id for a in apps)]:
+        await notifier.handle(event("opened", incident(system_id), harness.clock.now))
+    await harness.settled()
+    assert harness.sender.kinds(GROUP) == ["problem"]
+    assert harness.sender.kinds(OPS_GROUP) == ["problem"] * 3
+    harness.clock.advance(29)
+    await notifier.flush_digests()
+    assert harness.sender.kinds(GROUP) == ["problem"]
+    harness.clock.advance(1)
+    await notifier.flush_digests()
+    await harness.settled()
+    assert harness.sender.kinds(GROUP) == ["problem", "digest"]
 
 
 async def test_recoveries_of_digested_problems_are_digested_and_never_come_first(harness: Harness) -> None:

@@ -17,11 +17,12 @@ from fao.notifier.digest import (
     current_window,
     digest_claim_id,
     place,
+    team_policy,
 )
 from fao.notifier.quota import decide_digest_only, forecast_month, month_bounds
 from fao.notifier.render import MAX_ALT_TEXT_CHARS, MAX_BUBBLE_BYTES, load_catalogue, utf16_units
 from fao.notifier.render_digest import DigestEntry, digest_lines, render_digest
-from fao.schemas import Severity
+from fao.schemas import Severity, StormSettings, Team
 
 GROUP = "C" + "1" * 32
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -84,6 +85,20 @@ def test_a_window_after_an_overflowing_one_continues_the_storm_with_no_budget() 
     assert not later.continued
     quiet = Window(GROUP, T0, end, singles=3)
     assert not current_window(quiet, GROUP, end, POLICY, False).continued
+
+
+def test_a_teams_storm_settings_override_the_notifiers() -> None:
+    """``Team.storm`` (from the config, durations as text): its budget and window replace the
+    settings' ones, what it leaves out stays, and budget 0 turns the storm limit off."""
+    team = Team.model_validate(
+        {"id": "noc", "name": "NOC", "line_groups": [GROUP], "storm": {"budget": 1, "window": "30s"}}
+    )
+    assert team_policy(POLICY, team.storm) == StormPolicy(
+        budget=1, window=30.0, digest_only_window=900.0, max_listed=10
+    )
+    assert team_policy(POLICY, StormSettings(window=120)).budget == 3
+    assert team_policy(POLICY, StormSettings(budget=0)).budget is None
+    assert team_policy(POLICY, None) is POLICY
 
 
 def test_a_digest_only_window_lasts_d() -> None:

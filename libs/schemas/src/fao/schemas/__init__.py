@@ -29,7 +29,7 @@ from fao.schemas.checks import (
     TlsCheck,
 )
 from fao.schemas.commands import Command, CommandAction, CommandRejected, CommandSource, command_event_id
-from fao.schemas.config import ConfirmPolicy, Monitor, System, Team
+from fao.schemas.config import ConfirmPolicy, Monitor, StormSettings, System, Team
 from fao.schemas.events import (
     PLATFORM_SYSTEM,
     Incident,
@@ -100,6 +100,7 @@ __all__ = [
     "SnmpV3User",
     "SshCheck",
     "StepTiming",
+    "StormSettings",
     "System",
     "TcpCheck",
     "Team",

@@ -15,6 +15,15 @@ from fao.schemas.people import ChannelPolicy, EmailAddress, EscalationPolicy, We
 LineTarget = Annotated[str, Field(pattern=r"^[CRU][0-9a-f]{32}$")]
 
 
+class StormSettings(FaoModel):
+    """A team's own storm-digest limits for its LINE groups (the notifier's ``FAO_STORM_BUDGET``
+    and ``FAO_STORM_WINDOW`` otherwise): at most ``budget`` messages one by one per ``window``,
+    the rest of the window as one digest; ``budget: 0`` turns storm digests off for the team."""
+
+    budget: Annotated[int, Field(ge=0, le=1000)] | None = None
+    window: Annotated[Seconds, Field(ge=1, le=3600)] | None = None
+
+
 class Team(FaoModel):
     """People responsible for systems, and where their alerts go."""
 
@@ -29,6 +38,8 @@ class Team(FaoModel):
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     channels: ChannelPolicy = Field(default_factory=ChannelPolicy)
     escalation: EscalationPolicy | None = None
+    # Storm digests of this team's LINE groups, when they differ from the notifier's settings.
+    storm: StormSettings | None = None
 
 
 class System(FaoModel):

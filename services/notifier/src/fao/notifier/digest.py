@@ -26,7 +26,9 @@ Where a message goes (``place``, pure):
 - otherwise, in digest-only mode (the quota runs low) only a problem of a **critical** system may
   be a single; in both modes a single needs room in the window's budget; else a digest item.
 
-Every message the dispatcher records for a LINE group counts (problem, acknowledged, fixed;
+A team may set its own ``storm: {budget, window}`` (``Team.storm``; ``budget: 0`` turns storm
+digests off for it); a group two teams share follows the first team's. Every message the
+dispatcher records for a LINE group counts (problem, acknowledged, fixed;
 escalation steps and other channels are recorded outside this): a recovery storm is digested like
 the storm before it; only singles use the budget — a digest counts as nothing, forced singles
 count too (they are sent). Digest deliveries of a group share one lane (``incident_id``
@@ -75,7 +77,7 @@ from fao.notifier.render import Catalogue, RenderedMessage, message_fields
 from fao.notifier.render_digest import DigestEntry, EntryKind, render_digest
 from fao.notifier.targets import TargetPlan
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import IncidentEvent, System
+from fao.schemas import IncidentEvent, StormSettings, System
 
 log = structlog.get_logger()
 
@@ -129,6 +131,15 @@ class Window:
 def digest_claim_id(target: str, start: datetime) -> str:
     """``"<group>:digest:<window start, ISO 8601>"``: the one digest of one window."""
     return f"{target}:digest:{start.isoformat()}"
+
+
+def team_policy(policy: StormPolicy, settings: StormSettings | None) -> StormPolicy:
+    """``policy`` with a team's own ``storm`` settings (``budget: 0``: no storm limit)."""
+    if settings is None:
+        return policy
+    budget = policy.budget if settings.budget is None else (settings.budget or None)
+    window = policy.window if settings.window is None else settings.window
+    return replace(policy, budget=budget, window=window)
 
 
 def current_window(
@@ -300,23 +311,24 @@ class StormDigests:
         now: datetime,
         *,
         system: System | None,
+        storm: StormSettings | None = None,
         **extra: Any,
     ) -> tuple[Delivery, bool]:
         """Record ``event``'s message to ``target`` as a single or a digest item (``extra`` is
-        stored on the record). A redelivered event returns its first record and False."""
+        stored on the record), by the team's ``storm`` settings (the notifier's by default). A
+        redelivered event returns its first record and False."""
         async with self._lock:
             existing = await self._store.get(claim_id(event.event_id, target))
             if existing is not None:
                 return await self._store.record(event, target, message, now, **extra)
             digest_only = self._digest_only()
-            window = current_window(self._windows.get(target), target, now, self.policy, digest_only)
+            policy = team_policy(self.policy, storm)
+            window = current_window(self._windows.get(target), target, now, policy, digest_only)
             constraint = (
                 await self._constraint(event.incident.id, target) if message.kind != "problem" else "free"
             )
             urgent = message.kind == "problem" and event.incident.severity == "critical"
-            placement = place(
-                window, self.policy, digest_only=digest_only, urgent=urgent, constraint=constraint
-            )
+            placement = place(window, policy, digest_only=digest_only, urgent=urgent, constraint=constraint)
             bound = log.bind(target=target, incident=event.incident.id, window=window.start.isoformat())
             if placement == "single":
                 cost = self._costs.cost_of(target) if self._costs is not None else None

@@ -253,8 +253,9 @@ class Notifier:
         for plan in route.plans:
             target, extra = plan.target, {**plan.fields(), "incident": summary}
             if target.channel == LINE and not no_line:
+                storm = next((t.storm for t in route.teams if t.id == plan.team), None)
                 delivery, fresh = await self.digests.record(
-                    event, target.address, message, self._clock(), system=route.system, **extra
+                    event, target.address, message, self._clock(), system=route.system, storm=storm, **extra
                 )
             else:
                 delivery, fresh = await self._deliveries.record(
