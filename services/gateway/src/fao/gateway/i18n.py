@@ -10,7 +10,7 @@ from typing import Final, Literal, get_args
 
 import yaml
 
-from fao.runtime.thai import format_thai_datetime, format_thai_duration
+from fao.runtime.thai import format_thai_date, format_thai_datetime, format_thai_duration
 from fao.schemas.maintenance import BANGKOK
 
 Language = Literal["th", "en"]
@@ -44,6 +44,12 @@ def format_time(value: datetime | None, language: Language) -> str:
     if language == "th":
         return format_thai_datetime(value)
     return f"{value.astimezone(BANGKOK):%Y-%m-%d %H:%M} (UTC+7)"
+
+
+def format_day(value: datetime, language: Language) -> str:
+    """The Bangkok calendar day of ``value`` (the maintenance calendar's rows)."""
+    day = value.astimezone(BANGKOK).date()
+    return format_thai_date(day) if language == "th" else f"{day:%a %Y-%m-%d}"
 
 
 def format_duration(value: timedelta, language: Language) -> str:

@@ -24,7 +24,7 @@ from fao.gateway import views
 from fao.gateway.access import authenticate
 from fao.gateway.api import record_command, report_file
 from fao.gateway.guard import PUBLIC, ContextGetter, SignedIn, WebContext, context_of, user_role
-from fao.gateway.i18n import LANGUAGES, catalogue, format_duration, format_time, language_of
+from fao.gateway.i18n import LANGUAGES, catalogue, format_day, format_duration, format_time, language_of
 from fao.gateway.outcomes import api_command
 from fao.gateway.problems import Problem
 from fao.gateway.sessions import LANGUAGE_COOKIE, PRESESSION_COOKIE, SESSION_COOKIE, new_nonce
@@ -92,6 +92,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
             "csrf": ctx.signer.csrf_token(signed.session.nonce) if signed else values.pop("csrf", ""),
             "embedded": ctx.settings.web_embedded,
             "when": lambda value: format_time(value, lang),
+            "day": lambda value: format_day(value, lang),
             "took": lambda start, end=None: format_duration((end or ctx.clock()) - start, lang),
             "path": request.url.path,
             "quote": quote,
