@@ -149,6 +149,7 @@ async def run(sizes: list[int], window: float, budget: int, timeout: float) -> N
                             nats_url=nats_server.url, mongo_url=mongo.url, mongo_db=db_name, http_port=-1,
                             log_level="warning", line_channel_access_token=TOKEN, line_api_base=line.base_url,
                             storm_budget=budget, storm_window=window,
+                            review_enabled=False,  # the owner review's push is no storm message
                         )  # fmt: skip
                         stop = asyncio.Event()
                         task = asyncio.create_task(serve(build(settings), stop))

@@ -104,6 +104,8 @@ def service_env(
         "FAO_LINE_CHANNEL_ACCESS_TOKEN": "test-token",
         "FAO_LINE_API_BASE": line.base_url,
         "FAO_LINE_BACKOFF_BASE": "0.1",
+        # The quarterly owner review is due at any time of a quarter: its pushes would be counted.
+        "FAO_REVIEW_ENABLED": "false",
         "NO_PROXY": "127.0.0.1",
         **extra,
     }

@@ -165,6 +165,8 @@ class Stack:
             "line_backoff_base": 0.05,
             "line_backoff_max": 0.5,
             "line_timeout": 5.0,
+            # The quarterly owner review is due at any time of a quarter: off unless a test is about it.
+            "review_enabled": False,
             **changes,
         }
         return NotifierSettings(**values)

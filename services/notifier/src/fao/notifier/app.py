@@ -22,6 +22,7 @@ from fao.notifier.line_channel import LineChannel
 from fao.notifier.outbox import Outbox
 from fao.notifier.quota import LineQuotaApi, QuotaWatch
 from fao.notifier.render import load_catalogue
+from fao.notifier.review import ReviewSchedule
 from fao.notifier.settings import NotifierSettings
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
@@ -134,6 +135,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
                 ChannelContext(rt.db, utc_now, settings, line, publish=publish_command)
             ),
             storm=storm,
+            review=ReviewSchedule(settings.review_day, settings.review_hour) if settings.review_enabled else None,
             quota=None if quota_api is None else QuotaWatch(
                 rt.db, quota_api, outbox=Outbox(rt.db), catalogue=catalogue, clock=utc_now,
                 refresh_interval=settings.quota_refresh_interval,

@@ -17,7 +17,8 @@ The event is then acknowledged: it is durable as deliveries. Sending them, in or
 and group, with retries per group, is ``workers.DeliveryWorkers``' job; ``watch.DeliveryWatch``
 tells when they are stuck or failing. ``Notifier.start`` reads every undelivered delivery first (a
 crash may have left some), and a *supervisor* task then, every second, refreshes the gauges and the
-failing period and, every ``sweep_interval``, reads them again and wakes their groups' workers.
+failing period and, every ``sweep_interval``, reads them again and wakes their groups' workers;
+it also sends the quarterly owner review when a round is due (``review.OwnerReview``).
 
 Shutdown (``drain``) refuses new events (they are nak'ed and redelivered), stops the supervisor
 and lets the workers finish the tries in flight, so the LINE client can be closed without cutting
@@ -50,6 +51,7 @@ from fao.notifier.oa_reports import ReportFollowUp
 from fao.notifier.outbox import Outbox
 from fao.notifier.quota import QuotaWatch
 from fao.notifier.render import Catalogue, render_event, should_send
+from fao.notifier.review import OwnerReview, ReviewSchedule
 from fao.notifier.routing import RouteResolver
 from fao.notifier.targets import incident_summary
 from fao.notifier.watch import DeliveryWatch, Figures
@@ -89,6 +91,7 @@ class Notifier:
         storm: StormPolicy | None = None,
         quota: QuotaWatch | None = None,
         channels: ChannelRegistry | None = None,
+        review: ReviewSchedule | None = None,
     ) -> None:
         # ``channels``: every configured channel (the service passes the registry built from its
         # settings); None: LINE through ``sender`` (the outbox without one) and nothing else.
@@ -137,6 +140,14 @@ class Notifier:
             digest_only=quota.digest_only if quota is not None else None,
             costs=quota,
         )
+        # The quarterly owner review (None: not sent by this notifier).
+        self.review = (
+            None
+            if review is None
+            else OwnerReview(
+                db, deliveries=self._deliveries, catalogue=catalogue, schedule=review, recorded=self._recorded
+            )
+        )
         self._supervisor: asyncio.Task[None] | None = None
         self._last_sweep: float | None = None
         self._closing = False
@@ -155,6 +166,8 @@ class Notifier:
         await self.digests.load(self._clock())
         await self.flush_digests()
         await self.watch.tick(self._clock())
+        if self.review is not None:
+            await self.review.tick(self._clock())
         self._supervisor = asyncio.create_task(self._supervise(), name="notifier-supervisor")
         await self.escalations.start()
 
@@ -206,6 +219,8 @@ class Notifier:
                     await self.sweep()
                 await self.flush_digests()
                 await self.watch.tick(self._clock())
+                if self.review is not None:
+                    await self.review.tick(self._clock())
             except Exception as exc:  # the database failed: the next tick tries again
                 log.error("delivery_supervisor_failed", error=f"{type(exc).__name__}: {exc}")
 

@@ -62,8 +62,9 @@ from fao.schemas import (
 # escalation: an unacknowledged problem, told again to the people and groups of a policy step;
 # report_resolved: to a person who reported the problem to the Official Account, when it is resolved.
 # digest: many messages of one group in a storm (or while the LINE quota runs low), as one
-# (fao.notifier.digest, render_digest).
-MessageKind = Literal["problem", "fixed", "acknowledged", "escalation", "report_resolved", "digest"]
+# (fao.notifier.digest, render_digest). review: the quarterly owner review of a team's systems and
+# members (fao.notifier.review, render_review).
+MessageKind = Literal["problem", "fixed", "acknowledged", "escalation", "report_resolved", "digest", "review"]
 
 MAX_ALT_TEXT_CHARS: Final = 1500
 MAX_BUBBLE_BYTES: Final = 30 * 1024
@@ -279,6 +280,34 @@ class _QuotaNotices(_Strict):
         return self
 
 
+# The values the owner review's templates may use (``fao.notifier.render_review``).
+REVIEW_PLACEHOLDERS: Final = ("team", "round", "count")
+
+
+class _Review(_Strict):
+    """The quarterly owner review: a team is asked whether its systems and members are right."""
+
+    header: str = Field(min_length=1)
+    alt_text: str = Field(min_length=1)
+    intro: str = Field(min_length=1)
+    systems: str = Field(min_length=1)
+    members: str = Field(min_length=1)
+    nobody: str = Field(min_length=1)
+    """Shown under an empty list."""
+    more: str = Field(min_length=1)
+    ok: _Button
+    fix: _Button
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> _Review:
+        for name in ("header", "alt_text", "intro", "systems", "members", "nobody", "more"):
+            try:
+                getattr(self, name).format_map(dict.fromkeys(REVIEW_PLACEHOLDERS, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"review.{name}: unknown or malformed placeholder {exc}") from exc
+        return self
+
+
 class Catalogue(_Strict):
     """The words of one language, as loaded from ``templates/messages_<language>.yaml``."""
 
@@ -300,6 +329,7 @@ class Catalogue(_Strict):
     reports: _Reports
     digest: _Digest
     quota: _QuotaNotices
+    review: _Review
     calendar: _Calendar | None = None
 
     def templates(self) -> Iterator[tuple[str, str]]:

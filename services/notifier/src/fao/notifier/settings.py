@@ -65,3 +65,9 @@ class NotifierSettings(ServiceSettings):
     # Webhook channel (fao.notifier.channels.webhook): seconds per POST.
     webhook_timeout: float = Field(default=10.0, gt=0)
     language: Language = "th"
+    # Quarterly owner review (fao.notifier.review): each team's LINE groups are asked to confirm
+    # their systems and members at review_hour (Bangkok) on review_day of January, April, July
+    # and October.
+    review_enabled: bool = True
+    review_day: int = Field(default=1, ge=1, le=28)
+    review_hour: int = Field(default=10, ge=0, le=23)
