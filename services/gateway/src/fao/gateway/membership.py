@@ -27,6 +27,11 @@ def may_act(person: Person, owners: set[str]) -> bool:
     return not owners.isdisjoint(person.teams)
 
 
+def is_member(person: Person, team_id: str) -> bool:
+    """``person`` is in team ``team_id`` (config ``people[].teams``): may answer its owner review."""
+    return team_id in person.teams
+
+
 def display_actor(recorded: str | None, replies: Replies) -> str:
     """A name from the correlator's ``<source>:<name>`` (``line:สมชาย`` → ``สมชาย``)."""
     if not recorded or not recorded.strip():

@@ -3,7 +3,9 @@
 - ``action=ack&incident=<id>`` / ``action=resolve&incident=<id>``: the Acknowledge and Resolve
   buttons of the notifier's problem messages (``fao.notifier.render.postback_data``);
 - ``action=report&report=<pending report id>&system=<system id>``: a quick-reply item of an
-  Official Account report (``system`` empty: "อื่น ๆ", none of the listed systems).
+  Official Account report (``system`` empty: "อื่น ๆ", none of the listed systems);
+- ``action=review_ok&team=<team id>&round=<round>`` / ``action=review_fix&…``: the "ยืนยัน" and
+  "ต้องแก้ไข" buttons of the quarterly owner review (``fao.notifier.render_review``).
 
 Anything else is ``None`` (ignored).
 """
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, urlencode
 INCIDENT_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 SYSTEM_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 REPORT_ID: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+ROUND_ID: Final = re.compile(r"[0-9]{4}-Q[1-4]")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,16 @@ class SystemPick:
     """None: the user picked "other"."""
 
 
-Postback = IncidentAction | SystemPick
+@dataclass(frozen=True)
+class ReviewAnswer:
+    """A team's answer to the owner review of ``round_id``: confirmed (``ok``) or needs changes."""
+
+    ok: bool
+    team_id: str
+    round_id: str
+
+
+Postback = IncidentAction | SystemPick | ReviewAnswer
 
 
 def _one(fields: dict[str, list[str]], name: str) -> str | None:
@@ -59,6 +71,16 @@ def parse_postback(data: str) -> Postback | None:
         if system and not SYSTEM_ID.fullmatch(system):
             return None
         return SystemPick(report, system or None)
+    if action in ("review_ok", "review_fix"):
+        team, round_id = _one(fields, "team"), _one(fields, "round")
+        if (
+            team is None
+            or not SYSTEM_ID.fullmatch(team)
+            or round_id is None
+            or not ROUND_ID.fullmatch(round_id)
+        ):
+            return None
+        return ReviewAnswer(action == "review_ok", team, round_id)
     return None
 
 

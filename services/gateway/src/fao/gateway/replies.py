@@ -34,6 +34,10 @@ class Replies:
     report_expired: str
     report_text_only: str
     report_actor: str
+    review_confirmed: str
+    review_needs_changes: str
+    review_not_member: str
+    review_no_user_id: str
 
     def text(self, key: str, **values: object) -> str:
         template: str = getattr(self, key)

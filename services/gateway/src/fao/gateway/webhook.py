@@ -11,6 +11,8 @@ returned as follow-ups, sent after the webhook has been answered (LINE allows 2 
   recorded yet): ``line_groups``; the group's name and member count are looked up afterwards.
 - ``postback`` ``action=ack|resolve``: a team member's command (``fao.gateway.incidents``).
 - 1:1 ``message`` and report quick-reply picks: Official Account reports (``fao.gateway.reports``).
+- ``postback`` ``action=review_ok|review_fix``: a team member's answer to the owner review
+  (``fao.gateway.reviews``).
 - ``mode: standby`` (another module is answering this chat): recorded, never acted on.
 """
 
@@ -25,8 +27,10 @@ import structlog
 from fao.gateway.events import Source, Webhook, WebhookEvent
 from fao.gateway.incidents import IncidentActions
 from fao.gateway.line_api import FollowUp, LineApi
-from fao.gateway.postback import IncidentAction, SystemPick, parse_postback
+from fao.gateway.postback import IncidentAction, ReviewAnswer, SystemPick, parse_postback
+from fao.gateway.replies import load_replies
 from fao.gateway.reports import Reports
+from fao.gateway.reviews import OwnerReviews
 from fao.gateway.store import GatewayStore
 
 log = structlog.get_logger()
@@ -52,6 +56,7 @@ class WebhookHandler:
         self.incidents = incidents
         self.reports = reports
         self.clock = clock
+        self.reviews = OwnerReviews(store, line, load_replies())
 
     async def handle(self, webhook: Webhook) -> list[FollowUp]:
         follow_ups: list[FollowUp] = []
@@ -92,6 +97,8 @@ class WebhookHandler:
                 follow_ups += await self.incidents.on_action(event, postback)
             elif isinstance(postback, SystemPick) and source.kind == "user" and source.user_id:
                 follow_ups += await self.reports.on_pick(event, source.user_id, postback, now)
+            elif isinstance(postback, ReviewAnswer):
+                follow_ups += await self.reviews.on_answer(event, postback, now)
         elif event.type == "message" and source.kind == "user" and source.user_id:
             follow_ups += await self.reports.on_message(event, source.user_id, now)
         return follow_ups
