@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fao.cli.doctor import MonitorSeen, Snapshot, diagnose
 from fao.cli.main import app
+from fao.runtime.owner_review import REVIEWS, ROUNDS, ReviewAnswer, ReviewRound
 from fao.runtime.store import Document
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
@@ -119,6 +120,41 @@ def test_a_zone_silent_for_long_is_found_and_a_finished_window_is_not() -> None:
     assert subjects(snap) == ["problem:zone dc1"]
 
 
+def test_teams_that_have_not_confirmed_the_latest_owner_review_are_found() -> None:
+    """Round 2026-Q4 asked noc, apps and infra: noc confirmed, apps never answered, infra asked
+    for changes; a team with a group the round did not ask, and a team without a group, are not
+    judged."""
+    snap = healthy()
+    snap.teams += [
+        Team(id="apps", name="Apps", line_groups=["C" + "3" * 32]),
+        Team(id="infra", name="Infra", line_groups=["C" + "4" * 32]),
+        Team(id="new", name="New since the round", line_groups=["C" + "5" * 32]),
+    ]
+    sent = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
+    asked = datetime(2026, 10, 2, 17, 30, tzinfo=UTC)  # 3 October in Bangkok
+    snap.review = ReviewRound(
+        "2026-Q4",
+        sent,
+        ("apps", "infra", "noc", "gone"),
+        {
+            "noc": ReviewAnswer("noc", "confirmed", "somchai", sent),
+            "infra": ReviewAnswer("infra", "needs_changes", "somchai", asked),
+        },
+    )
+    found = diagnose(snap, NOW)
+    assert [(f.level, f.subject) for f in found] == [("warning", "team apps"), ("problem", "team infra")]
+    assert found[0].what == "has not confirmed its systems and members (round 2026-Q4, sent 2026-10-01)"
+    assert "press ยืนยัน" in found[0].fix
+    assert (
+        found[1].what
+        == "สมชาย (somchai) asked for changes to its systems and members on 2026-10-03 (round 2026-Q4)"
+    )
+    assert "fao apply" in found[1].fix
+    snap.review.answers["apps"] = ReviewAnswer("apps", "confirmed", "x", sent)
+    snap.review.answers["infra"] = ReviewAnswer("infra", "confirmed", "somchai", asked)
+    assert diagnose(snap, NOW) == [], "every team asked has confirmed"
+
+
 @pytest.fixture
 def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAO_NATS_URL", nats_url)
@@ -145,3 +181,43 @@ def test_doctor_reads_the_applied_inventory_and_exits_1_on_problems(
     again = runner.invoke(app, ["doctor"])
     assert "no result recorded" not in again.output
     assert "zone " not in again.output
+
+
+def test_doctor_reads_the_latest_review_round_and_the_answers(
+    env: None, mongo_url: str, mongo_db_name: str
+) -> None:
+    """As the notifier (round claims) and the gateway (answers) store them: only the latest
+    round counts; the team that confirmed it is not listed, the one that did not is."""
+    runner = CliRunner()
+    assert runner.invoke(app, ["apply", "--yes", str(EXAMPLES)]).exit_code == 0
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        db = client[mongo_db_name]
+        teams = {doc["_id"]: doc["line_groups"] for doc in db["teams"].find({}) if doc.get("line_groups")}
+        assert len(teams) >= 2, teams
+        confirmed, unconfirmed = sorted(teams)[:2]
+        for round_id, at in (
+            ("2026-Q3", datetime(2026, 7, 1, 3, tzinfo=UTC)),
+            ("2026-Q4", datetime(2026, 10, 1, 3, tzinfo=UTC)),
+        ):
+            db[ROUNDS].insert_one(
+                {"_id": round_id, "round": round_id, "due_at": at, "claimed_at": at, "teams": teams,
+                 "status": "recorded"}
+            )  # fmt: skip
+        for round_id in ("2026-Q3", "2026-Q4"):
+            db[REVIEWS].insert_one(
+                {"_id": f"{round_id}:{confirmed}", "round": round_id, "team": confirmed, "status": "confirmed",
+                 "by": "somchai", "at": datetime(2026, 10, 2, tzinfo=UTC)}
+            )  # fmt: skip
+        db[REVIEWS].insert_one(
+            {"_id": f"2026-Q3:{unconfirmed}", "round": "2026-Q3", "team": unconfirmed, "status": "confirmed",
+             "by": "somchai", "at": datetime(2026, 7, 2, tzinfo=UTC)}
+        )  # fmt: skip
+    finally:
+        client.close()
+    result = runner.invoke(app, ["doctor"])
+    assert (
+        f"! team {unconfirmed}: has not confirmed its systems and members (round 2026-Q4, sent 2026-10-01)"
+        in result.output
+    ), result.output
+    assert f"team {confirmed}: has not confirmed" not in result.output

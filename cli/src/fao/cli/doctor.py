@@ -13,7 +13,10 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
 - a person who left the config longer ago than the retention (``fao people forget`` them);
 - a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
-  one covering more than half of every week (real outages would be hidden).
+  one covering more than half of every week (real outages would be hidden);
+- in the latest quarterly owner review that was sent (``fao.runtime.owner_review``), a team with a
+  LINE group that was asked and has not confirmed its systems and members (a warning), or that
+  answered "ต้องแก้ไข" (a problem, naming who asked and when).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from fao.runtime.inventory import (
     from_doc,
     maintenance_from_doc,
 )
+from fao.runtime.owner_review import ReviewRound, latest_review
 from fao.runtime.store import Document, connect
+from fao.runtime.thai import BANGKOK
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
 STATE: Final = "monitor_state"  # the correlator's per-monitor state
@@ -81,6 +86,8 @@ class Snapshot:
     """People removed from the config, and when."""
     groups: dict[str, bool] = field(default_factory=dict)
     """LINE group id → whether the bot is in it (as the gateway last saw)."""
+    review: ReviewRound | None = None
+    """The latest owner review round sent, with the teams' answers (None before the first)."""
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -111,6 +118,42 @@ def _window_findings(window: MaintenanceWindow, now: datetime) -> list[Finding]:
                 )
             ]
     return []
+
+
+def _day(at: datetime) -> str:
+    return at.astimezone(BANGKOK).date().isoformat()
+
+
+def _review_findings(review: ReviewRound, teams: list[Team], people: list[Person]) -> list[Finding]:
+    """Teams with a LINE group that the round asked and that have not confirmed."""
+    names = {person.id: person.name for person in people}
+    found: list[Finding] = []
+    for team in sorted(teams, key=lambda t: t.id):
+        if not team.line_groups or team.id not in review.teams:
+            continue
+        answer = review.answers.get(team.id)
+        if answer is None:
+            found.append(
+                Finding(
+                    "warning",
+                    f"team {team.id}",
+                    f"has not confirmed its systems and members (round {review.id}, sent {_day(review.sent_at)})",
+                    "ask the team to check the review message in its LINE group and press ยืนยัน "
+                    "(or ต้องแก้ไข, then correct the config and: fao apply DIR)",
+                )
+            )
+        elif answer.status == "needs_changes":
+            who = f"{names[answer.by]} ({answer.by})" if answer.by in names else answer.by
+            found.append(
+                Finding(
+                    "problem",
+                    f"team {team.id}",
+                    f"{who} asked for changes to its systems and members on {_day(answer.at)} (round {review.id})",
+                    "correct its systems, members (people[].teams) or groups in the config files and run: "
+                    "fao apply DIR; then a member presses ยืนยัน in the review message",
+                )
+            )
+    return found
 
 
 def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(days=365)) -> list[Finding]:
@@ -223,6 +266,8 @@ def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(day
             )
     for window in sorted(snap.windows, key=lambda w: w.id):
         found.extend(_window_findings(window, now))
+    if snap.review is not None:
+        found.extend(_review_findings(snap.review, snap.teams, snap.people))
     return found
 
 
@@ -271,6 +316,7 @@ async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
     async for doc in db[STATE].find({}):
         monitor_id = doc.get("monitor_id") or doc.get("_id")
         snap.seen[str(monitor_id)] = _seen(doc)
+    snap.review = await latest_review(db)
     return snap
 
 
