@@ -189,13 +189,13 @@ def test_json_round_trips_and_is_stable(report: MonthlyReport) -> None:
 
 
 def test_json_top_level_and_row_keys_are_in_fixed_order(report: MonthlyReport) -> None:
-    """Consumers may rely on the documented key order (schema version 2)."""
+    """Consumers may rely on the documented key order (schema version 3)."""
     document = json.loads(render_json(report))
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     assert list(document) == [
         "schema_version", "period", "month", "be_year", "fiscal_year_be", "generated_at",
         "maintenance_included", "totals", "longest_incident_id", "worst_system_ids", "teams", "days",
-        "systems", "incidents", "skipped_facts",
+        "systems", "incidents", "skipped_facts", "owner_review",
     ]  # fmt: skip
     assert list(document["systems"][0]) == [
         "system_id", "name", "name_th", "team", "in_inventory", "availability_percent", "downtime_seconds",

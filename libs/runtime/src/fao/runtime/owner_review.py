@@ -85,9 +85,14 @@ def answer_from_doc(doc: Document) -> ReviewAnswer | None:
     return ReviewAnswer(team, "confirmed" if status == "confirmed" else "needs_changes", str(by), _utc(at))
 
 
-async def latest_review(db: AsyncDatabase[Document]) -> ReviewRound | None:
-    """The latest round that was sent, with its answers; None before the first round."""
-    rounds = [r for doc in await db[ROUNDS].find({}).to_list() if (r := round_from_doc(doc)) is not None]
+async def latest_review(db: AsyncDatabase[Document], until: datetime | None = None) -> ReviewRound | None:
+    """The latest round that was sent (by ``until``, if given), with its answers; None before the
+    first round."""
+    rounds = [
+        r
+        for doc in await db[ROUNDS].find({}).to_list()
+        if (r := round_from_doc(doc)) is not None and (until is None or r.sent_at <= until)
+    ]
     if not rounds:
         return None
     latest = max(rounds, key=lambda r: r.id)

@@ -58,7 +58,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -256,6 +256,25 @@ class TeamDowntime(_Frozen):
     system_count: int
 
 
+class ReviewTeam(_Frozen):
+    """A team asked in the owner review that has not confirmed its systems and members."""
+
+    team: str
+    team_name: str | None
+    status: Literal["not_confirmed", "needs_changes"]
+
+
+class OwnerReviewState(_Frozen):
+    """The latest quarterly owner review sent by the period's end (``fao.runtime.owner_review``),
+    with the answers as of the report's generation."""
+
+    round_id: str
+    sent_at: datetime
+    team_count: int
+    """Teams asked."""
+    unconfirmed: tuple[ReviewTeam, ...] = ()
+
+
 class MonthlyReport(_Frozen):
     """Everything a report shows. All datetimes are UTC."""
 
@@ -274,6 +293,7 @@ class MonthlyReport(_Frozen):
     days: tuple[DayCount, ...] = ()
     teams: tuple[TeamDowntime, ...] = ()
     skipped_facts: tuple[str, ...] = ()  # stored facts that could not be read: "<id>: <reason>"
+    owner_review: OwnerReviewState | None = None
 
     @property
     def month(self) -> Month:

@@ -61,6 +61,7 @@ async def load_report(
     report = summarize_with_previous(
         request.period, systems, facts.facts, now, options=request.options, skipped=facts.skipped
     )
+    report = report.model_copy(update={"owner_review": await store.owner_review(end)})
     if progress is not None:
         progress("figures")
     return report

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.reporter.availability import IncidentFact, MaintenanceSpan, SystemInfo
+from fao.reporter.availability import IncidentFact, MaintenanceSpan, OwnerReviewState, ReviewTeam, SystemInfo
 from fao.runtime.inventory import SYSTEMS, TEAMS, from_doc
+from fao.runtime.owner_review import latest_review
 from fao.runtime.store import Document, IndexSpec
 from fao.schemas import PLATFORM_SYSTEM, IncidentEvent, System, Team
 
@@ -129,6 +130,26 @@ class FactStore:
                 log.warning("fact_unreadable", fact=str(doc.get("_id")), reason=reason)
                 found.skipped.append(f"{doc.get('_id')}: {reason}")
         return found
+
+    async def owner_review(self, until: datetime) -> OwnerReviewState | None:
+        """The latest owner review round sent by ``until`` and the teams that have not confirmed it
+        (as of now), with their names; None before the first round."""
+        review = await latest_review(self._db, until)
+        if review is None:
+            return None
+        names = {str(doc["_id"]): doc.get("name") for doc in await self._db[TEAMS].find({}).to_list()}
+        unconfirmed = []
+        for team in review.unconfirmed():
+            answer = review.answers.get(team)
+            status = "needs_changes" if answer is not None else "not_confirmed"
+            name = names.get(team)
+            unconfirmed.append(ReviewTeam(team=team, team_name=str(name) if name else None, status=status))
+        return OwnerReviewState(
+            round_id=review.id,
+            sent_at=review.sent_at,
+            team_count=len(review.teams),
+            unconfirmed=tuple(unconfirmed),
+        )
 
     async def systems(self) -> list[SystemInfo]:
         """The applied inventory's systems with their team's name (unreadable ones skipped)."""

@@ -3,7 +3,8 @@
 Keys in a fixed order; datetimes ISO-8601 UTC with "Z"; durations whole seconds (fractions
 dropped); percentages numbers with 3 decimals; null means "no value" (no MTTR without repairs).
 Version 2 added the period kind, maintenance, severity/kind counts, MTBF, SLA, changes, longest,
-worst, teams, days and skipped facts.
+worst, teams, days and skipped facts; version 3 the owner review (``owner_review``: the latest
+round sent by the period's end and the teams that have not confirmed it; null before the first).
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from fao.reporter.availability import Change, IncidentLine, MonthlyReport, ReportTotals, SystemSummary
+from fao.reporter.availability import (
+    Change,
+    IncidentLine,
+    MonthlyReport,
+    OwnerReviewState,
+    ReportTotals,
+    SystemSummary,
+)
 from fao.reporter.formats.contract import RenderContext
 
-JSON_SCHEMA_VERSION: Final = 2
+JSON_SCHEMA_VERSION: Final = 3
 _SECOND: Final = timedelta(seconds=1)
 
 
@@ -113,6 +121,19 @@ def _incident(line: IncidentLine) -> dict[str, object]:
     }
 
 
+def _owner_review(review: OwnerReviewState | None) -> dict[str, object] | None:
+    if review is None:
+        return None
+    return {
+        "round": review.round_id,
+        "sent_at": _iso(review.sent_at),
+        "team_count": review.team_count,
+        "unconfirmed": [
+            {"team": t.team, "team_name": t.team_name, "status": t.status} for t in review.unconfirmed
+        ],
+    }
+
+
 def report_document(report: MonthlyReport) -> dict[str, object]:
     period = report.report_period
     return {
@@ -148,6 +169,7 @@ def report_document(report: MonthlyReport) -> dict[str, object]:
         "systems": [_system(row) for row in report.systems],
         "incidents": [_incident(line) for line in report.incidents],
         "skipped_facts": list(report.skipped_facts),
+        "owner_review": _owner_review(report.owner_review),
     }
 
 
