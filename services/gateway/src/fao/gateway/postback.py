@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import parse_qs, urlencode
 
+from fao.runtime.owner_review import ROUND_ID
+
 INCIDENT_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 SYSTEM_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 REPORT_ID: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
-ROUND_ID: Final = re.compile(r"[0-9]{4}-Q[1-4]")
 
 
 @dataclass(frozen=True)
