@@ -118,9 +118,9 @@ async def test_a_batch_delivered_twice_counts_once(
 
 
 class _FailingStore(CorrelatorStore):
-    """Counts commits (a state write or a journal entry); with ``fail_after`` the store becomes
-    unreachable after that many (a crash mid-batch, seen from the correlator: its handler raises
-    and the message is not acknowledged)."""
+    """Counts commits (a state write, a bulk write of a message's states, or a journal entry); with
+    ``fail_after`` the store becomes unreachable after that many (a crash mid-batch, seen from the
+    correlator: its handler raises and the message is not acknowledged)."""
 
     def __init__(self, db: AsyncDatabase[Document], fail_after: int | None = None) -> None:
         super().__init__(db)
@@ -135,6 +135,10 @@ class _FailingStore(CorrelatorStore):
     async def save_state(self, state: MonitorState) -> None:
         self._spend()
         await super().save_state(state)
+
+    async def save_states(self, states: list[MonitorState]) -> None:
+        self._spend()
+        await super().save_states(states)
 
     async def append(self, entry: JournalEntry) -> None:
         self._spend()

@@ -125,6 +125,9 @@ class Correlator:
         self._monitors_dirty = True  # the catalog changed since the indexes were built
         self._first_seen: dict[str, datetime] = {}
         self._stored: dict[str, tuple[object, ...]] = {}  # monitor → essential facts of its stored state
+        # States decided while applying one message, written together before it is acknowledged
+        # (and before any other decision is committed): see ``apply_all``.
+        self._deferred: dict[str, MonitorState] = {}
         self._unfinished: list[JournalEntry] = []
         self._lock = asyncio.Lock()
         self.started_at = clock()
@@ -229,21 +232,33 @@ class Correlator:
     async def apply_all(self, results: list[CheckResult]) -> None:
         """Apply the results of one message in order, each through ``apply``. An implausible
         result does not stop the others: once they are applied, the message is dead-lettered
-        (``Rejected``) with the reasons."""
+        (``Rejected``) with the reasons.
+
+        A result whose decision is its own monitor's state alone does not write it at once: the
+        message's states are written together (bulk) before the message is acknowledged, and
+        before any other decision is committed (a journal entry, a command, a tick), so the
+        order of writes is still the order of decisions. A crash before that write loses only
+        states whose results are redelivered (the message was not acknowledged)."""
         reasons: list[str] = []
-        for result in results:
-            try:
-                await self.apply(result)
-            except Rejected as exc:
-                reasons.append(exc.reason)
+        try:
+            for result in results:
+                try:
+                    await self.apply(result, defer=True)
+                except Rejected as exc:
+                    reasons.append(exc.reason)
+        finally:
+            async with self._lock:
+                await self._flush()
         if not reasons:
             return
         if len(results) == 1:
             raise Rejected(reasons[0])
         raise Rejected(f"{len(reasons)} of {len(results)} results rejected: " + "; ".join(reasons[:5]))
 
-    async def apply(self, result: CheckResult) -> None:
+    async def apply(self, result: CheckResult, *, defer: bool = False) -> None:
         async with self._lock:
+            if not defer:
+                await self._flush()
             await self._finish()
             now = self._clock()
             self._saw(result, now)
@@ -265,11 +280,17 @@ class Correlator:
                 self._remember(state)
                 RESULTS.labels("applied_in_memory").inc()
                 return
+            if defer and len(outcome.states) == 1 and not (outcome.incidents or outcome.events):
+                self._remember(state)
+                self._deferred[result.monitor_id] = state
+                RESULTS.labels("applied").inc()
+                return
             await self._commit(outcome)
             RESULTS.labels("applied").inc()
 
     async def command(self, command: Command) -> None:
         async with self._lock:
+            await self._flush()
             await self._finish()
             if await self._store.command_applied(command.command_id):
                 COMMANDS.labels(command.action, "duplicate").inc()
@@ -286,6 +307,7 @@ class Correlator:
 
     async def tick(self) -> None:
         async with self._lock:
+            await self._flush()
             await self._finish()
             now = self._clock()
             self.incidents.forget_resolved_before(now - KEEP_RESOLVED)
@@ -304,7 +326,20 @@ class Correlator:
                 await self._commit(outcome)
 
     # -- committing ------------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        """Write the deferred states (see ``apply_all``); on failure they stay deferred and the
+        error propagates (the message is retried)."""
+        if not self._deferred:
+            return
+        states = list(self._deferred.values())
+        await self._store.save_states(states)
+        self._deferred.clear()
+        for state in states:
+            if self.states.get(state.monitor_id) == state:
+                self._after_write(state)
+
     async def _commit(self, outcome: Outcome) -> None:
+        await self._flush()
         if len(outcome.states) == 1 and not (
             outcome.incidents or outcome.events or outcome.rejections or outcome.command_id
         ):

@@ -123,6 +123,10 @@ class CorrelatorStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
+    async def save_states(self, states: list[MonitorState]) -> None:
+        """Write many monitor states (bulk, in chunks of ``BULK_CHUNK``); safe to repeat."""
+        await self._replace(STATE, [state.to_doc() for state in states])
+
     async def save_state(self, state: MonitorState) -> None:
         await self._db[STATE].replace_one({"_id": state.monitor_id}, state.to_doc(), upsert=True)
 
