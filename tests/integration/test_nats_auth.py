@@ -387,18 +387,21 @@ async def test_the_gateway_user_publishes_commands_and_hears_rejections_and_noth
         await gateway.flush()
         await admin.publish(s.command_rejected_subject(), b"refused")
         await eventually(lambda: _true(heard == [b"refused"]), 5, "the gateway hears a rejection")
-        # what it may not do: forge incident events or results, read incidents or others' inboxes
+        # a push monitor's heartbeat is a single result on fao.results.<monitor>
+        await gjs.publish(s.result_subject("nightly-backup"), b"{}", timeout=5)
+        # what it may not do: forge incident events or probers' result batches, read incidents or
+        # others' inboxes
         with pytest.raises(nats.errors.TimeoutError):
             await gjs.publish(s.incident_subject("resolved"), b"{}", timeout=1)
         await _violation(errors, s.incident_subject("resolved"))
         with pytest.raises(nats.errors.TimeoutError):
-            await gjs.publish(s.result_subject("m"), b"{}", timeout=1)
-        await _violation(errors, s.result_subject("m"))
+            await gjs.publish(s.result_batch_subject("dc1", 0), b"{}", timeout=1)
+        await _violation(errors, s.result_batch_subject("dc1", 0))
         await gateway.subscribe(s.INCIDENTS_SUBJECTS)
         await gateway.flush()
         await _violation(errors, f'subscription to "{s.INCIDENTS_SUBJECTS}"')
         assert (await ajs.stream_info(s.INCIDENTS_STREAM)).state.messages == 0
-        assert (await ajs.stream_info(s.RESULTS_STREAM)).state.messages == 0
+        assert (await ajs.stream_info(s.RESULTS_STREAM)).state.messages == 1, "the heartbeat only"
     finally:
         await gateway.close()
 

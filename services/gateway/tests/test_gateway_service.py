@@ -1,5 +1,6 @@
 """The gateway as a service (``build`` + ``serve``, in-process, real NATS and FerretDB): its public
-server and ``/healthz``, a clean stop, and a port that is taken (one clear line, exit 1)."""
+server and ``/healthz``, a clean stop, a port that is taken (one clear line, exit 1), and push
+monitors' heartbeats."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import socket
 
 import httpx
 import pytest
+from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 from services.gateway.tests.stack import SECRET
 
 from fao.gateway.app import build
 from fao.gateway.settings import GatewaySettings
+from fao.runtime.bus import ensure_bus, monitors_bucket
 from fao.runtime.launch import free_port
 from fao.runtime.service import ServiceFailedError
 from fao.runtime.store import Document
+from fao.schemas import CheckResult, Monitor
+from fao.schemas import subjects as s
+from fao.schemas.checks import new_push_token
+from fao.schemas.subjects import monitor_key
 from fao.testing.fake_line import FakeLineServer
 from fao.testing.inprocess import serving
 
@@ -66,3 +73,29 @@ async def test_a_taken_port_stops_the_service_with_one_clear_reason(
         ):
             async with serving(build(_settings(nats_url, mongo_url, mongo_db.name, port))):
                 pass
+
+
+async def test_the_service_takes_push_heartbeats_of_the_monitors_in_the_bucket(
+    nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document], js: JetStreamContext
+) -> None:
+    token, digest = new_push_token()
+    await ensure_bus(js)
+    monitor = Monitor.model_validate(
+        {"id": "nightly-backup", "system": "backup", "check": {"type": "push", "token_sha256": digest}}
+    )
+    await (await monitors_bucket(js)).put(monitor_key(monitor.id), monitor.model_dump_json().encode())
+    port = free_port()
+    async with (
+        serving(build(_settings(nats_url, mongo_url, mongo_db.name, port))),
+        httpx.AsyncClient() as client,
+    ):
+        beat = await client.post(f"http://127.0.0.1:{port}/push/{token}")
+        assert beat.status_code == 200, beat.text
+        assert beat.json() == {"monitor": "nightly-backup"}
+        unknown = await client.post(f"http://127.0.0.1:{port}/push/{new_push_token()[0]}")
+        assert unknown.status_code == 404
+    info = await js.stream_info(s.RESULTS_STREAM)
+    assert info.state.messages == 1
+    msg = await js.get_msg(s.RESULTS_STREAM, info.state.last_seq)
+    result = CheckResult.model_validate_json(msg.data or b"")
+    assert (result.monitor_id, result.ok, result.prober_id) == ("nightly-backup", True, "gateway")

@@ -163,11 +163,19 @@ PERMISSIONS: dict[str, Permissions] = {
     "reporter": _service(
         "reporter", [*consume(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER), s.dead_letter_subject("reporter")]
     ),
-    # The gateway also writes hand-made maintenance windows (API, dashboard) and reads results as
-    # they pass (core subscription: the dashboard's recent results and latency sparklines).
+    # The gateway also writes hand-made maintenance windows (API, dashboard), reads results as
+    # they pass (core subscription: the dashboard's recent results and latency sparklines), and
+    # publishes push monitors' heartbeats as results (fao.results.<monitor>: single results only),
+    # following the monitors bucket to know the push monitors.
     "gateway": _service(
         "gateway",
-        [s.COMMANDS_SUBJECTS, *kv_read(s.MAINTENANCE_BUCKET), f"$KV.{s.MAINTENANCE_BUCKET}.>"],
+        [
+            s.COMMANDS_SUBJECTS,
+            *kv_read(s.MAINTENANCE_BUCKET),
+            f"$KV.{s.MAINTENANCE_BUCKET}.>",
+            "fao.results.*",
+            *kv_read(s.MONITORS_BUCKET),
+        ],
         subscribe=[s.command_rejected_subject(), s.RESULTS_SUBJECTS],
     ),
 }

@@ -40,6 +40,7 @@ from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
@@ -52,6 +53,7 @@ from fao.gateway.guard import PUBLIC, ContextGetter, SignInRequired, WebContext
 from fao.gateway.incidents import IncidentActions
 from fao.gateway.line_api import FollowUp, LineApi, NoLine, SdkLine
 from fao.gateway.outcomes import CommandOutcomes
+from fao.gateway.push import PushHeartbeats, push_router
 from fao.gateway.rejections import RejectionWatch
 from fao.gateway.replies import load_replies
 from fao.gateway.reports import Reports
@@ -64,10 +66,11 @@ from fao.gateway.store import INDEXES, GatewayStore
 from fao.gateway.web import build_dashboard
 from fao.gateway.webhook import WebhookHandler, utc_now
 from fao.runtime.bus import maintenance_bucket
+from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, ServiceFailedError, new_broker
 from fao.runtime.store import IndexSpec
-from fao.schemas import MaintenanceWindow
-from fao.schemas.subjects import maintenance_key
+from fao.schemas import CheckResult, MaintenanceWindow, Monitor
+from fao.schemas.subjects import maintenance_key, result_subject
 
 log = structlog.get_logger()
 
@@ -131,10 +134,14 @@ def create_app(
     secret: str | None,
     max_body: int,
     web: ContextGetter | None = None,
+    push: PushHeartbeats | None = None,
 ) -> FastAPI:
     """The public ASGI app; ``handler()`` (and ``web()``) are None until the service has started.
-    Without ``web`` only the LINE webhook is served."""
+    Without ``web`` only the LINE webhook is served; with ``push``, also the heartbeats of push
+    monitors (``/push/<token>``, public: the token is the credential)."""
     app = FastAPI(title="Fao gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    if push is not None:
+        app.include_router(push_router(push), dependencies=[PUBLIC])
 
     @app.post(WEBHOOK_PATH, dependencies=[PUBLIC])
     async def line_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
@@ -272,8 +279,29 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
     line: LineApi = SdkLine(settings.line_api_base, token, settings.line_timeout) if token else NoLine()
     state: dict[str, WebhookHandler] = {}
     web: dict[str, WebContext] = {}
+    catalogs: list[MonitorCatalog] = []
+    streams: list[JetStreamContext] = []
+
+    def push_monitors() -> list[Monitor]:
+        return list(catalogs[0].monitors.values()) if catalogs else []
+
+    async def publish_heartbeat(result: CheckResult) -> None:
+        if not streams:
+            raise RuntimeError("the gateway is starting")
+        await streams[0].publish(
+            result_subject(result.monitor_id),
+            result.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": result.msg_id},
+        )
+
     server = PublicServer(
-        create_app(lambda: state.get(SERVICE), secret, settings.gateway_max_body, lambda: web.get(SERVICE)),
+        create_app(
+            lambda: state.get(SERVICE),
+            secret,
+            settings.gateway_max_body,
+            lambda: web.get(SERVICE),
+            PushHeartbeats(push_monitors, publish_heartbeat),
+        ),
         settings.gateway_host,
         settings.gateway_port,
     )
@@ -285,6 +313,10 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
     async def on_start(rt: Runtime) -> None:
         if isinstance(line, SdkLine):
             await line.start()
+        catalog = MonitorCatalog(rt.js)
+        await catalog.start()
+        catalogs.append(catalog)
+        streams.append(rt.js)
         store = GatewayStore(rt.db)
         commands = StreamCommands(rt.js)
         watch = RejectionWatch(store, line, replies, settings.rejection_reply_window)
@@ -343,6 +375,8 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
             for waiter in outcomes:
                 await waiter.stop()
             await results.stop()
+            for catalog in catalogs:
+                await catalog.stop()
             if isinstance(line, SdkLine):
                 await line.stop()
 
