@@ -23,9 +23,20 @@ from fao.notifier.line_channel import SendReceipt
 from fao.notifier.outbox import OUTBOX, Outbox
 from fao.notifier.quota import LINE_STATE, QUOTA_ID, QuotaWatch
 from fao.notifier.render import RenderedMessage, load_catalogue
-from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
+from fao.runtime.inventory import PEOPLE, SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import Incident, IncidentEvent, IncidentEventType, Severity, StormSettings, System, Team
+from fao.schemas import (
+    EscalationPolicy,
+    EscalationStep,
+    Incident,
+    IncidentEvent,
+    IncidentEventType,
+    Person,
+    Severity,
+    StormSettings,
+    System,
+    Team,
+)
 
 GROUP = "C" + "1" * 32
 OPS_GROUP = "C" + "9" * 32
@@ -522,3 +533,43 @@ async def test_exhausted_until_turns_digest_only_on(harness: Harness) -> None:
     doc = await harness.db[LINE_STATE].find_one({"_id": QUOTA_ID})
     assert doc is not None
     assert doc["exhausted_until"] == T0 + timedelta(days=10), "the channel's field is left alone"
+
+
+LEAD_ID = "U" + "a" * 32
+
+
+async def test_escalations_in_a_storm_reach_a_person_as_k_singles_and_one_digest(harness: Harness) -> None:
+    """Ten unacknowledged problems of a team whose policy tells its lead after 10 minutes: the lead
+    gets K escalation messages one by one and one digest listing the rest — not ten pushes."""
+    systems = await harness.add_systems(10)
+    lead = Person(id="lead", name="สมชาย", teams=["infra"], line_user_id=LEAD_ID)
+    await harness.db[PEOPLE].insert_one(to_doc(lead, lead.id))
+    policy = EscalationPolicy(steps=[EscalationStep(after=600, people=["lead"])])
+    team = Team(id="infra", name="Infra", line_groups=[GROUP], escalation=policy)
+    await harness.db[TEAMS].replace_one({"_id": team.id}, to_doc(team, team.id))
+    notifier = await harness.start()
+    for system_id in systems:
+        inc = incident(system_id)
+        await harness.db["incidents"].insert_one({"_id": inc.id, **inc.model_dump(mode="python")})
+        await notifier.handle(event("opened", inc, harness.clock.now))
+        harness.clock.advance(1)
+    harness.clock.advance(61)
+    await notifier.flush_digests()
+    await harness.settled()
+    assert harness.sender.kinds() == ["problem"] * 3 + ["digest"], "the group's storm, as before"
+
+    harness.clock.advance(600)
+    await notifier.escalations.check()
+    await harness.settled()
+    assert harness.sender.kinds(LEAD_ID) == ["escalation"] * 3, "K one by one, the rest wait"
+    digested = await harness.docs({"target": LEAD_ID, "status": "digested"})
+    assert len(digested) == 7
+    harness.clock.advance(61)
+    await notifier.flush_digests()
+    await harness.settled()
+    assert harness.sender.kinds(LEAD_ID) == ["escalation"] * 3 + ["digest"]
+    [(_, digest)] = [(to, m) for to, m in harness.sender.delivered if to == LEAD_ID and m.kind == "digest"]
+    assert "7" in digest.alt_text
+    await notifier.escalations.check()  # nothing new is due: no step fires twice
+    await harness.settled()
+    assert len(harness.sender.kinds(LEAD_ID)) == 4

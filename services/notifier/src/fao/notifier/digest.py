@@ -28,8 +28,9 @@ Where a message goes (``place``, pure):
 
 A team may set its own ``storm: {budget, window}`` (``Team.storm``; ``budget: 0`` turns storm
 digests off for it); a group two teams share follows the first team's. Every message the
-dispatcher records for a LINE group counts (problem, acknowledged, fixed;
-escalation steps and other channels are recorded outside this): a recovery storm is digested like
+dispatcher records for a LINE target counts (problem, acknowledged, fixed, and escalation steps,
+which ``fao.notifier.escalation`` records here too; other channels are recorded outside this): a
+recovery storm is digested like
 the storm before it; only singles use the budget — a digest counts as nothing, forced singles
 count too (they are sent). Digest deliveries of a group share one lane (``incident_id``
 ``"digest"``), ordered by window start, so digests reach a group in order.

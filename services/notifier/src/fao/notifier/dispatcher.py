@@ -117,15 +117,6 @@ class Notifier:
             give_up_after=give_up_after,
             jitter=jitter,
         )
-        self.escalations = Escalator(
-            db,
-            routes=self._routes,
-            deliveries=self._deliveries,
-            catalogue=catalogue,
-            recorded=self._recorded,
-            clock=clock,
-            reload_interval=sweep_interval,
-        )
         self._reports = ReportFollowUp(
             db, deliveries=self._deliveries, catalogue=catalogue, recorded=self._recorded
         )
@@ -139,6 +130,18 @@ class Notifier:
             storm or StormPolicy(budget=None),
             digest_only=quota.digest_only if quota is not None else None,
             costs=quota,
+        )
+        # Escalation steps go through the same storm digests: a storm of unacknowledged incidents
+        # reaches a team lead as a few messages and a digest, not one push per incident.
+        self.escalations = Escalator(
+            db,
+            routes=self._routes,
+            deliveries=self._deliveries,
+            catalogue=catalogue,
+            recorded=self._recorded,
+            clock=clock,
+            reload_interval=sweep_interval,
+            digests=self.digests,
         )
         # The quarterly owner review (None: not sent by this notifier).
         self.review = (

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
+from uuid import UUID, uuid5
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -57,6 +58,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fao.notifier.deliveries import LINE, Delivery, DeliveryStore, claim_id
+from fao.notifier.digest import StormDigests
 from fao.notifier.escalation_schedule import StepRun, covers, due_steps, next_due
 from fao.notifier.render import Catalogue, render_escalation
 from fao.notifier.routing import Route, RouteResolver
@@ -76,6 +78,9 @@ ESCALATIONS: Final = "escalations"
 ESCALATION_STEPS: Final = "escalation_steps"
 INCIDENTS: Final = "incidents"  # written by the correlator; read here only
 ESCALATED: Final = "escalated"  # the event type of escalation deliveries
+# Escalation steps placed by the storm digests are recorded as events of their own, with ids
+# uuid5(ESCALATION_EVENTS, step claim id). Fixed forever (changing it would record steps again).
+ESCALATION_EVENTS: Final = UUID("5e0c7a1d-2b4f-4d8e-9a31-6c7f0e2d4b19")
 
 INDEXES: Final = [
     IndexSpec(ESCALATIONS, [("status", 1)]),
@@ -206,8 +211,10 @@ class Escalator:
         interval: float = 1.0,
         reload_interval: float = 30.0,
         holder: str | None = None,
+        digests: StormDigests | None = None,
     ) -> None:
         self._db = db
+        self._digests = digests
         self._store = EscalationStore(db)
         self._routes = routes
         self._deliveries = deliveries
@@ -422,19 +429,36 @@ class Escalator:
             waited=timedelta(seconds=claim["waited_s"]),
             reminder=run.n,
         )
+        team = next((t for t in route.teams if t.escalation is not None), None)
         for target in claim["targets"]:
-            delivery, fresh = await self._deliveries.record_message(
-                claim_id(claim["_id"], target),
-                event_id=claim["_id"],
-                incident_id=incident.id,
-                event_type=ESCALATED,
-                target=target,
-                message=message,
-                at=claim["at"],
-                now=now,
-                escalation_step=run.step,
-                escalation_n=run.n,
-            )
+            if self._digests is not None:
+                # As an event of its own (deterministic id: the same record whoever records it),
+                # placed like every message to that target: one by one within the storm budget,
+                # else in the target's next digest.
+                step_event = IncidentEvent(
+                    event_id=uuid5(ESCALATION_EVENTS, claim["_id"]),
+                    type=ESCALATED,
+                    incident=incident,
+                    at=claim["at"],
+                )
+                delivery, fresh = await self._digests.record(
+                    step_event, target, message, now,
+                    system=route.system, storm=team.storm if team is not None else None,
+                    escalation_step=run.step, escalation_n=run.n,
+                )  # fmt: skip
+            else:
+                delivery, fresh = await self._deliveries.record_message(
+                    claim_id(claim["_id"], target),
+                    event_id=claim["_id"],
+                    incident_id=incident.id,
+                    event_type=ESCALATED,
+                    target=target,
+                    message=message,
+                    at=claim["at"],
+                    now=now,
+                    escalation_step=run.step,
+                    escalation_n=run.n,
+                )
             if not delivery.final:
                 self._recorded(delivery)
             DELIVERIES.labels(LINE, "recorded" if fresh else "duplicate").inc()
