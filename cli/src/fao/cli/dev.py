@@ -281,6 +281,8 @@ async def up(cfg: DevConfig) -> None:
             "FAO_NATS_URL": nats_url,
             "FAO_MONGO_URL": mongo_url,
             "FAO_LOG_FORMAT": "console",
+            # the reporter writes the monthly reports here on its schedule; the dashboard serves them
+            "FAO_REPORTS_DIR": str(cfg.data_dir / "reports"),
         }
         for offset, spec in enumerate(specs):
             port = cfg.first_http_port + offset
