@@ -296,6 +296,43 @@ async def test_reports_are_listed_and_downloaded_only_from_the_reports_folder(
     assert "not for you" not in outside.text
 
 
+async def test_a_report_is_asked_for_by_an_operator_and_its_state_read(web: WebStack) -> None:
+    body = {"period": "2026-09"}
+    refused = await web.client.post("/api/v1/reports", json=body, headers=web.auth("viewer"))
+    assert refused.status_code == 403
+    asked = await web.client.post("/api/v1/reports", json=body, headers=web.auth("operator"))
+    assert asked.status_code == 202, asked.text
+    request = asked.json()
+    assert (request["period"], request["status"], request["requested_by"]) == (
+        "2026-09",
+        "queued",
+        "operator-bot",
+    )
+    stored = await web.db["report_requests"].find_one({"_id": request["id"]})
+    assert stored is not None
+    assert stored["status"] == "queued"
+    [entry] = await web.db["audit"].find({"action": "report.request"}).to_list()
+    assert (entry["actor"], entry["source"], entry["period"]) == ("operator-bot", "api", "2026-09")
+    # the reporter answers (fao.reporter.requests); the state is read back
+    await web.db["report_requests"].update_one(
+        {"_id": request["id"]}, {"$set": {"status": "done", "report_id": "report:2026-09"}}
+    )
+    state = await web.client.get(f"/api/v1/reports/requests/{request['id']}", headers=web.auth("viewer"))
+    assert (state.json()["status"], state.json()["report_id"]) == ("done", "report:2026-09")
+    missing = await web.client.get("/api/v1/reports/requests/nope", headers=web.auth("viewer"))
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM
+    running = f"{NOW.year}-{NOW.month:02d}"
+    not_over = await web.client.post(
+        "/api/v1/reports", json={"period": running}, headers=web.auth("operator")
+    )
+    assert not_over.status_code == 409
+    assert "is not over yet" in not_over.json()["detail"]
+    bad = await web.client.post("/api/v1/reports", json={"period": "2026-13"}, headers=web.auth("operator"))
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == PROBLEM
+
+
 async def test_line_quota_and_outbox(web: WebStack) -> None:
     assert (await web.client.get("/api/v1/line/quota", headers=web.auth("viewer"))).json() == {"known": False}
     await web.db["line_state"].insert_one({"_id": "quota", "limit": 500, "usage": 120, "checked_at": NOW})

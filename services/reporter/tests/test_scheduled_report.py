@@ -20,6 +20,7 @@ from fao.reporter.app import Reporter, build_reporter
 from fao.reporter.archive import REPORTS
 from fao.reporter.line_push import retry_key
 from fao.reporter.read_model import FACTS
+from fao.reporter.requests import REPORT_REQUESTS
 from fao.reporter.settings import ReporterSettings
 from fao.runtime.inventory import SYSTEMS, TEAMS
 from fao.runtime.store import Document
@@ -131,3 +132,43 @@ async def test_two_reporters_produce_the_monthly_report_once(
 
 async def _checked(reporter: Reporter, n: int) -> bool:
     return reporter.scheduler.checks >= n
+
+
+async def test_a_report_asked_for_from_the_web_is_produced_once_by_two_reporters(
+    js: JetStreamContext, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    """`report_requests` (the gateway's API writes them): September, which the schedule does not
+    produce any more, is produced once by either of two reporters; a second request for the same
+    month is answered with that report; a request for a period that is not one fails with why."""
+    team = Team(id="apps", name="Apps")
+    await mongo_db[TEAMS].insert_one({"_id": team.id, **team.model_dump(mode="json")})
+    system = System(id="web", name="Website", team="apps")
+    await mongo_db[SYSTEMS].insert_one({"_id": system.id, **system.model_dump(mode="json")})
+    await js.publish(
+        "fao.incidents.v1.opened", incident_event("inc-1", "web", "open", T0).model_dump_json().encode()
+    )
+    for request_id, period in (("r1", "2026-09"), ("r2", "2026-09"), ("r3", "2026-13")):
+        await mongo_db[REPORT_REQUESTS].insert_one(
+            {"_id": request_id, "period": period, "status": "queued", "requested_by": "somchai", "at": NOW}
+        )
+    settings = ReporterSettings(
+        nats_url=nats_url, mongo_url=mongo_url, mongo_db=mongo_db.name, http_port=-1,
+        reports_dir=tmp_path / "reports", report_day=1, report_hour=6, report_check_interval=0.1,
+    )  # fmt: skip
+    reporters = [build_reporter(settings, clock=lambda: NOW) for _ in range(2)]
+
+    async def answered() -> bool:
+        return await mongo_db[REPORT_REQUESTS].count_documents({"status": "queued"}) == 0
+
+    async with serving(reporters[0].app), serving(reporters[1].app):
+        await until(answered, 60, "every request answered")
+    assert sorted(key for r in reporters for key in r.scheduler.produced) == ["2026-09", "2026-10"]
+    requests = {d["_id"]: d async for d in mongo_db[REPORT_REQUESTS].find({})}
+    assert (requests["r1"]["status"], requests["r1"]["report_id"]) == ("done", "report:2026-09")
+    assert (requests["r2"]["status"], requests["r2"]["report_id"]) == ("done", "report:2026-09")
+    assert requests["r3"]["status"] == "failed"
+    assert "2026-13" in requests["r3"]["error"]
+    september = await mongo_db[REPORTS].find_one({"_id": "report:2026-09"})
+    assert september is not None
+    assert september["state"] == "done"
+    assert september["line"] is None, "asked for: no LINE summary"

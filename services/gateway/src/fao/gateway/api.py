@@ -10,6 +10,7 @@ error is problem details (``fao.gateway.problems``). Every change is recorded in
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar
@@ -26,10 +27,13 @@ from fao.gateway.problems import Problem, ProblemDetails, install
 from fao.runtime import audit
 from fao.runtime import maintenance_windows as windows
 from fao.runtime.maintenance_windows import MaintenanceError, UnknownWindowError
+from fao.runtime.thai import BANGKOK
 from fao.schemas import CommandAction, Incident, MaintenanceWindow
 from fao.schemas.events import IncidentKind, IncidentStatus
 
 PREFIX: Final = "/api/v1"
+# Written here, served by the reporter (fao.reporter.requests): a month's report asked for.
+REPORT_REQUESTS: Final = "report_requests"
 T = TypeVar("T")
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
@@ -96,6 +100,26 @@ class MaintenanceBody(BaseModel):
     start: datetime | None = Field(default=None, description="Default: now. ISO 8601 with an offset.")
     end: datetime | None = Field(default=None, description="Give end or duration.")
     duration: str | None = Field(default=None, max_length=20, description="e.g. 30m, 2h.")
+
+
+class ReportRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(
+        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="A month that is over, e.g. 2026-10 (Bangkok)."
+    )
+
+
+class ReportRequestView(BaseModel):
+    id: str
+    period: str
+    status: Literal["queued", "done", "failed"] = Field(
+        description="queued: waiting for a reporter (one runs with FAO_REPORTS_DIR); done: report_id"
+        " is ready to download; failed: error says why"
+    )
+    requested_by: str
+    at: datetime
+    report_id: str | None = None
+    error: str | None = None
 
 
 class MaintenanceEnded(BaseModel):
@@ -349,6 +373,42 @@ def build_api(getter: ContextGetter) -> FastAPI:
         ids, next_cursor = _page([r.id for r in items], cursor, limit, keep_order=True)
         wanted = set(ids)
         return Page(items=[r for r in items if r.id in wanted], next_cursor=next_cursor)
+
+    @api.post("/reports", status_code=202, summary="Ask for a month's report (operator)")
+    async def request_report(body: ReportRequestBody, principal: Principal = operator) -> ReportRequestView:
+        ctx = context_of(getter)
+        now = ctx.clock()
+        year, month = (int(part) for part in body.period.split("-"))
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=BANGKOK)
+        if end > now:
+            raise Problem(
+                409,
+                f"{body.period} is not over yet: its report is made after it ends (a preview: fao report)",
+            )
+        request = ReportRequestView(
+            id=str(uuid.uuid4()), period=body.period, status="queued", requested_by=principal.name, at=now
+        )
+        await ctx.db[REPORT_REQUESTS].insert_one(
+            {"_id": request.id, **request.model_dump(exclude={"id", "report_id", "error"})}
+        )
+        await audit.record(
+            ctx.db,
+            audit.entry(
+                at=now, actor=principal.name, source="api", action="report.request",
+                request_id=request.id, period=body.period,
+            ),
+        )  # fmt: skip
+        return request
+
+    @api.get("/reports/requests/{request_id}", summary="A report request's state")
+    async def report_request(request_id: str, principal: Principal = viewer) -> ReportRequestView:
+        ctx = context_of(getter)
+        doc = await ctx.db[REPORT_REQUESTS].find_one({"_id": request_id})
+        if doc is None:
+            raise Problem(404, f"no report request {request_id!r}")
+        return ReportRequestView.model_validate(
+            {"id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+        )
 
     @api.get(
         "/reports/{report_id}/files/{file_format}",

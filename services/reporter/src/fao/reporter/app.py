@@ -29,7 +29,8 @@ from fao.reporter.line_push import LineTarget, push_summary
 from fao.reporter.periods import ReportPeriod
 from fao.reporter.produce import ReportRequest, load_report, write_files
 from fao.reporter.read_model import INDEXES, FactStore
-from fao.reporter.schedule import latest_due
+from fao.reporter.requests import REPORT_REQUESTS, finish_request
+from fao.reporter.schedule import latest_due, report_id
 from fao.reporter.settings import ReporterSettings
 from fao.reporter.summary import summary_text
 from fao.runtime.consume import subscribe
@@ -80,26 +81,57 @@ class ReportScheduler:
         now = self.clock()
         settings = self.settings
         period = ReportPeriod.month(latest_due(now, settings.report_day, settings.report_hour))
+        await self.produce(db, js, period, now, push=True)
+
+    async def produce(
+        self,
+        db: AsyncDatabase[Document],
+        js: JetStreamContext,
+        period: ReportPeriod,
+        now: datetime,
+        *,
+        push: bool,
+    ) -> bool:
+        """Produce ``period``'s report unless it is done (True) or cannot be now (False: the stream
+        is not read to its end yet, or another reporter holds a live claim); ``push``: send the
+        LINE summary too."""
+        settings = self.settings
         archive = ReportArchive(db)
         current = await archive.get(period)
         if current is not None and current.get("state") == "done":
-            return
+            return True
         if not await self.caught_up(js):
             log.info("report_waiting_for_stream", period=period.key)
-            return
+            return False
         timeout = timedelta(seconds=settings.report_claim_timeout)
         attempt = await archive.claim(period, self.holder, now, timeout)
         if attempt is None:
-            return
+            return False
         log.info("report_claimed", period=period.key, attempt=attempt)
         request = self.request(period)
         report = await load_report(db, request, now)
         assert settings.reports_dir is not None  # `run` only starts with a reports folder
         files = await asyncio.to_thread(write_files, report, request, settings.reports_dir)
-        line = await self._push(period, report, request, files)
+        line = await self._push(period, report, request, files) if push else None
         await archive.complete(period, report, files, request.language, line)
         self.produced.append(period.key)
         log.info("report_produced", period=period.key, files=[str(f.path) for f in files], line=line)
+        return True
+
+    async def serve_requests(self, db: AsyncDatabase[Document], js: JetStreamContext) -> None:
+        """Produce the reports asked for from the web face (``report_requests``, status
+        ``queued``): each period once, whichever reporter gets its claim; a request whose period
+        is done (by the schedule or an earlier request) is answered with that report."""
+        for request in await db[REPORT_REQUESTS].find({"status": "queued"}).to_list():
+            try:
+                period = ReportPeriod.parse(str(request.get("period", "")))
+            except ValueError as exc:
+                await finish_request(db, request["_id"], "failed", self.clock(), error=str(exc))
+                continue
+            if await self.produce(db, js, period, self.clock(), push=False):
+                await finish_request(
+                    db, request["_id"], "done", self.clock(), report_id=report_id(period.key)
+                )
 
     async def _push(
         self, period: ReportPeriod, report: MonthlyReport, request: ReportRequest, files: list[ReportFile]
@@ -129,6 +161,7 @@ class ReportScheduler:
         while True:
             try:
                 await self.check(db, js)
+                await self.serve_requests(db, js)
             except Exception:
                 log.exception("report_check_failed")
             self.checks += 1
