@@ -54,7 +54,7 @@ FACTS = [
         alerted=True,
     ),
     IncidentFact(
-        incident_id="inc-2", system_id="water", title="ตอบสนองช้า", severity="minor", kind="slow",
+        incident_id="inc-2", system_id="water", title="ระบบไม่เสถียร", severity="minor", kind="flapping",
         started_at=utc(12, 1), resolved_at=utc(12, 5), status="resolved",
         maintenance=(MaintenanceSpan(start=utc(12, 1), end=utc(12, 2)),),
     ),
@@ -245,7 +245,7 @@ def test_xlsx_has_one_sheet_per_table_with_thai_headers_and_real_values(
     ]
     assert incidents.max_row == 3
     assert [c.value for c in book["ตามประเภท"]["A"]][1:] == ["ระบบหยุดทำงาน", "ไม่เสถียร", "ตอบสนองช้า", "ผู้ใช้แจ้ง"]
-    assert [c.value for c in book["ตามประเภท"]["B"]][1:] == [1, 0, 1, 0]
+    assert [c.value for c in book["ตามประเภท"]["B"]][1:] == [1, 1, 0, 0]
     days = book["รายวัน"]
     assert days["A2"].value == datetime(2026, 10, 1, 0, 0)
     assert [c.value for c in days[6]] == [datetime(2026, 10, 5, 0, 0), 1, 0, 0, 1]
