@@ -11,25 +11,18 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import NoKeysError
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
 import fao.cli.apply as apply_module
 from fao.cli.drift import check_drift
 from fao.cli.main import app
+from fao.runtime import bus
 from fao.runtime.bus import monitors_bucket
 from fao.runtime.store import Document
-from fao.schemas.subjects import monitor_key
+from fao.schemas.subjects import MONITORS_BUCKET, monitor_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
-
-
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
 
 
 @pytest.fixture
@@ -59,9 +52,9 @@ def ids(client: MongoClient[Document], db: str, collection: str) -> list[str]:
 async def kv_keys(nats_url: str) -> list[str]:
     nc = await nats.connect(nats_url)
     try:
-        return sorted(await (await monitors_bucket(nc.jetstream())).keys())
-    except NoKeysError:
-        return []
+        js = nc.jetstream()
+        await monitors_bucket(js)
+        return await bus.kv_keys(js, MONITORS_BUCKET)
     finally:
         await nc.close()
 

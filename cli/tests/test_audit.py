@@ -18,10 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 
 
 @pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+def as_somchai(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER", "somchai")
 
 
@@ -29,7 +26,7 @@ def fao(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
-def test_apply_and_maintenance_changes_are_listed_with_their_fields(env: None, tmp_path: Path) -> None:
+def test_apply_and_maintenance_changes_are_listed_with_their_fields(as_somchai: None, tmp_path: Path) -> None:
     config = tmp_path / "config"
     shutil.copytree(EXAMPLES, config)
     assert fao("apply", "--yes", str(config)).exit_code == 0

@@ -16,13 +16,6 @@ from fao.runtime.launch import free_port
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 
 
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
-
-
 def test_apply_prints_diff_then_nothing_on_reapply(env: None) -> None:
     runner = CliRunner()
     first = runner.invoke(app, ["apply", "--yes", str(EXAMPLES)])

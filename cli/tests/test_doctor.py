@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
@@ -153,13 +152,6 @@ def test_teams_that_have_not_confirmed_the_latest_owner_review_are_found() -> No
     snap.review.answers["apps"] = ReviewAnswer("apps", "confirmed", "x", sent)
     snap.review.answers["infra"] = ReviewAnswer("infra", "confirmed", "somchai", asked)
     assert diagnose(snap, NOW) == [], "every team asked has confirmed"
-
-
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
 
 
 def test_doctor_reads_the_applied_inventory_and_exits_1_on_problems(

@@ -21,13 +21,6 @@ from fao.schemas.subjects import maintenance_key, monitor_key
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 
 
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
-
-
 def fao(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 

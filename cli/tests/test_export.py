@@ -6,20 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner, Result
 
 from fao.cli.main import app
 from fao.schemas.loader import load_inventory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
-
-
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
 
 
 def fao(*args: str) -> Result:

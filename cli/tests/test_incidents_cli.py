@@ -39,13 +39,6 @@ NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 Reply = Callable[[JetStreamContext, Command], Awaitable[None]]
 
 
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
-
-
 async def invoke(args: list[str]) -> Result:
     """Run the CLI as a user would; in a thread, since it runs its own event loop."""
     return await asyncio.to_thread(CliRunner().invoke, app, args, color=True)

@@ -10,20 +10,19 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import NoKeysError
 from pymongo.asynchronous.database import AsyncDatabase
 from typer.testing import CliRunner
 
 from fao.cli.apply import apply
 from fao.cli.main import app
 from fao.cli.maintenance import add_window, build_window, end_window, format_line
-from fao.runtime.bus import maintenance_bucket
+from fao.runtime.bus import kv_keys, maintenance_bucket
 from fao.runtime.inventory import MaintenanceCatalog
 from fao.runtime.launch import free_port
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow
 from fao.schemas.maintenance import BANGKOK
-from fao.schemas.subjects import maintenance_key
+from fao.schemas.subjects import MAINTENANCE_BUCKET, maintenance_key
 
 ADDED = re.compile(r"^added (mw-(\d{8})-[0-9a-f]{4}): ", re.MULTILINE)
 INVENTORY = {
@@ -40,21 +39,12 @@ systems:
 }
 
 
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
-
-
 async def _kv_windows(nats_url: str) -> dict[str, MaintenanceWindow]:
     nc = await nats.connect(nats_url)
     try:
-        kv = await maintenance_bucket(nc.jetstream())
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return {}
+        js = nc.jetstream()
+        kv = await maintenance_bucket(js)
+        keys = await kv_keys(js, MAINTENANCE_BUCKET)
         return {k: MaintenanceWindow.model_validate_json((await kv.get(k)).value or b"") for k in keys}
     finally:
         await nc.close()

@@ -7,7 +7,6 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
@@ -27,13 +26,6 @@ people:
     name: นิด
     teams: [noc]
 """
-
-
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
 
 
 def fao(*args: str) -> Result:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
-import pytest
 from nats.js import JetStreamContext
 from typer.testing import CliRunner
 
@@ -21,13 +20,6 @@ from fao.schemas import Incident, IncidentEvent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 T0 = datetime(2026, 10, 5, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAO_NATS_URL", nats_url)
-    monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
-    monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
 
 
 def outage(system_id: str = "mail") -> IncidentEvent:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import NoKeysError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.cli.apply import apply
-from fao.runtime.bus import ensure_bus, monitors_bucket
+from fao.runtime.bus import ensure_bus, kv_keys, monitors_bucket
 from fao.runtime.store import Document
 from fao.schemas import Monitor
 from fao.schemas.loader import ConfigError, load_inventory
+from fao.schemas.subjects import MONITORS_BUCKET
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 EXAMPLE_KEYS = {f"monitor.{m.id}" for m in load_inventory(EXAMPLES).monitors}  # checks.yaml: one of each type
@@ -26,10 +26,7 @@ async def kv_monitors(nats_url: str) -> dict[str, Monitor]:
         js = nc.jetstream()
         await ensure_bus(js)
         kv = await monitors_bucket(js)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return {}
+        keys = await kv_keys(js, MONITORS_BUCKET)
         return {k: Monitor.model_validate_json((await kv.get(k)).value or b"") for k in keys}
     finally:
         await nc.close()

@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -43,6 +44,7 @@ from fao.runtime import audit
 from fao.runtime.bus import (
     PAYLOAD_HEADROOM,
     ensure_bus,
+    kv_keys,
     maintenance_bucket,
     monitors_bucket,
     server_max_payload,
@@ -61,7 +63,7 @@ from fao.runtime.inventory import (
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 from fao.schemas.loader import Inventory, load_inventory
-from fao.schemas.subjects import maintenance_key, monitor_key
+from fao.schemas.subjects import MAINTENANCE_BUCKET, MONITORS_BUCKET, maintenance_key, monitor_key
 
 SINGULAR = {
     TEAMS: "team",
@@ -263,13 +265,12 @@ def _git_revision(directory: Path) -> str | None:
 KvUndo = list[tuple[KeyValue, str, bytes | None]]
 
 
-async def sync_bucket(kv: KeyValue, desired: dict[str, bytes], undo: KvUndo | None = None) -> int:
-    """Make the bucket hold exactly ``desired`` (key → value); return how many keys were written
-    or deleted. Each write is recorded in ``undo`` (the key's value before it) first."""
-    try:
-        existing = set(await kv.keys())
-    except NoKeysError:
-        existing = set()
+async def sync_bucket(
+    js: JetStreamContext, bucket: str, kv: KeyValue, desired: dict[str, bytes], undo: KvUndo | None = None
+) -> int:
+    """Make ``bucket`` (``kv``) hold exactly ``desired`` (key → value); return how many keys were
+    written or deleted. Each write is recorded in ``undo`` (the key's value before it) first."""
+    existing = set(await kv_keys(js, bucket))
     touched = 0
     for key, value in desired.items():
         before: bytes | None = None
@@ -383,8 +384,8 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
         js = nc.jetstream()
         await ensure_bus(js)
         try:
-            await sync_bucket(await monitors_bucket(js), monitors, kv_undo)
-            await sync_bucket(await maintenance_bucket(js), windows, kv_undo)
+            await sync_bucket(js, MONITORS_BUCKET, await monitors_bucket(js), monitors, kv_undo)
+            await sync_bucket(js, MAINTENANCE_BUCKET, await maintenance_bucket(js), windows, kv_undo)
             for change in the_plan.changes:
                 before = the_plan.current.get(change.collection, {}).get(change.key)
                 doc_undo.append((change.collection, change.key, before))

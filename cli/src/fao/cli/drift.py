@@ -28,12 +28,13 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from fao.cli.apply import SINGULAR, plan
+from fao.runtime.bus import kv_keys
 from fao.runtime.inventory import MAINTENANCE, MONITORS, from_doc, maintenance_from_doc
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow, Monitor
@@ -140,14 +141,12 @@ class Bucket:
 
 async def _read_bucket(nc: NatsClient, bucket: str, prefix: str, kind: type[BaseModel]) -> Bucket:
     result = Bucket()
+    js = nc.jetstream()
     try:
-        kv = await nc.jetstream().key_value(bucket)
+        kv = await js.key_value(bucket)
     except BucketNotFoundError:  # never applied: an empty bucket
         return result
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return result
+    keys = await kv_keys(js, bucket)
     for key in keys:
         if not key.startswith(prefix):
             result.foreign.add(key)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -278,3 +278,34 @@ async def ensure_bus(js: JetStreamContext) -> None:
     await monitors_bucket(js)
     await maintenance_bucket(js)
     await probers_bucket(js)
+
+
+# How long one key listing waits for the next key before giving up (a server that stopped answering).
+KEYS_TIMEOUT = 10.0
+DELETED_OPERATIONS = frozenset({"DEL", "PURGE"})
+
+
+async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The live keys of ``bucket``, sorted. Not ``KeyValue.keys()``: nats-py's watcher can signal
+    "no more keys" before delivering the ones it already received (its consumer has nothing
+    pending while the messages still wait in the subscription), so it now and then answers "no
+    keys" for a full bucket. Here the last message of every key is read until the server says none
+    is pending, and keys whose last operation is a delete or purge are left out."""
+    stream = f"KV_{bucket}"
+    if (await js.stream_info(stream)).state.messages == 0:
+        return []
+    prefix = f"$KV.{bucket}."
+    sub = await js.subscribe(
+        f"{prefix}>", ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True
+    )
+    keys: list[str] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=KEYS_TIMEOUT)
+            operation = (msg.headers or {}).get("KV-Operation")
+            if operation not in DELETED_OPERATIONS:
+                keys.append(msg.subject.removeprefix(prefix))
+            if msg.metadata.num_pending == 0:
+                return sorted(keys)
+    finally:
+        await sub.unsubscribe()
