@@ -22,13 +22,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar, Protocol
 
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
+from services.notifier.tests.stack import Stack
 
 from fao.notifier.channels.monthly_limit import limit_until, month_key, quota_command_id
 from fao.notifier.channels.registry import ChannelContext, ChannelRegistry
@@ -39,45 +39,13 @@ from fao.notifier.settings import NotifierSettings
 from fao.notifier.targets import Target, TargetPlan, incident_summary
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import Command, Incident, IncidentEvent, IncidentEventType, System, Team, WebhookTarget
+from fao.schemas import Command, Incident, IncidentEvent, System, Team, WebhookTarget
 from fao.schemas import subjects as s
 from fao.testing.fake_line import PUSH_PATH, FakeLineServer
 
 MAIL_TO = "noc@example.go.th"
 SECRET_ENV = "FAO_TEST_WEBHOOK_SECRET"
 SECRET = "s3cr3t-ของทีม"
-
-
-class Running(Protocol):
-    async def stop(self) -> None: ...
-
-
-class Stack(Protocol):
-    """The part of conftest's ``Stack`` these tests use."""
-
-    group: ClassVar[str]
-    group_2: ClassVar[str]
-    unknown_group: ClassVar[str]
-    system_id: ClassVar[str]
-    db: AsyncDatabase[Document]
-    line: FakeLineServer
-    js: JetStreamContext
-
-    def settings(self, **changes: Any) -> NotifierSettings: ...
-    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
-    @staticmethod
-    def event(
-        event_type: IncidentEventType = "opened",
-        incident: Incident | None = None,
-        *,
-        actor: str | None = None,
-        text: str = "",
-    ) -> IncidentEvent: ...
-    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
-    async def quiet(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
-    async def delivery(self, claim: str) -> Document: ...
-    async def wait_delivery(self, claim: str, status: str, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
-    async def wait_delivery_attempts(self, claim: str, attempts: int, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
 
 
 async def eventually(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109

@@ -13,56 +13,25 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
+from services.notifier.tests.stack import Stack
 
 from fao.notifier.escalation import ESCALATION_STEPS, ESCALATIONS, INCIDENTS, step_claim_id
 from fao.notifier.escalation_schedule import StepRun
 from fao.notifier.oa_reports import OA_REPORTS, report_claim_id
 from fao.notifier.render import postback_data
-from fao.notifier.settings import NotifierSettings
 from fao.runtime.inventory import PEOPLE, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import EscalationPolicy, Incident, IncidentEvent, IncidentEventType, Person, System, Team
+from fao.schemas import EscalationPolicy, Incident, Person, Team
 from fao.testing.fake_line import FakeLineServer, message_texts
 
 LEAD = Person(id="lead", name="สมชาย ใจดี", teams=["infra"], line_user_id="U" + "a" * 32)
 DIRECTOR = Person(id="director", name="ผู้อำนวยการ", line_user_id="U" + "d" * 32)
 REPORTER_1 = "U" + "1" * 32
 REPORTER_2 = "U" + "2" * 32
-
-
-class Running(Protocol):
-    async def stop(self) -> None: ...
-
-
-class Stack(Protocol):
-    """The part of conftest's ``Stack`` these tests use."""
-
-    group: ClassVar[str]
-    system_id: ClassVar[str]
-    system_name_th: ClassVar[str]
-    db: AsyncDatabase[Document]
-    line: FakeLineServer
-
-    def settings(self, **changes: Any) -> NotifierSettings: ...
-    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
-    async def add_inventory(
-        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ..., platform: bool = ...
-    ) -> System: ...
-    @staticmethod
-    def event(
-        event_type: IncidentEventType = "opened",
-        incident: Incident | None = None,
-        *,
-        actor: str | None = None,
-        text: str = "",
-    ) -> IncidentEvent: ...
-    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
-    async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
-    async def quiet(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from services.notifier.tests.stack import Stack
 
 from fao.notifier.deliveries import Delivery, DeliveryStore
 from fao.notifier.render import MAX_POSTBACK_DATA_UNITS, load_catalogue, utf16_units
@@ -28,7 +29,7 @@ from fao.notifier.settings import NotifierSettings
 from fao.runtime.inventory import PEOPLE, SYSTEMS, TEAMS, to_doc
 from fao.runtime.owner_review import ROUNDS
 from fao.runtime.store import Document
-from fao.schemas import Incident, IncidentEvent, IncidentEventType, Person, System, Team
+from fao.schemas import Person, System, Team
 from fao.testing.fake_line import FakeLineServer, message_texts
 
 GROUP_A = "C" + "1" * 32
@@ -271,34 +272,6 @@ async def test_a_claim_left_half_done_by_a_crash_is_completed_by_the_next_proces
 
 
 # --- the notifier process ----------------------------------------------------------------------
-
-
-class Running(Protocol):
-    async def stop(self) -> None: ...
-
-
-class Stack(Protocol):
-    """The part of conftest's ``Stack`` these tests use."""
-
-    group: ClassVar[str]
-    group_2: ClassVar[str]
-    db: AsyncDatabase[Document]
-    line: FakeLineServer
-
-    def settings(self, **changes: Any) -> NotifierSettings: ...
-    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
-    async def add_inventory(
-        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ..., platform: bool = ...
-    ) -> System: ...
-    @staticmethod
-    def event(
-        event_type: IncidentEventType = "opened",
-        incident: Incident | None = None,
-        *,
-        actor: str | None = None,
-        text: str = "",
-    ) -> IncidentEvent: ...
-    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
 
 
 def review_pushes(line: FakeLineServer, group: str) -> list[dict[str, Any]]:

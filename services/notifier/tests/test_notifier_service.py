@@ -9,51 +9,13 @@ nothing left unacknowledged (``settled``) and no delivery left to send (``quiet`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
+from services.notifier.tests.stack import Stack
 
 from fao.notifier.deliveries import claim_id, retry_key
-from fao.notifier.settings import NotifierSettings
-from fao.runtime.store import Document
-from fao.schemas import PLATFORM_SYSTEM, Incident, IncidentEvent, IncidentEventType, System
+from fao.schemas import PLATFORM_SYSTEM, Incident
 from fao.testing.fake_line import FAILED_TO_SEND, PUSH_PATH, FakeLineServer, RecordedRequest
-
-
-class Running(Protocol):
-    async def stop(self) -> None: ...
-
-
-class Stack(Protocol):
-    """The part of conftest's ``Stack`` these tests use."""
-
-    group: ClassVar[str]
-    group_2: ClassVar[str]
-    unknown_group: ClassVar[str]
-    system_id: ClassVar[str]
-    system_name_th: ClassVar[str]
-    db: AsyncDatabase[Document]
-    line: FakeLineServer
-
-    def settings(self, **changes: Any) -> NotifierSettings: ...
-    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
-    async def add_inventory(
-        self, groups: list[str], *, system_id: str = ..., name_th: str | None = ..., platform: bool = ...
-    ) -> System: ...
-    @staticmethod
-    def event(
-        event_type: IncidentEventType = "opened",
-        incident: Incident | None = None,
-        *,
-        actor: str | None = None,
-        text: str = "",
-    ) -> IncidentEvent: ...
-    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
-    async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
-    async def quiet(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
-    async def delivery(self, claim: str) -> Document: ...
-    async def wait_delivery(self, claim: str, status: str, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
-    async def wait_delivery_attempts(self, claim: str, attempts: int, timeout: float = 15.0) -> Document: ...  # noqa: ASYNC109
 
 
 def push_requests(line: FakeLineServer) -> list[RecordedRequest]:

@@ -12,45 +12,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
 
-from pymongo.asynchronous.database import AsyncDatabase
+from services.notifier.tests.stack import Stack
 
 from fao.notifier.outbox import OUTBOX
 from fao.notifier.quota import LINE_STATE, QUOTA_ID, forecast_month
-from fao.notifier.settings import NotifierSettings
 from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import Incident, IncidentEvent, IncidentEventType, Severity, System, Team
+from fao.schemas import Incident, Severity, System, Team
 from fao.testing.fake_line import FakeLineServer, message_texts
 
 STORM = 50
-
-
-class Running(Protocol):
-    async def stop(self) -> None: ...
-
-
-class Stack(Protocol):
-    """The part of conftest's ``Stack`` these tests use."""
-
-    group: ClassVar[str]
-    db: AsyncDatabase[Document]
-    line: FakeLineServer
-
-    def settings(self, **changes: Any) -> NotifierSettings: ...
-    async def start_notifier(self, settings: NotifierSettings | None = None) -> Running: ...
-    @staticmethod
-    def event(
-        event_type: IncidentEventType = "opened",
-        incident: Incident | None = None,
-        *,
-        actor: str | None = None,
-        text: str = "",
-    ) -> IncidentEvent: ...
-    async def publish(self, event: IncidentEvent, msg_id: str | None = None) -> None: ...
-    async def settled(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
-    async def quiet(self, timeout: float = 15.0) -> None: ...  # noqa: ASYNC109
 
 
 async def add_systems(
