@@ -231,3 +231,36 @@ async def test_single_results_from_older_probers_are_still_accepted_beside_batch
             assert state["status"] == "down", "one failure from each: the 2-of-3 window confirmed"
     finally:
         await nc.close()
+
+
+async def test_the_stored_state_is_what_memory_decided_after_each_batch(
+    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Within one batch a monitor's essential state may change and change back (a failure, then a
+    success): what is stored after the batch must agree with memory, or a restart would start
+    from a state nobody decided."""
+    await _apply_inventory(tmp_path, nats_url, mongo_url, mongo_db.name)
+    settings = CorrelatorSettings(nats_url=nats_url, http_port=-1)
+    nc = await nats.connect(nats_url)
+    catalog = MonitorCatalog(nc.jetstream())
+    await catalog.start()
+    broker = new_broker(settings)
+    await broker.connect()
+    try:
+        store = CorrelatorStore(mongo_db)
+        correlator = Correlator(broker, store, catalog, clock=lambda: T0 + timedelta(minutes=5))
+        await correlator.recover()
+        batches = [
+            [_result("web", 0, True)],
+            [_result("web", 30, False), _result("web", 31, True)],
+            [_result("web", 60, False), _result("web", 61, False), _result("web", 62, True)],
+            [_result("web", 90, True)],
+        ]
+        for results in batches:
+            await correlator.apply_all(results)
+            [stored] = [st for st in await store.all_states() if st.monitor_id == "web"]
+            assert stored.essential() == correlator.states["web"].essential(), results
+    finally:
+        await broker.stop()
+        await catalog.stop()
+        await nc.close()

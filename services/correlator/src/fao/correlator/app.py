@@ -278,6 +278,9 @@ class Correlator:
             )
             if in_memory_only:
                 self._remember(state)
+                # back to what is stored: a state deferred earlier in the message is moot (writing
+                # it would store a state memory no longer has)
+                self._deferred.pop(result.monitor_id, None)
                 RESULTS.labels("applied_in_memory").inc()
                 return
             if defer and len(outcome.states) == 1 and not (outcome.incidents or outcome.events):
