@@ -18,6 +18,7 @@ from typing import Final
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fao.notifier.render import check_placeholders
 from fao.notifier.settings import Language
 from fao.runtime.thai import BANGKOK, format_thai_datetime
 
@@ -35,12 +36,8 @@ class NoticeCatalogue(BaseModel):
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> NoticeCatalogue:
-        blanks = dict.fromkeys(PLACEHOLDERS, "")
-        for name in ("line_quota_exhausted", "target_broken"):
-            try:
-                getattr(self, name).format_map(blanks)
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"{name}: unknown or malformed placeholder {exc}") from exc
+        names = ("line_quota_exhausted", "target_broken")
+        check_placeholders("", [(n, getattr(self, n)) for n in names], PLACEHOLDERS)
         return self
 
     def when(self, value: datetime) -> str:

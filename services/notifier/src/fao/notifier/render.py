@@ -35,7 +35,7 @@ into commands; fixed and acknowledged messages have none.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -228,6 +228,24 @@ class _Escalation(_Strict):
     """Added when it is a step's reminder ({count}: which one)."""
 
 
+def check_placeholders(
+    section: str, templates: Iterable[tuple[str, str]], allowed: Iterable[str], *, only: bool = False
+) -> None:
+    """Raise ValueError naming ``section.name`` when a template uses a placeholder not in
+    ``allowed`` or is malformed; ``only``: say which placeholders are allowed (a citizen's
+    message, where the list is the point)."""
+    names = tuple(allowed)
+    blanks = dict.fromkeys(names, "")
+    for name, template in templates:
+        where = f"{section}.{name}" if section else name
+        try:
+            template.format_map(blanks)
+        except (KeyError, IndexError, ValueError) as exc:
+            if only:
+                raise ValueError(f"{where}: only {', '.join(names)} may be used, not {exc}") from exc
+            raise ValueError(f"{where}: unknown or malformed placeholder {exc}") from exc
+
+
 # The only values a message to a citizen may show: no system, host, URL or error detail.
 REPORT_PLACEHOLDERS: Final = ("reference", "resolved_at")
 
@@ -239,11 +257,7 @@ class _Reports(_Strict):
 
     @model_validator(mode="after")
     def _only_public_values(self) -> _Reports:
-        try:
-            self.resolved.format_map(dict.fromkeys(REPORT_PLACEHOLDERS, ""))
-        except (KeyError, IndexError, ValueError) as exc:
-            allowed = ", ".join(REPORT_PLACEHOLDERS)
-            raise ValueError(f"reports.resolved: only {allowed} may be used, not {exc}") from exc
+        check_placeholders("reports", [("resolved", self.resolved)], REPORT_PLACEHOLDERS, only=True)
         return self
 
 
@@ -272,11 +286,7 @@ class _QuotaNotices(_Strict):
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> _QuotaNotices:
-        for name, template in (("low", self.low), ("ok", self.ok)):
-            try:
-                template.format_map(dict.fromkeys(QUOTA_PLACEHOLDERS, ""))
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"quota.{name}: unknown or malformed placeholder {exc}") from exc
+        check_placeholders("quota", [("low", self.low), ("ok", self.ok)], QUOTA_PLACEHOLDERS)
         return self
 
 
@@ -300,11 +310,8 @@ class _Review(_Strict):
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> _Review:
-        for name in ("header", "alt_text", "intro", "systems", "members", "nobody", "more"):
-            try:
-                getattr(self, name).format_map(dict.fromkeys(REVIEW_PLACEHOLDERS, ""))
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"review.{name}: unknown or malformed placeholder {exc}") from exc
+        names = ("header", "alt_text", "intro", "systems", "members", "nobody", "more")
+        check_placeholders("review", [(n, getattr(self, n)) for n in names], REVIEW_PLACEHOLDERS)
         return self
 
 
@@ -353,12 +360,7 @@ class Catalogue(_Strict):
 
     @model_validator(mode="after")
     def _templates_use_known_placeholders(self) -> Catalogue:
-        blanks = dict.fromkeys(PLACEHOLDERS, "")
-        for name, template in self.templates():
-            try:
-                template.format_map(blanks)
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"{name}: unknown or malformed placeholder {exc}") from exc
+        check_placeholders("", self.templates(), PLACEHOLDERS)
         if self.dates == "gregorian" and self.calendar is None:
             raise ValueError("dates: gregorian needs a calendar section (months and units)")
         return self
