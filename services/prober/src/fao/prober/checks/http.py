@@ -59,6 +59,7 @@ from fao.prober.checks.contract import (
     secret,
     short_detail,
 )
+from fao.prober.checks.http_fast import FastHttp, eligible
 from fao.schemas import ErrorKind, HttpCheck, Observations
 from fao.schemas.jsonpath import as_text, find, parse_json_path
 
@@ -92,6 +93,8 @@ class HttpChecker:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._client_contexts: dict[tuple[str, str | None, bool], ssl.SSLContext] = {}
+        # Status-only checks skip aiohttp (``http_fast.py``); a connection limit needs aiohttp's pool.
+        self._fast = FastHttp(user_agent, resolver) if connection_limit == 0 else None
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -140,6 +143,24 @@ class HttpChecker:
     async def run(self, spec: HttpCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         """One request; see the module docstring for how failures are classified."""
         started = time.perf_counter()
+        budget = timeout
+        if self._fast is not None:
+            try:
+                headers = _headers(spec)
+            except MissingSecretError as exc:
+                return Outcome.failure(ErrorKind.INTERNAL, str(exc), (time.perf_counter() - started) * 1000.0)
+            if eligible(spec, headers):
+                outcome = await self._fast.run(spec, headers, timeout, started)
+                if outcome is not None:
+                    return outcome
+                budget = timeout - (time.perf_counter() - started)
+                if budget <= 0:
+                    latency = (time.perf_counter() - started) * 1000.0
+                    return Outcome.failure(ErrorKind.TIMEOUT, f"timed out after {timeout:g}s", latency)
+        return await self._run_aiohttp(spec, timeout, budget, started)
+
+    async def _run_aiohttp(self, spec: HttpCheck, timeout: float, budget: float, started: float) -> Outcome:  # noqa: ASYNC109 - see run
+        """The request through aiohttp, within ``budget`` seconds (what is left of ``timeout``)."""
         phases = SimpleNamespace(dns_ms=None, connect_ms=None, first_byte_ms=None, mark=started)
         try:
             headers = _headers(spec)
@@ -151,7 +172,9 @@ class HttpChecker:
                 data=spec.body,
                 allow_redirects=spec.follow_redirects,
                 ssl=self._ssl(spec),
-                timeout=self._client_timeout(timeout),
+                timeout=self._client_timeout(timeout)
+                if budget == timeout
+                else aiohttp.ClientTimeout(total=budget),
                 trace_request_ctx=phases,
             ) as response:
                 status = response.status
