@@ -6,6 +6,10 @@ finished check whose next run is earlier than the current sleep set the wake-up 
 changes and re-checks take effect at once. Due monitors wait in the scheduler's heap rather than as
 parked tasks, so an update or removal still applies to them while the prober is saturated.
 
+A sleep ends up to ``WAKE_SLACK`` (10 ms) after the run it waits for is due, so runs due close
+together share one wake-up (a prober paced at hundreds of checks a second would otherwise wake once
+per check); a config change or an earlier re-check still wakes it at once.
+
 Each check runs in its own task: ``registry.run`` (never raises) → ``scheduler.record`` (re-arms the
 monitor) → ``CheckResult`` → ``sink.submit``. ``stop()`` lets in-flight checks finish (up to
 ``drain_timeout``); cancelling ``run()`` cancels them, and their monitors are re-armed without a result.
@@ -33,6 +37,11 @@ from fao.prober.sink import ResultSink
 from fao.schemas import CheckResult, CheckSpec, Monitor
 
 log = structlog.get_logger()
+
+WAKE_SLACK = 0.01
+"""Seconds a sleeping loop may wake after the next run is due: the runs due in between start
+together, one wake-up (a timer, a loop turn) for several instead of one each. Scheduled runs are
+jittered by up to a second anyway; 10 ms later changes nothing a monitor measures."""
 
 
 class ProbeRunner:
@@ -215,7 +224,7 @@ class ProbeRunner:
                 else:
                     self._sleep_until = next_due
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(next_due - now):
+                        async with asyncio.timeout(next_due - now + WAKE_SLACK):
                             await self._wake.wait()
             finally:
                 self._sleep_until = -math.inf
