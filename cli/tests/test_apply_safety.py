@@ -141,21 +141,21 @@ def test_a_failure_half_way_is_undone(
         + "  - id: newcomer\n    system: e-service\n    check: {type: tcp, host: 127.0.0.1, port: 9}\n",
         encoding="utf-8",
     )
-    real_write = apply_module.write_document
+    real_write = apply_module.write_documents
     calls = 0
 
     async def failing_write(*args: object, **kwargs: object) -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:  # the KV buckets are written by now, and one document
-            raise OSError("disk full (injected)")
+        # The KV buckets are written by now, and this chunk of documents is too: then it fails.
         await real_write(*args, **kwargs)  # type: ignore[arg-type]
+        raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(apply_module, "write_document", failing_write)
+    monkeypatch.setattr(apply_module, "write_documents", failing_write)
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
     assert "apply failed (OSError: disk full (injected)); what was written was undone" in result.output
-    assert calls == 2
+    assert calls == 1
     assert list(stored[mongo_db_name]["monitors"].find({})) == before_docs
     assert asyncio.run(kv_keys(nats_url)) == before_kv
     report = asyncio.run(check_drift(mongo_url, mongo_db_name, nats_url, None))
@@ -192,3 +192,56 @@ def test_hidden_and_foreign_files_are_named_not_read(
     assert result.exit_code == 0, result.output
     assert f"note: {config / '.x.yaml'}: hidden file, not read" in result.output
     assert "planted" not in ids(stored, mongo_db_name, "teams")
+
+
+def test_a_large_apply_is_audited_in_parts_that_together_hold_every_change(
+    env: None,
+    config: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An apply too large for one audit document (MongoDB's 16 MiB limit) is recorded as several
+    entries, ``part`` n of ``parts``, with one time and every change once."""
+    monkeypatch.setattr(apply_module, "AUDIT_ENTRY_BYTES", 4096)
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 0, result.output
+    entries = list(stored[mongo_db_name]["audit"].find({}).sort("part", 1))
+    assert len(entries) > 1
+    assert [e["part"] for e in entries] == list(range(1, len(entries) + 1))
+    assert {e["parts"] for e in entries} == {len(entries)}
+    assert len({e["at"] for e in entries}) == 1
+    keys = [(c["collection"], c["key"]) for e in entries for c in e["changes"]]
+    assert len(keys) == len(set(keys))
+    assert ("monitors", "e-service-home") in keys
+    assert len(keys) == len(ids(stored, mongo_db_name, "monitors")) + len(
+        ids(stored, mongo_db_name, "systems")
+    ) + len(ids(stored, mongo_db_name, "teams")) + len(ids(stored, mongo_db_name, "people")) + len(
+        ids(stored, mongo_db_name, "maintenance")
+    )
+
+
+def test_an_added_document_that_appeared_meanwhile_fails_the_apply_and_is_not_deleted_by_the_undo(
+    env: None,
+    config: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    nats_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Additions are inserts: a document someone else wrote after the plan was made fails the
+    apply (everything written is undone) and stays as they wrote it."""
+    real_write = apply_module.write_documents
+
+    async def racing_write(db: object, collection: str, writes: object) -> None:
+        if collection == "monitors":
+            stored[mongo_db_name]["monitors"].insert_one({"_id": "e-service-home", "theirs": True})
+        await real_write(db, collection, writes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply_module, "write_documents", racing_write)
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert "what was written was undone" in result.output
+    assert list(stored[mongo_db_name]["monitors"].find({})) == [{"_id": "e-service-home", "theirs": True}]
+    assert ids(stored, mongo_db_name, "systems") == []
+    assert asyncio.run(kv_keys(nats_url)) == [], "the monitors bucket is put back too"

@@ -308,3 +308,38 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     (found,) = problems(folder)
     assert found.startswith(f"{folder / 'huge.yaml'}:1: (file): file is ")
     assert found.endswith("bytes; the limit is 5,242,880 (split it up)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\nb: 0\nc: 0755\nd: 1:30\ne: 0x1f\nf: +3\ng: 1_000\n",
+        "a: yes\nb: off\nc: ~\nd: null\ne: 1.5\nf: .inf\ng: 1e3\nh: ''\ni: '12'\n",
+        "a: 2026-12-01\nb: 2026-12-01 22:00:00+07:00\nc: !!str 12\nd: !!int '7'\n",
+        "base: &base {interval: 30s, zones: [dc1]}\nuse:\n  <<: *base\n  timeout: 5s\nlist: &l [1, 2]\nagain: *l\n",
+        "? !!str 1\n: pair\n",
+        "- a\n- {b: [c, {d: e}]}\n- []\n- {}\n",
+    ],
+)
+def test_documents_are_read_as_yaml_safe_load_reads_them(text: str) -> None:
+    """The loader's own construction (libyaml's nodes, built in one pass) gives what
+    ``yaml.safe_load`` gives: integers in every YAML 1.1 form, booleans, timestamps, tags, merge
+    keys and aliases included."""
+    import yaml
+
+    from fao.schemas.loader import LOADER, construct
+
+    loader = LOADER(text)
+    try:
+        root = loader.get_single_node()
+        assert root is not None
+        value = construct(root, loader)
+    finally:
+        loader.dispose()
+    assert value == yaml.safe_load(text)
+
+
+def test_a_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
+    folder = write(tmp_path / "c", teams="teams:\n  - id: noc\n    name: [NOC\n")
+    (found,) = problems(folder)
+    assert found.startswith(f"{folder / 'teams.yaml'}:4: (yaml): ")

@@ -26,6 +26,8 @@ end`` keeps its ``ended_at`` across re-applies while its schedule is unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import subprocess
 import sys
@@ -34,17 +36,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bson
 import nats
-from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
+from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
+from fao.cli.kv_sync import KvUndo, restore, sync_bucket
 from fao.runtime import audit
 from fao.runtime.bus import (
     PAYLOAD_HEADROOM,
     ensure_bus,
-    kv_keys,
     maintenance_bucket,
     monitors_bucket,
     server_max_payload,
@@ -200,8 +202,16 @@ def _keep_ended(window: MaintenanceWindow, stored: MaintenanceWindow | None) -> 
     return window.model_copy(update={"ended_at": stored.ended_at})
 
 
-async def _plan_maintenance(db: AsyncDatabase[Document], inventory: Inventory, result: Plan) -> None:
-    current = {doc["_id"]: doc async for doc in db[MAINTENANCE].find({})}
+async def read_current(db: AsyncDatabase[Document]) -> dict[str, dict[str, Document]]:
+    """What MongoDB holds of every kind: one ``find`` per collection, all in flight at once."""
+
+    async def read(collection: str) -> tuple[str, dict[str, Document]]:
+        return collection, {doc["_id"]: doc async for doc in db[collection].find({})}
+
+    return dict(await asyncio.gather(*(read(collection) for collection in KINDS)))
+
+
+def _plan_maintenance(current: dict[str, Document], inventory: Inventory, result: Plan) -> None:
     result.current[MAINTENANCE] = current
     stored = {key: _stored_window(doc) for key, doc in current.items()}
     desired: dict[str, Document] = {}
@@ -223,8 +233,13 @@ async def _plan_maintenance(db: AsyncDatabase[Document], inventory: Inventory, r
             result.windows.append(entry[0])
 
 
-async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
-    """Compare the validated inventory with what MongoDB holds now."""
+async def plan(
+    db: AsyncDatabase[Document], inventory: Inventory, current: dict[str, dict[str, Document]] | None = None
+) -> Plan:
+    """Compare the validated inventory with what MongoDB holds now (``current``, when it was
+    already read with ``read_current``)."""
+    if current is None:
+        current = await read_current(db)
     result = Plan(inventory)
     for collection, models in (
         (TEAMS, inventory.teams),
@@ -234,17 +249,15 @@ async def plan(db: AsyncDatabase[Document], inventory: Inventory) -> Plan:
     ):
         desired = _docs(models)
         result.desired[collection] = desired
-        current = {doc["_id"]: doc async for doc in db[collection].find({})}
-        result.current[collection] = current
+        stored = current[collection]
+        result.current[collection] = stored
         for key, doc in sorted(desired.items()):
-            if key not in current:
+            if key not in stored:
                 result.changes.append(Change(collection, key, "add"))
-            elif current[key] != doc:
+            elif stored[key] != doc:
                 result.changes.append(Change(collection, key, "change"))
-        result.changes.extend(
-            Change(collection, key, "remove") for key in sorted(set(current) - set(desired))
-        )
-    await _plan_maintenance(db, inventory, result)
+        result.changes.extend(Change(collection, key, "remove") for key in sorted(set(stored) - set(desired)))
+    _plan_maintenance(current[MAINTENANCE], inventory, result)
     return result
 
 
@@ -260,40 +273,6 @@ def _git_revision(directory: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-KvUndo = list[tuple[KeyValue, str, bytes | None]]
-
-
-async def sync_bucket(
-    js: JetStreamContext, bucket: str, kv: KeyValue, desired: dict[str, bytes], undo: KvUndo | None = None
-) -> int:
-    """Make ``bucket`` (``kv``) hold exactly ``desired`` (key → value); return how many keys were
-    written or deleted. Each write is recorded in ``undo`` (the key's value before it) first."""
-    existing = set(await kv_keys(js, bucket))
-    touched = 0
-    for key, value in desired.items():
-        before: bytes | None = None
-        if key in existing:
-            try:
-                before = (await kv.get(key)).value
-            except KeyNotFoundError:
-                before = None
-            if before == value:
-                continue
-        if undo is not None:
-            undo.append((kv, key, before))
-        await kv.put(key, value)
-        touched += 1
-    for key in existing - set(desired):
-        if undo is not None:
-            try:
-                undo.append((kv, key, (await kv.get(key)).value))
-            except KeyNotFoundError:
-                continue
-        await kv.delete(key)
-        touched += 1
-    return touched
 
 
 def monitor_values(monitors: list[Monitor]) -> dict[str, bytes]:
@@ -315,29 +294,50 @@ def check_value_sizes(values: dict[str, bytes], max_payload: int) -> None:
         )
 
 
-async def _undo(
-    db: AsyncDatabase[Document], kv_undo: KvUndo, doc_undo: list[tuple[str, str, Document | None]]
+# Documents per MongoDB write command. FerretDB v1 hangs on one ``update`` command replacing more
+# than about 100 existing documents (``fao.correlator.store.BULK_CHUNK``): well below that.
+BULK_CHUNK = 50
+# Changes per audit entry are bounded by size: an apply of many objects is recorded as several
+# entries (``part`` n of ``parts``), each well below MongoDB's 16 MiB document limit.
+AUDIT_ENTRY_BYTES = 8 * 1024 * 1024
+
+DUPLICATE_KEY = 11000
+
+DocUndo = list[tuple[str, str, Document | None]]
+
+
+def _restore_operation(key: str, before: Document | None) -> DeleteOne | ReplaceOne[Document]:
+    return DeleteOne({"_id": key}) if before is None else ReplaceOne({"_id": key}, before, upsert=True)
+
+
+async def _undo(db: AsyncDatabase[Document], kv_undo: KvUndo, doc_undo: DocUndo) -> None:
+    """Put back what a failed apply wrote, newest first (best effort: a chunk that cannot be put
+    back is retried one document at a time, and each failure reported)."""
+    newest_first = list(reversed(doc_undo))
+    runs: list[tuple[str, list[tuple[str, Document | None]]]] = []
+    for collection, key, before in newest_first:  # consecutive writes to one collection go together
+        if not runs or runs[-1][0] != collection or len(runs[-1][1]) >= BULK_CHUNK:
+            runs.append((collection, []))
+        runs[-1][1].append((key, before))
+    for collection, entries in runs:
+        await _restore_documents(db, collection, entries)
+    await restore(kv_undo, lambda key, exc: log_undo_failure(key, exc))
+
+
+async def _restore_documents(
+    db: AsyncDatabase[Document], collection: str, entries: list[tuple[str, Document | None]]
 ) -> None:
-    """Put back what a failed apply wrote, newest first (best effort: each step on its own)."""
-    for collection, key, before in reversed(doc_undo):
-        try:
-            if before is None:
-                await db[collection].delete_one({"_id": key})
-            else:
-                await db[collection].replace_one({"_id": key}, before, upsert=True)
-        except Exception as exc:  # reported; --check shows what is left
-            log_undo_failure(f"{collection}/{key}", exc)
-    for kv, key, value in reversed(kv_undo):
-        try:
-            if value is None:
-                await kv.delete(key)
-            else:
-                await kv.put(key, value)
-        except Exception as exc:
-            log_undo_failure(key, exc)
+    try:
+        await db[collection].bulk_write([_restore_operation(k, b) for k, b in entries], ordered=True)
+    except Exception:  # one by one then, to report each document that cannot be put back
+        for key, before in entries:
+            try:
+                await db[collection].bulk_write([_restore_operation(key, before)])
+            except Exception as exc:  # reported; --check shows what is left
+                log_undo_failure(f"{collection}/{key}", exc)
 
 
-def log_undo_failure(what: str, exc: Exception) -> None:
+def log_undo_failure(what: str, exc: BaseException) -> None:
     print(f"could not undo {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
@@ -345,7 +345,7 @@ async def _record_departure(
     db: AsyncDatabase[Document],
     change: Change,
     before: Document,
-    doc_undo: list[tuple[str, str, Document | None]],
+    doc_undo: DocUndo,
 ) -> None:
     """A person removed from the config is kept in ``people_departed`` (with when) until the
     retention ends and ``fao people forget`` erases them; one who comes back is no longer departed."""
@@ -359,12 +359,54 @@ async def _record_departure(
         await db[DEPARTED].delete_one({"_id": change.key})
 
 
-async def write_document(db: AsyncDatabase[Document], change: Change, doc: Document | None) -> None:
-    """One document write of a plan (remove, or add/change with the desired document)."""
+def _operation(
+    change: Change, doc: Document | None
+) -> InsertOne[Document] | DeleteOne | ReplaceOne[Document]:
     if doc is None:
-        await db[change.collection].delete_one({"_id": change.key})
-    else:
-        await db[change.collection].replace_one({"_id": change.key}, doc, upsert=True)
+        return DeleteOne({"_id": change.key})
+    if change.kind == "add":
+        # An insert, not an upsert: FerretDB answers an upsert of a new document after scanning the
+        # whole collection. A document that appeared since the plan was read fails the apply.
+        return InsertOne(doc)
+    return ReplaceOne({"_id": change.key}, doc, upsert=True)
+
+
+async def write_documents(
+    db: AsyncDatabase[Document], collection: str, writes: Sequence[tuple[Change, Document | None]]
+) -> None:
+    """One chunk (at most ``BULK_CHUNK``) of a plan's writes to ``collection`` as one bulk write:
+    a removal (``None``), an addition or a change with the desired document."""
+    await db[collection].bulk_write([_operation(change, doc) for change, doc in writes], ordered=False)
+
+
+async def _write_plan(db: AsyncDatabase[Document], the_plan: Plan, doc_undo: DocUndo) -> None:
+    """Every document change of the plan, kind by kind, ``BULK_CHUNK`` at a time; each recorded in
+    ``doc_undo`` (its document before) before its chunk is written."""
+    for collection in KINDS:
+        changes = [c for c in the_plan.changes if c.collection == collection]
+        current = the_plan.current.get(collection, {})
+        for start in range(0, len(changes), BULK_CHUNK):
+            chunk = changes[start : start + BULK_CHUNK]
+            recorded = len(doc_undo)
+            for change in chunk:
+                before = current.get(change.key)
+                doc_undo.append((collection, change.key, before))
+                if collection == PEOPLE and before is not None:
+                    await _record_departure(db, change, before, doc_undo)
+            writes = [(c, None if c.kind == "remove" else the_plan.desired[collection][c.key]) for c in chunk]
+            try:
+                await write_documents(db, collection, writes)
+            except BulkWriteError as exc:
+                # A document someone else inserted meanwhile is theirs: the undo must not delete it.
+                theirs = {
+                    chunk[error["index"]].key
+                    for error in exc.details.get("writeErrors", [])
+                    if error.get("code") == DUPLICATE_KEY and chunk[error["index"]].kind == "add"
+                }
+                doc_undo[recorded:] = [
+                    u for u in doc_undo[recorded:] if not (u[0] == collection and u[1] in theirs)
+                ]
+                raise
 
 
 async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, source: Path) -> None:
@@ -373,11 +415,15 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
 
     The KV buckets are compared with the plan's inventory (the files, plus what is kept without
     ``--prune``), not with MongoDB, so a re-apply also repairs a bucket lost or edited by hand.
+    Each bucket is read in one pass and written concurrently (``fao.cli.kv_sync``); documents go
+    in bulk writes of ``BULK_CHUNK``.
     """
     kv_undo: KvUndo = []
-    doc_undo: list[tuple[str, str, Document | None]] = []
+    doc_undo: DocUndo = []
     monitors = monitor_values(the_plan.inventory.monitors)
     windows = window_values(the_plan.windows)
+    # Made before anything is written: an entry that could not be stored would undo the apply.
+    entries = _audit_entries(the_plan, source) if the_plan.changes else []
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
     try:
         check_value_sizes({**monitors, **windows}, server_max_payload(nc.jetstream()))
@@ -386,15 +432,9 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
         try:
             await sync_bucket(js, MONITORS_BUCKET, await monitors_bucket(js), monitors, kv_undo)
             await sync_bucket(js, MAINTENANCE_BUCKET, await maintenance_bucket(js), windows, kv_undo)
-            for change in the_plan.changes:
-                before = the_plan.current.get(change.collection, {}).get(change.key)
-                doc_undo.append((change.collection, change.key, before))
-                desired = None if change.kind == "remove" else the_plan.desired[change.collection][change.key]
-                if change.collection == PEOPLE and before is not None:
-                    await _record_departure(db, change, before, doc_undo)
-                await write_document(db, change, desired)
-            if the_plan.changes:
-                await audit.record(db, _audit_entry(the_plan, source))
+            await _write_plan(db, the_plan, doc_undo)
+            for entry in entries:
+                await audit.record(db, entry)
         except BaseException:
             await _undo(db, kv_undo, doc_undo)
             raise
@@ -402,7 +442,9 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
         await nc.close()
 
 
-def _audit_entry(the_plan: Plan, source: Path) -> Document:
+def _audit_entries(the_plan: Plan, source: Path) -> list[Document]:
+    """The audit entry of the apply: one, or for a large apply several of at most
+    ``AUDIT_ENTRY_BYTES`` each, marked ``part`` (1, 2...) of ``parts``, with the same ``at``."""
     changes = [
         audit.Change(
             c.collection,
@@ -413,23 +455,43 @@ def _audit_entry(the_plan: Plan, source: Path) -> Document:
         )
         for c in the_plan.changes
     ]
-    return audit.entry(
-        at=datetime.now(UTC),
-        actor=getpass.getuser(),
-        source="apply",
-        action="apply",
-        changes=changes,
-        folder=str(source),
-        git_revision=_git_revision(source),
-    )
+    parts: list[list[audit.Change]] = [[]]
+    size = 0
+    for change in changes:
+        change_size = len(bson.encode(change.doc()))
+        if parts[-1] and size + change_size > AUDIT_ENTRY_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(change)
+        size += change_size
+    at, actor, revision = datetime.now(UTC), getpass.getuser(), _git_revision(source)
+    details: dict[str, object] = {"folder": str(source), "git_revision": revision}
+    return [
+        audit.entry(
+            at=at,
+            actor=actor,
+            source="apply",
+            action="apply",
+            changes=part,
+            **details,
+            **({"part": n, "parts": len(parts)} if len(parts) > 1 else {}),
+        )
+        for n, part in enumerate(parts, start=1)
+    ]
 
 
 async def prepare(directory: Path, mongo_url: str, mongo_db: str) -> Plan:
-    """Validate (raises ``ConfigError`` before touching anything) and plan against MongoDB."""
-    inventory = load_inventory(directory)
+    """Validate (raises ``ConfigError`` before touching anything) and plan against MongoDB.
+
+    MongoDB is read while the files are (in a worker thread): the reads wait on the database
+    server, not on this process. A config error still comes first, and nothing is written before
+    the plan is made."""
     client = connect(mongo_url)
+    reading: asyncio.Task[dict[str, dict[str, Document]]] | None = None
     try:
         db = client[mongo_db]
+        reading = asyncio.create_task(read_current(db))
+        inventory = await asyncio.to_thread(load_inventory, directory)
         wanted = [person.id for person in inventory.people]
         if wanted:
             gone = await db[FORGOTTEN].find({"_id": {"$in": wanted}}).to_list()
@@ -439,8 +501,12 @@ async def prepare(directory: Path, mongo_url: str, mongo_db: str) -> Plan:
                     f"people erased at their request (PDPA) are still in the files: {names}; "
                     "remove them from the config; nothing was changed"
                 )
-        return await plan(db, inventory)
+        return await plan(db, inventory, await reading)
     finally:
+        if reading is not None:
+            reading.cancel()  # not needed any more (a config error): its own error is not the one to report
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
         await client.close()
 
 

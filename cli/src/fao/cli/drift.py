@@ -21,20 +21,20 @@ only formatted differently is not drift; the differing top-level fields are name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from fao.cli.apply import SINGULAR, plan
-from fao.runtime.bus import kv_keys
+from fao.cli.apply import SINGULAR, plan, read_current
+from fao.cli.kv_sync import bucket_values
 from fao.runtime.inventory import MAINTENANCE, MONITORS, from_doc, maintenance_from_doc
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow, Monitor
@@ -105,9 +105,9 @@ class Stored:
     invalid: set[str] = field(default_factory=set)
 
 
-async def _read_monitors(db: AsyncDatabase[Document]) -> Stored:
+def _read_monitors(docs: Iterable[Document]) -> Stored:
     stored = Stored()
-    async for doc in db[MONITORS].find({}):
+    for doc in docs:
         key = str(doc["_id"])
         try:
             stored.models[key] = from_doc(Monitor, doc)
@@ -116,9 +116,9 @@ async def _read_monitors(db: AsyncDatabase[Document]) -> Stored:
     return stored
 
 
-async def _read_windows(db: AsyncDatabase[Document]) -> Stored:
+def _read_windows(docs: Iterable[Document]) -> Stored:
     stored = Stored()
-    async for doc in db[MAINTENANCE].find({}):
+    for doc in docs:
         key = str(doc["_id"])
         try:
             stored.models[key] = maintenance_from_doc(doc)[0]
@@ -143,21 +143,16 @@ async def _read_bucket(nc: NatsClient, bucket: str, prefix: str, kind: type[Base
     result = Bucket()
     js = nc.jetstream()
     try:
-        kv = await js.key_value(bucket)
+        await js.key_value(bucket)
     except BucketNotFoundError:  # never applied: an empty bucket
         return result
-    keys = await kv_keys(js, bucket)
-    for key in keys:
+    for key, value in sorted((await bucket_values(js, bucket)).items()):
         if not key.startswith(prefix):
             result.foreign.add(key)
             continue
         item_id = key.removeprefix(prefix)
         try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:  # deleted while we read
-            continue
-        try:
-            result.models[item_id] = kind.model_validate_json(entry.value or b"")
+            result.models[item_id] = kind.model_validate_json(value or b"")
         except ValidationError:
             result.invalid.add(item_id)
     return result
@@ -212,11 +207,15 @@ def compare_store_with_kv(kind: str, stored: Stored, bucket: Bucket, bucket_name
     return found
 
 
-async def compare_config_with_store(db: AsyncDatabase[Document], inventory: Inventory) -> list[Difference]:
-    """What ``fao apply`` of ``inventory`` would change in MongoDB, with the differing fields."""
-    the_plan = await plan(db, inventory)
+async def compare_config_with_store(
+    db: AsyncDatabase[Document], inventory: Inventory, current: dict[str, dict[str, Document]] | None = None
+) -> list[Difference]:
+    """What ``fao apply`` of ``inventory`` would change in MongoDB, with the differing fields
+    (``current``: what MongoDB holds, when already read with ``read_current``)."""
+    if current is None:
+        current = await read_current(db)
+    the_plan = await plan(db, inventory, current)
     found: list[Difference] = []
-    current: dict[str, dict[str, Document]] = {}
     for change in the_plan.changes:
         kind = SINGULAR.get(change.collection, change.collection)
         if change.kind == "add":
@@ -224,10 +223,6 @@ async def compare_config_with_store(db: AsyncDatabase[Document], inventory: Inve
         elif change.kind == "remove":
             found.append(Difference(kind, change.key, "in MongoDB, not in the config"))
         else:
-            if change.collection not in current:
-                current[change.collection] = {
-                    str(doc["_id"]): doc async for doc in db[change.collection].find({})
-                }
             stored = current[change.collection].get(change.key, {})
             fields = differing_fields(the_plan.desired[change.collection][change.key], stored)
             found.append(
@@ -250,9 +245,13 @@ async def check_drift(
     try:
         db = client[mongo_db]
         try:
+            current = await read_current(db)  # every collection read once, for both comparisons
             if inventory is not None:
-                report.differences.extend(await compare_config_with_store(db, inventory))
-            monitors, windows = await _read_monitors(db), await _read_windows(db)
+                report.differences.extend(await compare_config_with_store(db, inventory, current))
+            monitors, windows = (
+                _read_monitors(current[MONITORS].values()),
+                _read_windows(current[MAINTENANCE].values()),
+            )
         except PyMongoError as exc:
             raise UnreachableError(f"cannot reach MongoDB ({_one_line(exc)})") from exc
     finally:

@@ -94,10 +94,10 @@ def apply_cmd(
         raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
     for note in full.inventory.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
-    for line in full.summary(prune):
-        typer.echo(line)
-    for change in full.changes:
-        typer.echo(change.describe(prune))
+    # One write for the whole plan: tens of thousands of lines are one echo, not one each.
+    lines = [*full.summary(prune), *(change.describe(prune) for change in full.changes)]
+    if lines:
+        typer.echo("\n".join(lines))
     try:
         plan = decide(full, prune=prune, force=force)
     except ApplyRefusedError as exc:
