@@ -87,7 +87,7 @@ async def publish_all(js: JetStreamContext, results: list[CheckResult], batch: i
     buffers: dict[int, list[CheckResult]] = {}
     sent = 0
     for r in results:
-        partition = result_partition(r.monitor_id)
+        partition = result_partition(r.system_id)
         buffer = buffers.setdefault(partition, [])
         buffer.append(r)
         if len(buffer) >= batch:

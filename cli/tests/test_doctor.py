@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nats
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from fao.cli.doctor import MonitorSeen, Snapshot, diagnose
 from fao.cli.main import app
+from fao.runtime.bus import state_bucket
 from fao.runtime.owner_review import REVIEWS, ROUNDS, ReviewAnswer, ReviewRound
+from fao.runtime.states import encode
 from fao.runtime.store import Document
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
+from fao.schemas.subjects import state_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -154,8 +159,21 @@ def test_teams_that_have_not_confirmed_the_latest_owner_review_are_found() -> No
     assert diagnose(snap, NOW) == [], "every team asked has confirmed"
 
 
+async def _record_states(nats_url: str, monitors: list[Document]) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await state_bucket(nc.jetstream())
+        for doc in monitors:
+            zones = {z: {"last_at": datetime.now(UTC), "history": [True]} for z in doc["zones"]}
+            await kv.put(
+                state_key(doc["_id"]), encode({"_id": doc["_id"], "monitor_id": doc["_id"], "zones": zones})
+            )
+    finally:
+        await nc.close()
+
+
 def test_doctor_reads_the_applied_inventory_and_exits_1_on_problems(
-    env: None, mongo_url: str, mongo_db_name: str
+    env: None, nats_url: str, mongo_url: str, mongo_db_name: str
 ) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["apply", "--yes", str(EXAMPLES)]).exit_code == 0
@@ -164,12 +182,10 @@ def test_doctor_reads_the_applied_inventory_and_exits_1_on_problems(
     assert "✗ monitor e-service-home: no result recorded (zones: dc1, dr)" in result.output
     client: MongoClient[Document] = MongoClient(mongo_url)
     try:
-        states = client[mongo_db_name]["monitor_state"]
-        for doc in client[mongo_db_name]["monitors"].find({}):
-            zones = {z: {"last_at": datetime.now(UTC), "history": [True]} for z in doc["zones"]}
-            states.insert_one({"_id": doc["_id"], "monitor_id": doc["_id"], "zones": zones})
+        monitors = list(client[mongo_db_name]["monitors"].find({}))
     finally:
         client.close()
+    asyncio.run(_record_states(nats_url, monitors))  # as the correlator stores them
     again = runner.invoke(app, ["doctor"])
     assert "no result recorded" not in again.output
     assert "zone " not in again.output

@@ -28,7 +28,7 @@ async def fao(
     await apply(config, mongo_url, mongo_db.name, nats_url, dry_run=False)
     async with FakeLineServer(access_token="test-token") as line:
         env = service_env(nats_url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1")
-        system = Fao(mongo_db, line, target)
+        system = Fao(mongo_db, nats_url, line, target)
         try:
             for name in ("correlator", "notifier", "reporter", "prober"):
                 system.services[name] = ServiceProcess(name, env, tmp_path)

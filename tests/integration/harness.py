@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fao.runtime.states import state_doc
 from fao.runtime.store import Document
 from fao.testing.fake_line import FakeLineServer
 from fao.testing.processes import ServiceProcess
@@ -81,9 +83,14 @@ class Target:
 @dataclass
 class Fao:
     db: AsyncDatabase[Document]
+    nats_url: str
     line: FakeLineServer
     target: Target
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    async def monitor_state(self, monitor_id: str) -> Document | None:
+        """The correlator's stored state of ``monitor_id`` (None: none yet, or NATS away)."""
+        return await monitor_state(self.nats_url, monitor_id)
 
     def restart(self, name: str) -> None:
         self.services[name].kill()
@@ -91,6 +98,19 @@ class Fao:
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{s.output()}" for n, s in self.services.items())
+
+
+async def monitor_state(nats_url: str, monitor_id: str) -> Document | None:
+    """The correlator's stored state of ``monitor_id`` from the state bucket (None: none yet, or
+    NATS cannot be reached)."""
+    try:
+        nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2)
+    except Exception:  # NATS away (an outage test): not known now
+        return None
+    try:
+        return await state_doc(nc.jetstream(), monitor_id)
+    finally:
+        await nc.close()
 
 
 def service_env(

@@ -25,7 +25,7 @@ async def incidents(fao: Fao) -> list[dict[str, Any]]:
 
 
 async def monitor_status(fao: Fao) -> str | None:
-    doc = await fao.db["monitor_state"].find_one({"_id": "e-service-home"})
+    doc = await fao.monitor_state("e-service-home")
     return None if doc is None else str(doc["status"])
 
 

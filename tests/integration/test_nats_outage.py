@@ -72,7 +72,7 @@ async def system(tmp_path: Path, mongo_url: str, mongo_db: AsyncDatabase[Documen
     async with FakeLineServer(access_token="test-token") as line:
         env = service_env(own.url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1")
         processes = {name: SupervisedProcess(name, env, tmp_path) for name in SERVICES}
-        fao = Fao(mongo_db, line, target, dict(processes))
+        fao = Fao(mongo_db, own.url, line, target, dict(processes))
         supervisor = Supervisor(processes)
         try:
             for proc in processes.values():
@@ -88,7 +88,7 @@ async def system(tmp_path: Path, mongo_url: str, mongo_db: AsyncDatabase[Documen
 
 
 async def monitor_status(fao: Fao) -> str | None:
-    doc = await fao.db["monitor_state"].find_one({"_id": "e-service-home"})
+    doc = await fao.monitor_state("e-service-home")
     return None if doc is None else str(doc["status"])
 
 

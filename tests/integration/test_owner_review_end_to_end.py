@@ -104,7 +104,7 @@ async def test_a_review_is_pushed_answered_by_a_member_and_the_unconfirmed_team_
         assert "ขอบคุณ" in reply_texts(sc)[1]
         found = [
             (f.subject, f.what)
-            for f in diagnose(await snapshot(mongo_db), datetime.now(UTC))
+            for f in diagnose(await snapshot(mongo_db, {}), datetime.now(UTC))
             if "confirm" in f.what
         ]
         assert [subject for subject, _ in found] == ["team platform"], found

@@ -26,11 +26,13 @@ from fao.correlator.app import CorrelatorSettings
 from fao.correlator.app import build as build_correlator
 from fao.prober.app import ProberSettings
 from fao.prober.app import build as build_prober
-from fao.runtime.bus import ensure_streams
+from fao.runtime.bus import ensure_streams, state_bucket
+from fao.runtime.states import encode, state_doc, state_docs
 from fao.runtime.store import Document
 from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultMessage
+from fao.schemas.subjects import state_key
 from fao.testing.inprocess import serving
 
 EXTRA_MONITOR = """
@@ -123,7 +125,7 @@ async def test_prober_follows_applied_changes_live(env: Env) -> None:
 
 async def test_malformed_result_is_dead_lettered_and_does_not_block(env: Env) -> None:
     await env.apply(CONFIG.replace("{port}", "9"))
-    settings, mongo_db = env.correlator(), env.db
+    settings = env.correlator()
     nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
     try:
@@ -139,7 +141,7 @@ async def test_malformed_result_is_dead_lettered_and_does_not_block(env: Env) ->
             await js.publish(s.result_subject("e-service-home"), good.model_dump_json().encode())
 
             async def state_saved() -> bool:
-                return await mongo_db["monitor_state"].find_one({"_id": "e-service-home"}) is not None
+                return await state_doc(js, "e-service-home") is not None
 
             await eventually(state_saved, 10, "the valid result after the bad one is applied")
         sub = await js.pull_subscribe(s.DEAD_LETTER_SUBJECTS, durable="t", stream=s.DEAD_LETTER_STREAM)
@@ -181,7 +183,7 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
             for i in range(6):
                 await publish(i, ok=True)
             await eventually(lambda: results_drained(js), 10, "six successes applied")
-        doc = await mongo_db["monitor_state"].find_one({"_id": "e-service-home"})
+        doc = await state_doc(js, "e-service-home")
         assert doc is not None
         assert doc["applied"]["default/p1"] == _result(0, True).started_at, (
             "only the first success was written"
@@ -249,8 +251,7 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
             await eventually(lambda: results_drained(js), 10, "first results applied")
             [incident] = await mongo_db["incidents"].find({}).to_list()
             assert incident["status"] == "open", [
-                (d["_id"], d["status"], d["system_id"], d["open_incident_id"])
-                for d in await mongo_db["monitor_state"].find({}).to_list()
+                (monitor_id, d["status"], d["system_id"]) for monitor_id, d in (await state_docs(js)).items()
             ]
             assert incident["monitor_ids"] == ["api", "web"]
             assert (gauge("up") - up_before, gauge("down") - down_before) == (1, 1), "/metrics counts states"
@@ -333,9 +334,10 @@ async def test_a_decision_committed_before_a_crash_is_finished_at_start(env: Env
     entry = JournalEntry("00000000000000000001", (state,), (incident,), (event,), (), None)
     await env.db["correlator_journal"].insert_one(entry.to_doc())
     older = MonitorState(monitor_id="e-service-home", system_id="e-service", status="up")
-    await env.db["monitor_state"].insert_one(older.to_doc())  # written before the crashed decision
     nc = await nats.connect(env.nats_url)
     js = nc.jetstream()
+    kv = await state_bucket(js)
+    await kv.put(state_key("e-service-home"), encode(older.to_doc()))  # written before the crashed decision
     try:
         async with serving(build_correlator(env.correlator())):
 
@@ -345,7 +347,7 @@ async def test_a_decision_committed_before_a_crash_is_finished_at_start(env: Env
             await eventually(finished, 10, "the journal entry applied")
             assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == 1
             assert await env.db["incidents"].find_one({"_id": "inc-crashed"}) is not None
-            doc = await env.db["monitor_state"].find_one({"_id": "e-service-home"})
+            doc = await state_doc(js, "e-service-home")
             assert doc is not None
             assert doc["status"] == "down"
             for second in (1, 4):  # recovered, and still up after the quiet period (2 s)
@@ -417,7 +419,9 @@ async def test_the_correlator_notices_a_monitor_written_straight_into_kv(env: En
     catalog = MonitorCatalog(nc.jetstream())
     await catalog.start()
     try:
-        correlator = Correlator(new_broker(env.correlator()), CorrelatorStore(env.db), catalog)
+        js = nc.jetstream()
+        store = CorrelatorStore(env.db, js, await state_bucket(js))
+        correlator = Correlator(new_broker(env.correlator()), store, catalog)
         assert await correlator.check_drift() == []
         forged = Monitor.model_validate(
             {"id": "forged", "system": "e-service", "check": {"type": "tcp", "host": "127.0.0.1", "port": 22}}

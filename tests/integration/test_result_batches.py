@@ -16,6 +16,7 @@ from typing import Any
 import nats
 import pytest
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 from tests.integration.harness import eventually
 
@@ -24,8 +25,10 @@ from fao.correlator.app import Correlator, CorrelatorSettings
 from fao.correlator.app import build as build_correlator
 from fao.correlator.monitor_state import MonitorState
 from fao.correlator.store import CorrelatorStore, JournalEntry
+from fao.runtime.bus import state_bucket
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import new_broker
+from fao.runtime.states import state_doc, state_docs
 from fao.runtime.store import Document
 from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
@@ -73,10 +76,13 @@ async def _drained(js: JetStreamContext) -> bool:
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
-async def _snapshot(db: AsyncDatabase[Document]) -> dict[str, list[dict[str, Any]]]:
-    """Every document the correlator owns, sorted (the journal must be empty at rest)."""
-    collections = ("monitor_state", "incidents", "incident_timeline", "correlator_journal")
-    return {c: await db[c].find({}).sort("_id", 1).to_list() for c in collections}
+async def _snapshot(db: AsyncDatabase[Document], js: JetStreamContext) -> dict[str, list[dict[str, Any]]]:
+    """Every document the correlator owns, sorted (the journal must be empty at rest): the monitor
+    states (state bucket) and its collections."""
+    collections = ("incidents", "incident_timeline", "correlator_journal")
+    snapshot = {c: await db[c].find({}).sort("_id", 1).to_list() for c in collections}
+    snapshot["monitor_state"] = [{"_id": m, **d} for m, d in sorted((await state_docs(js)).items())]
+    return snapshot
 
 
 async def _apply_inventory(tmp_path: Path, nats_url: str, mongo_url: str, db: str) -> None:
@@ -99,14 +105,14 @@ async def test_a_batch_delivered_twice_counts_once(
         async with serving(build_correlator(settings)):
             await _publish(js, _batch("p1.1.1", STORM), "p1.1.1")
             await eventually(lambda: _drained(js), 15, "the batch applied")
-            once = await _snapshot(mongo_db)
+            once = await _snapshot(mongo_db, js)
             events_once = (await js.stream_info(s.INCIDENTS_STREAM)).state.messages
             # The same batch again, under another message id so the stream stores it: what the
             # correlator sees when a batch comes back after a crash or a retry.
             await _publish(js, _batch("p1.1.1", STORM), "p1.1.1-again")
             await eventually(lambda: _drained(js), 15, "the batch applied again")
             assert (await js.stream_info(s.RESULTS_STREAM)).state.messages == 2, "delivered twice"
-            assert await _snapshot(mongo_db) == once
+            assert await _snapshot(mongo_db, js) == once
             assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == events_once
         [incident] = once["incidents"]
         assert incident["monitor_ids"] == ["api", "web"]
@@ -118,12 +124,19 @@ async def test_a_batch_delivered_twice_counts_once(
 
 
 class _FailingStore(CorrelatorStore):
-    """Counts commits (a state write, a bulk write of a message's states, or a journal entry); with
-    ``fail_after`` the store becomes unreachable after that many (a crash mid-batch, seen from the
-    correlator: its handler raises and the message is not acknowledged)."""
+    """Counts the steps of a commit (a state write, a write of a message's states, a journal entry
+    appended, applied, deleted); with ``fail_after`` the store becomes unreachable after that many
+    (a crash mid-batch, seen from the correlator: its handler raises and the message is not
+    acknowledged)."""
 
-    def __init__(self, db: AsyncDatabase[Document], fail_after: int | None = None) -> None:
-        super().__init__(db)
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        js: JetStreamContext,
+        states: KeyValue,
+        fail_after: int | None = None,
+    ) -> None:
+        super().__init__(db, js, states)
         self.fail_after = fail_after
         self.commits = 0
 
@@ -144,16 +157,27 @@ class _FailingStore(CorrelatorStore):
         self._spend()
         await super().append(entry)
 
+    async def write(self, entry: JournalEntry) -> None:
+        self._spend()
+        await super().write(entry)
+
+    async def done(self, entry: JournalEntry) -> None:
+        self._spend()
+        await super().done(entry)
+
 
 async def _run_batches(
     nats_url: str, db: AsyncDatabase[Document], runs: list[tuple[int | None, list[CheckResult]]]
 ) -> int:
     """Apply each run's results as one batch in a fresh Correlator (a new process: state recovered
     from the store), whose store fails after the given number of commits (None: never). Returns
-    the commits of the last run."""
+    the commit steps of the last run. The state bucket is emptied first: ``db`` starts afresh."""
     settings = CorrelatorSettings(nats_url=nats_url, http_port=-1)
     nc = await nats.connect(nats_url)
-    catalog = MonitorCatalog(nc.jetstream())
+    js = nc.jetstream()
+    states = await state_bucket(js)
+    await js.purge_stream(f"KV_{s.STATE_BUCKET}")
+    catalog = MonitorCatalog(js)
     await catalog.start()
     broker = new_broker(settings)
     await broker.connect()
@@ -161,7 +185,7 @@ async def _run_batches(
     commits = 0
     try:
         for fail_after, results in runs:
-            store = _FailingStore(db, fail_after)
+            store = _FailingStore(db, js, states, fail_after)
             correlator = Correlator(broker, store, catalog, clock=lambda: fixed)
             await correlator.recover()
             if fail_after is None:
@@ -187,17 +211,25 @@ async def test_a_batch_redelivered_after_a_crash_mid_batch_ends_as_an_undisturbe
     client = mongo_db.client
     reference = client[f"{mongo_db.name}_ref"]
     commits = await _run_batches(nats_url, reference, [(None, STORM)])
-    expected = await _snapshot(reference)
+    expected = await _snapshot_of(nats_url, reference)
     assert len(expected["incidents"]) == 1
-    assert commits >= 3, "the batch commits several times: there are points to fail between"
+    assert commits >= 3, "the batch's commit has several steps: there are points to fail between"
     events_once = await _stream_messages(nats_url, s.INCIDENTS_STREAM)
     for fail_after in range(commits):
         crashed = client[f"{mongo_db.name}_k{fail_after}"]
         await _run_batches(nats_url, crashed, [(fail_after, STORM), (None, STORM)])
-        assert await _snapshot(crashed) == expected, f"store failing after {fail_after} commits"
+        assert await _snapshot_of(nats_url, crashed) == expected, f"store failing after {fail_after} steps"
         await client.drop_database(crashed.name)
     await client.drop_database(reference.name)
     assert await _stream_messages(nats_url, s.INCIDENTS_STREAM) == events_once, "no event twice"
+
+
+async def _snapshot_of(nats_url: str, db: AsyncDatabase[Document]) -> dict[str, list[dict[str, Any]]]:
+    nc = await nats.connect(nats_url)
+    try:
+        return await _snapshot(db, nc.jetstream())
+    finally:
+        await nc.close()
 
 
 async def _stream_messages(nats_url: str, stream: str) -> int:
@@ -225,7 +257,7 @@ async def test_single_results_from_older_probers_are_still_accepted_beside_batch
             )
             await _publish(js, _batch("new.1.1", [_result("web", 1, False, prober="new")]), "new.1.1")
             await eventually(lambda: _drained(js), 15, "both applied")
-            state = await mongo_db["monitor_state"].find_one({"_id": "web"})
+            state = await state_doc(js, "web")
             assert state is not None
             assert set(state["applied"]) == {"default/old-prober", "default/new"}
             assert state["status"] == "down", "one failure from each: the 2-of-3 window confirmed"
@@ -247,7 +279,8 @@ async def test_the_stored_state_is_what_memory_decided_after_each_batch(
     broker = new_broker(settings)
     await broker.connect()
     try:
-        store = CorrelatorStore(mongo_db)
+        js = nc.jetstream()
+        store = CorrelatorStore(mongo_db, js, await state_bucket(js))
         correlator = Correlator(broker, store, catalog, clock=lambda: T0 + timedelta(minutes=5))
         await correlator.recover()
         batches = [

@@ -30,11 +30,12 @@ from fao.gateway.outcomes import CommandOutcomes
 from fao.gateway.results_feed import RecentResults
 from fao.gateway.sessions import LoginLimiter, Signer
 from fao.gateway.settings import GatewaySettings
-from fao.runtime.bus import ensure_bus, maintenance_bucket
+from fao.runtime.bus import ensure_bus, maintenance_bucket, state_bucket
 from fao.runtime.inventory import MONITORS, PEOPLE, SYSTEMS, TEAMS, to_doc
+from fao.runtime.states import StateCatalog, encode
 from fao.runtime.store import Document
 from fao.schemas import Incident, MaintenanceWindow, Monitor, Person, System, Team
-from fao.schemas.subjects import maintenance_key
+from fao.schemas.subjects import maintenance_key, state_key
 
 ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")
 PASSWORD: Final = "correct horse battery"
@@ -111,14 +112,6 @@ async def seed(db: AsyncDatabase[Document]) -> None:
     ]  # fmt: skip
     for item in incidents:
         await db["incidents"].insert_one({"_id": item.id, **item.model_dump(mode="python")})
-    await db["monitor_state"].insert_one(
-        {
-            "_id": "e-service-home", "schema_version": 2, "monitor_id": "e-service-home", "system_id": "e-service",
-            "status": "down", "cause": CAUSE,
-            "zones": {"default": {"status": "down", "cause": CAUSE, "last_at": NOW,
-                                  "window": [{"ok": False, "at": NOW, "detail": CAUSE}]}},
-        }
-    )  # fmt: skip
     await db["incident_timeline"].insert_one(
         {"_id": "ev-1", "incident_id": INCIDENT_ID, "parent_incident_id": None, "system_id": "e-service",
          "at": NOW - timedelta(minutes=30), "type": "opened", "actor": "fao", "text": ""}
@@ -184,6 +177,18 @@ async def web_stack(
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_bus(js)
+    states = await state_bucket(js)
+    await states.put(
+        state_key("e-service-home"),
+        encode({
+            "_id": "e-service-home", "schema_version": 2, "monitor_id": "e-service-home", "system_id": "e-service",
+            "status": "down", "cause": CAUSE,
+            "zones": {"default": {"status": "down", "cause": CAUSE, "last_at": NOW,
+                                  "window": [{"ok": False, "at": NOW, "detail": CAUSE}]}},
+        }),
+    )  # fmt: skip
+    followed = StateCatalog(js)
+    await followed.start()
     outcomes = CommandOutcomes(db, StreamCommands(js))
     await outcomes.start(nc)
     results = RecentResults()
@@ -196,7 +201,7 @@ async def web_stack(
     ctx = WebContext(
         db=db, settings=settings, signer=Signer(b"test-signing-secret"),
         limiter=LoginLimiter(db, settings.login_limit, timedelta(seconds=settings.login_window)),
-        outcomes=outcomes, results=results, publish_maintenance=publish,
+        outcomes=outcomes, results=results, publish_maintenance=publish, states=followed.states,
     )  # fmt: skip
     tokens: dict[str, str] = {}
     for role in ROLES:
@@ -215,4 +220,5 @@ async def web_stack(
     finally:
         await outcomes.stop()
         await results.stop()
+        await followed.stop()
         await nc.close()

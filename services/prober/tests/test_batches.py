@@ -18,8 +18,10 @@ _EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def _result(monitor_id: str, n: int = 0, detail: str = "") -> CheckResult:
+    """A result of ``monitor_id``, the one monitor of the system of the same id (results are
+    partitioned by system)."""
     return CheckResult(
-        monitor_id=monitor_id, system_id="portal", zone="bkk", prober_id="p1",
+        monitor_id=monitor_id, system_id=monitor_id, zone="bkk", prober_id="p1",
         started_at=_EPOCH + timedelta(seconds=n), ok=not detail, latency_ms=1.0,
     ).model_copy(update={"detail": detail})  # fmt: skip  # model_copy skips the 500-character cap
 

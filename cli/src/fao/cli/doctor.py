@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+import nats
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -40,11 +41,11 @@ from fao.runtime.inventory import (
     maintenance_from_doc,
 )
 from fao.runtime.owner_review import ReviewRound, latest_review
+from fao.runtime.states import state_docs
 from fao.runtime.store import Document, connect
 from fao.runtime.thai import BANGKOK
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
-STATE: Final = "monitor_state"  # the correlator's per-monitor state
 LINE_GROUPS: Final = "line_groups"  # the gateway's record of the groups the bot is in
 LONG_WINDOW: Final = timedelta(days=7)
 SILENT_AFTER: Final = timedelta(minutes=10)
@@ -288,7 +289,9 @@ def _seen(doc: Mapping[str, Any]) -> MonitorSeen:
     return MonitorSeen(last_at, tuple(outcomes))
 
 
-async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
+async def snapshot(db: AsyncDatabase[Document], states: Mapping[str, Document]) -> Snapshot:
+    """What the diagnosis reads: the inventory and the others' records in MongoDB, and ``states``
+    (the correlator's monitor states, from its state bucket)."""
     snap = Snapshot()
 
     async def load(collection: str, kind: type[BaseModel], into: list[Any]) -> None:
@@ -313,16 +316,22 @@ async def snapshot(db: AsyncDatabase[Document]) -> Snapshot:
         at = doc.get("departed_at")
         if isinstance(at, datetime):
             snap.departed[str(doc["_id"])] = at if at.tzinfo else at.replace(tzinfo=UTC)
-    async for doc in db[STATE].find({}):
-        monitor_id = doc.get("monitor_id") or doc.get("_id")
-        snap.seen[str(monitor_id)] = _seen(doc)
+    for monitor_id, doc in states.items():
+        snap.seen[monitor_id] = _seen(doc)
     snap.review = await latest_review(db)
     return snap
 
 
-async def run(mongo_url: str, mongo_db: str, now: datetime, retention: timedelta) -> list[Finding]:
+async def run(
+    mongo_url: str, mongo_db: str, nats_url: str, now: datetime, retention: timedelta
+) -> list[Finding]:
+    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=5)
+    try:
+        states = await state_docs(nc.jetstream())
+    finally:
+        await nc.close()
     client = connect(mongo_url)
     try:
-        return diagnose(await snapshot(client[mongo_db]), now, retention)
+        return diagnose(await snapshot(client[mongo_db], states), now, retention)
     finally:
         await client.close()

@@ -227,9 +227,11 @@ def doctor_cmd(
     settings = ServiceSettings()
     try:
         retention = timedelta(days=retention_days)
-        findings = asyncio.run(run(settings.mongo_url, settings.mongo_db, datetime.now(UTC), retention))
+        findings = asyncio.run(
+            run(settings.mongo_url, settings.mongo_db, settings.nats_url, datetime.now(UTC), retention)
+        )
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {exc}") from None
     for finding in findings:
         typer.echo(str(finding))
     problems = sum(1 for f in findings if f.level == "problem")

@@ -16,13 +16,15 @@ do and what it cannot):
 - ``correlator``: consumes results and commands (its two durables), publishes
   ``fao.incidents.v1.>`` and ``fao.command-outcomes.v1.>``, reads the ``fao-monitors`` and
   ``fao-maintenance`` buckets, holds its lease in ``fao-leases`` (which it may create; it
-  writes only its own key ``lease.correlator``);
+  writes only its own key ``lease.correlator``), and owns ``fao-monitor-state`` (the monitor
+  states: it may create the bucket and write every key);
 - ``notifier``: consumes incident events (its durable), holds its lease, publishes
   ``fao.commands.v1.open_manual`` only (the one platform incident when LINE's monthly limit is
   reached);
 - ``reporter``: consumes incident events (its durable);
 - ``gateway``: publishes commands (``fao.commands.v1.>``) and listens (a core subscription) for
   the correlator's refusals (``fao.command-outcomes.v1.rejected``), to tell the person in LINE;
+  it reads the monitor states (``fao-monitor-state``) for the dashboard and the status page;
 - each consumer dead-letters on its own ``fao.deadletter.<service>`` only.
 
 ``render_config`` writes the ``authorization`` block for nats-server: with the passwords themselves
@@ -147,6 +149,7 @@ PERMISSIONS: dict[str, Permissions] = {
             *kv_read(s.MONITORS_BUCKET),
             *kv_read(s.MAINTENANCE_BUCKET),
             *kv_own(s.LEASES_BUCKET, lease_key("correlator")),
+            *kv_own(s.STATE_BUCKET, ">"),
             s.dead_letter_subject("correlator"),
         ],
     ),
@@ -175,6 +178,7 @@ PERMISSIONS: dict[str, Permissions] = {
             f"$KV.{s.MAINTENANCE_BUCKET}.>",
             "fao.results.*",
             *kv_read(s.MONITORS_BUCKET),
+            *kv_read(s.STATE_BUCKET),
         ],
         subscribe=[s.command_rejected_subject(), s.RESULTS_SUBJECTS],
     ),

@@ -231,6 +231,19 @@ async def probers_bucket(js: JetStreamContext, ttl: float | None = None) -> KeyV
     return kv
 
 
+async def state_bucket(js: JetStreamContext) -> KeyValue:
+    """The correlator's monitor states (one key per monitor, the newest value only, file storage),
+    created when missing. Written by the correlator alone; read by the gateway and ``fao doctor``."""
+    try:
+        return await js.key_value(subjects.STATE_BUCKET)
+    except BucketNotFoundError:
+        config = KeyValueConfig(bucket=subjects.STATE_BUCKET, history=1, storage=StorageType.FILE)
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError:  # created at the same moment by another process
+            return await js.key_value(subjects.STATE_BUCKET)
+
+
 CONFIG_BUCKETS = (subjects.MONITORS_BUCKET, subjects.MAINTENANCE_BUCKET)
 # Every bucket a service may find missing at start-up and wait for (``verify_bus``).
 BUCKETS = (*CONFIG_BUCKETS, subjects.PROBERS_BUCKET)
@@ -278,6 +291,7 @@ async def ensure_bus(js: JetStreamContext) -> None:
     await monitors_bucket(js)
     await maintenance_bucket(js)
     await probers_bucket(js)
+    await state_bucket(js)
 
 
 # How long one key listing waits for the next key before giving up (a server that stopped answering).
@@ -291,21 +305,34 @@ async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:
     pending while the messages still wait in the subscription), so it now and then answers "no
     keys" for a full bucket. Here the last message of every key is read until the server says none
     is pending, and keys whose last operation is a delete or purge are left out."""
+    return sorted(await _kv_last(js, bucket, headers_only=True))
+
+
+async def kv_values(js: JetStreamContext, bucket: str) -> dict[str, bytes]:
+    """The live keys of ``bucket`` with their values, read as ``kv_keys`` reads the keys (one
+    ordered consumer: thousands of keys in one pass, not one request per key)."""
+    return await _kv_last(js, bucket, headers_only=False)
+
+
+async def _kv_last(js: JetStreamContext, bucket: str, *, headers_only: bool) -> dict[str, bytes]:
     stream = f"KV_{bucket}"
     if (await js.stream_info(stream)).state.messages == 0:
-        return []
+        return {}
     prefix = f"$KV.{bucket}."
     sub = await js.subscribe(
-        f"{prefix}>", ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True
+        f"{prefix}>",
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        headers_only=headers_only,
     )
-    keys: list[str] = []
+    found: dict[str, bytes] = {}
     try:
         while True:
             msg = await sub.next_msg(timeout=KEYS_TIMEOUT)
             operation = (msg.headers or {}).get("KV-Operation")
             if operation not in DELETED_OPERATIONS:
-                keys.append(msg.subject.removeprefix(prefix))
+                found[msg.subject.removeprefix(prefix)] = msg.data
             if msg.metadata.num_pending == 0:
-                return sorted(keys)
+                return found
     finally:
         await sub.unsubscribe()

@@ -23,7 +23,7 @@ import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from fao.runtime.bus import maintenance_bucket, monitors_bucket
 from fao.runtime.store import Document
@@ -32,6 +32,7 @@ from fao.schemas.subjects import MAINTENANCE_BUCKET, MONITORS_BUCKET, maintenanc
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
 
 TEAMS = "teams"
 PEOPLE = "people"
@@ -65,11 +66,11 @@ def maintenance_from_doc(doc: Document) -> tuple[MaintenanceWindow, MaintenanceS
     return window, source
 
 
-class KvCatalog(Generic[M]):
-    """Live view of one KV bucket of ``kind`` values keyed ``<prefix><id>``; ``listener(id,
-    value_or_None)`` on every change. ``start()`` replays the bucket and returns once the initial
-    values are in (``ready``), then follows it, re-watching after any failure; a value that fails
-    validation is logged and skipped (the previous value, if any, stays)."""
+class KvCatalog(Generic[V]):
+    """Live view of one KV bucket of values keyed ``<prefix><id>``, each read by ``decode``;
+    ``listener(id, value_or_None)`` on every change. ``start()`` replays the bucket and returns once
+    the initial values are in (``ready``), then follows it, re-watching after any failure; a value
+    that ``decode`` refuses is logged and skipped (the previous value, if any, stays)."""
 
     def __init__(
         self,
@@ -78,18 +79,18 @@ class KvCatalog(Generic[M]):
         bucket: str,
         open_bucket: Callable[[JetStreamContext], Awaitable[KeyValue]],
         key: Callable[[str], str],
-        kind: type[M],
+        decode: Callable[[bytes], V],
         name: str,
-        listener: Callable[[str, M | None], None] | None = None,
+        listener: Callable[[str, V | None], None] | None = None,
     ) -> None:
         self._js = js
         self._bucket = bucket
         self._open_bucket = open_bucket
         self._prefix = key("")
-        self._kind = kind
+        self._decode = decode
         self._name = name
         self._listener = listener
-        self.entries: dict[str, M] = {}
+        self.entries: dict[str, V] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self._stopping = False
@@ -136,8 +137,8 @@ class KvCatalog(Generic[M]):
                     self._apply(item_id, None)
                     continue
                 try:
-                    value = self._kind.model_validate_json(entry.value)
-                except ValidationError as exc:  # keep the previous value, if any
+                    value = self._decode(entry.value)
+                except Exception as exc:  # not a valid value: keep the previous one, if any
                     log.error(f"{self._name}_definition_invalid", key=entry.key, error=str(exc))
                     if item_id in self.entries and replayed is not None:
                         replayed.add(item_id)
@@ -149,7 +150,7 @@ class KvCatalog(Generic[M]):
             with contextlib.suppress(Exception):  # the connection may already be gone
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
-    def _apply(self, item_id: str, value: M | None) -> None:
+    def _apply(self, item_id: str, value: V | None) -> None:
         if value is None:
             self.entries.pop(item_id, None)
         else:
@@ -184,7 +185,7 @@ class MonitorCatalog(KvCatalog[Monitor]):
             bucket=MONITORS_BUCKET,
             open_bucket=monitors_bucket,
             key=monitor_key,
-            kind=Monitor,
+            decode=Monitor.model_validate_json,
             name="monitor",
             listener=listener,
         )
@@ -203,7 +204,7 @@ class MaintenanceCatalog(KvCatalog[MaintenanceWindow]):
             bucket=MAINTENANCE_BUCKET,
             open_bucket=maintenance_bucket,
             key=maintenance_key,
-            kind=MaintenanceWindow,
+            decode=MaintenanceWindow.model_validate_json,
             name="maintenance",
             listener=listener,
         )

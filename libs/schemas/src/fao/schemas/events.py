@@ -87,3 +87,6 @@ class IncidentEvent(BusModel):
     # free text (a note, the reason of an unmute).
     actor: str | None = None
     text: str = ""
+    # Added in 1.3 (optional, compatible): on a ``noted`` event, the monitors that joined the
+    # incident with it (what changed, beside the whole incident as it is now).
+    joined: list[str] = Field(default_factory=list)

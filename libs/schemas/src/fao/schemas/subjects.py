@@ -31,9 +31,10 @@ NOTIFIER_CONSUMER: Final = "notifier-incidents"
 REPORTER_CONSUMER: Final = "reporter-incidents"
 
 
-# Results are partitioned by monitor: ``result_partition`` (CRC-32 of the monitor id, mod this) is
-# a subject token of every batch, so a consumer can take a share of the monitors by subject filter.
-# Changing it moves monitors between partitions: a contract change (docs/contracts.md).
+# Results are partitioned by system: ``result_partition`` (CRC-32 of the system id, mod this) is a
+# subject token of every batch, so a consumer can take a share of the systems by subject filter,
+# and the results of one system's monitors travel together (one batch: one commit when a system
+# goes down). Changing it moves systems between partitions: a contract change (docs/contracts.md).
 RESULT_PARTITIONS: Final = 16
 
 
@@ -42,9 +43,10 @@ def result_subject(monitor_id: str) -> str:
     return f"fao.results.{monitor_id}"
 
 
-def result_partition(monitor_id: str) -> int:
-    """The results partition of a monitor: stable across processes, hosts and releases."""
-    return zlib.crc32(monitor_id.encode()) % RESULT_PARTITIONS
+def result_partition(system_id: str) -> int:
+    """The results partition of a system (of its monitors' results): stable across processes,
+    hosts and releases."""
+    return zlib.crc32(system_id.encode()) % RESULT_PARTITIONS
 
 
 def result_batch_subject(zone: str, partition: int) -> str:
@@ -78,6 +80,16 @@ def monitor_key(monitor_id: str) -> str:
 COMMAND_OUTCOMES_SUBJECTS: Final = "fao.command-outcomes.v1.>"
 MAINTENANCE_BUCKET: Final = "fao-maintenance"
 LEASES_BUCKET: Final = "fao-leases"
+
+
+# The correlator's per-monitor state (``fao.correlator.monitor_state``), one key per monitor; the
+# value is the state's document in BSON (the same document MongoDB held before 1.3).
+STATE_BUCKET: Final = "fao-monitor-state"
+
+
+def state_key(monitor_id: str) -> str:
+    """KV key of a monitor's state in ``STATE_BUCKET``."""
+    return f"state.{monitor_id}"
 
 
 def command_rejected_subject() -> str:

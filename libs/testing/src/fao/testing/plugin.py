@@ -63,6 +63,7 @@ async def _reset_shared_nats(url: str) -> None:
             subjects.PROBERS_BUCKET,
             subjects.MAINTENANCE_BUCKET,
             subjects.LEASES_BUCKET,
+            subjects.STATE_BUCKET,
         ):
             with contextlib.suppress(NotFoundError):
                 await js.delete_key_value(bucket)

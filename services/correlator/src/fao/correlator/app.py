@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -41,9 +42,18 @@ from prometheus_client import Counter, Gauge
 
 from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState
-from fao.correlator.policy import Incidents, Outcome, World, missed_heartbeats, on_command, on_result, on_tick
+from fao.correlator.policy import (
+    Incidents,
+    Outcome,
+    World,
+    joined_text,
+    missed_heartbeats,
+    on_command,
+    on_result,
+    on_tick,
+)
 from fao.correlator.store import INDEXES, CorrelatorStore, JournalEntry
-from fao.runtime.bus import MessageTooLarge, check_size
+from fao.runtime.bus import MessageTooLarge, check_size, state_bucket
 from fao.runtime.consume import Rejected, subscribe
 from fao.runtime.inventory import MaintenanceCatalog, MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
@@ -125,9 +135,11 @@ class Correlator:
         self._monitors_dirty = True  # the catalog changed since the indexes were built
         self._first_seen: dict[str, datetime] = {}
         self._stored: dict[str, tuple[object, ...]] = {}  # monitor → essential facts of its stored state
-        # States decided while applying one message, written together before it is acknowledged
-        # (and before any other decision is committed): see ``apply_all``.
-        self._deferred: dict[str, MonitorState] = {}
+        # What applying one message decided, committed together before it is acknowledged (and
+        # before any other decision is committed): see ``apply_all``. The monitors whose state
+        # changed (their state in memory is what gets written) and the incidents, events.
+        self._touched: set[str] = set()
+        self._group = Outcome()
         self._unfinished: list[JournalEntry] = []
         self._lock = asyncio.Lock()
         self.started_at = clock()
@@ -234,11 +246,13 @@ class Correlator:
         result does not stop the others: once they are applied, the message is dead-lettered
         (``Rejected``) with the reasons.
 
-        A result whose decision is its own monitor's state alone does not write it at once: the
-        message's states are written together (bulk) before the message is acknowledged, and
-        before any other decision is committed (a journal entry, a command, a tick), so the
-        order of writes is still the order of decisions. A crash before that write loses only
-        states whose results are redelivered (the message was not acknowledged)."""
+        Group commit: the decisions of one message take effect in memory at once (so the next
+        result sees them) and are committed together before the message is acknowledged — one
+        journal entry for all of them, or a plain write of the changed states when no incident
+        or event is involved — and before any other decision (a command, a tick), so the order
+        of commits is still the order of decisions. A crash before that commit loses only
+        decisions whose results are redelivered (the message was not acknowledged); a failed
+        commit is tried again before anything else is decided."""
         reasons: list[str] = []
         try:
             for result in results:
@@ -278,17 +292,14 @@ class Correlator:
             )
             if in_memory_only:
                 self._remember(state)
-                # back to what is stored: a state deferred earlier in the message is moot (writing
-                # it would store a state memory no longer has)
-                self._deferred.pop(result.monitor_id, None)
+                # back to what is stored: nothing of it to write for this message
+                self._touched.discard(result.monitor_id)
                 RESULTS.labels("applied_in_memory").inc()
                 return
-            if defer and len(outcome.states) == 1 and not (outcome.incidents or outcome.events):
-                self._remember(state)
-                self._deferred[result.monitor_id] = state
-                RESULTS.labels("applied").inc()
-                return
-            await self._commit(outcome)
+            if defer:
+                self._stage(outcome)
+            else:
+                await self._commit(outcome)
             RESULTS.labels("applied").inc()
 
     async def command(self, command: Command) -> None:
@@ -329,17 +340,48 @@ class Correlator:
                 await self._commit(outcome)
 
     # -- committing ------------------------------------------------------------------------------
+    def _stage(self, outcome: Outcome) -> None:
+        """Take ``outcome`` into memory now and into the message's group commit (``_flush``)."""
+        group = self._group
+        for state in outcome.states.values():
+            if outcome.incidents or outcome.events:
+                self._stored.pop(state.monitor_id, None)  # part of a decision: written with it
+            self._remember(state)
+            self._touched.add(state.monitor_id)
+        for incident in outcome.incidents.values():
+            self.incidents.put(incident)
+            group.incidents[incident.id] = incident
+        for event in outcome.events:
+            _add_coalesced(group.events, event)
+        group.rejections.extend(outcome.rejections)
+
     async def _flush(self) -> None:
-        """Write the deferred states (see ``apply_all``); on failure they stay deferred and the
-        error propagates (the message is retried)."""
-        if not self._deferred:
+        """Commit the group of the message being applied (see ``apply_all``): the changed states
+        alone with one bulk write, anything more as one journal entry. On failure the group stays
+        and the error propagates (the message is retried; the next flush tries again first)."""
+        group = self._group
+        if not self._touched and group.empty:
             return
-        states = list(self._deferred.values())
-        await self._store.save_states(states)
-        self._deferred.clear()
-        for state in states:
-            if self.states.get(state.monitor_id) == state:
+        states = [self.states[m] for m in sorted(self._touched) if m in self.states]
+        if group.empty:
+            await self._store.save_states(states)
+            self._touched.clear()
+            for state in states:
                 self._after_write(state)
+            return
+        entry = JournalEntry(
+            id=f"{time.time_ns():020d}",
+            states=tuple(states),
+            incidents=tuple(group.incidents.values()),
+            events=tuple(group.events),
+            rejections=tuple(group.rejections),
+            command_id=None,
+        )
+        await self._store.append(entry)  # the commit point
+        self._touched.clear()
+        self._group = Outcome()
+        self._unfinished.append(entry)
+        await self._finish()
 
     async def _commit(self, outcome: Outcome) -> None:
         await self._flush()
@@ -402,7 +444,7 @@ class Correlator:
                 }
             )
             log.error("incident_event_shortened", incident=incident.id, size=exc.size, limit=exc.limit)
-            return event.model_copy(update={"incident": short})
+            return event.model_copy(update={"incident": short, "joined": event.joined[:MAX_LISTED]})
 
     async def _publish_event(self, event: IncidentEvent) -> None:
         event = self._fit(event)
@@ -453,6 +495,26 @@ class Correlator:
                 await self.tick()
             except Exception as exc:  # store or bus down: the next tick tries again
                 log.warning("tick_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _add_coalesced(events: list[IncidentEvent], event: IncidentEvent) -> None:
+    """Append ``event``; monitors joining an incident whose latest event in ``events`` is also a
+    join make one event (the first one's id and time, the incident as it is now, every monitor that
+    joined): a system whose monitors fail together is one ``noted``, not one per monitor."""
+    if event.type == "noted" and event.joined:
+        incident_id = event.incident.id
+        for index in range(len(events) - 1, -1, -1):
+            earlier = events[index]
+            if earlier.incident.id != incident_id:
+                continue
+            if earlier.type == "noted" and earlier.joined:
+                joined = [*earlier.joined, *(m for m in event.joined if m not in earlier.joined)]
+                events[index] = earlier.model_copy(
+                    update={"incident": event.incident, "joined": joined, "text": joined_text(joined)}
+                )
+                return
+            break
+    events.append(event)
 
 
 def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
@@ -508,7 +570,8 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         windows = MaintenanceCatalog(rt.js)
         await windows.start()
         parts["windows"] = windows
-        correlator = Correlator(broker, CorrelatorStore(rt.db), catalog, windows)
+        store = CorrelatorStore(rt.db, rt.js, await state_bucket(rt.js))
+        correlator = Correlator(broker, store, catalog, windows)
         await correlator.recover()
         ready[SERVICE] = correlator
         tasks.append(asyncio.create_task(correlator.run_ticks(stop), name="correlator-ticks"))

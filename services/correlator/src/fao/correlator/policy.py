@@ -156,6 +156,17 @@ class Outcome:
         return not (self.states or self.incidents or self.events or self.rejections or self.command_id)
 
 
+JOINED_NAMED: Final = 20
+"""A join's text names at most this many monitors (the event's ``joined`` lists them all)."""
+
+
+def joined_text(joined: Sequence[str]) -> str:
+    """The text of a ``noted`` event for monitors joining an incident."""
+    named = ", ".join(joined[:JOINED_NAMED])
+    more = len(joined) - JOINED_NAMED
+    return f"monitors joined: {named}" + (f" and {more} more" if more > 0 else "")
+
+
 @dataclass
 class _Pending:
     type: IncidentEventType
@@ -164,6 +175,7 @@ class _Pending:
     actor: str | None = None
     text: str = ""
     event_id: UUID | None = None
+    joined: tuple[str, ...] = ()
 
 
 class _Decision:
@@ -230,7 +242,13 @@ class _Decision:
             )
             events.append(
                 IncidentEvent(
-                    event_id=event_id, type=p.type, at=self.now, incident=incident, actor=p.actor, text=p.text
+                    event_id=event_id,
+                    type=p.type,
+                    at=self.now,
+                    incident=incident,
+                    actor=p.actor,
+                    text=p.text,
+                    joined=list(p.joined),
                 )
             )
         return Outcome(states=self.states, incidents=self.incidents, events=events)
@@ -355,7 +373,8 @@ class _Decision:
         joined = sorted({st.monitor_id for st in problems} - set(changed.monitor_ids))
         if joined:
             changed = changed.model_copy(update={"monitor_ids": sorted({*changed.monitor_ids, *joined})})
-            self.emit("noted", changed, key=",".join(joined), text="monitors joined: " + ", ".join(joined))
+            self.emit("noted", changed, key=",".join(joined), text=joined_text(joined))
+            self.pending[-1].joined = tuple(joined)
         if incident.id in self.reopened:
             changed = changed.model_copy(update={"reopened": changed.reopened + 1})
             self.emit("reopened", changed)
@@ -485,8 +504,9 @@ class _Decision:
                 "noted",
                 incident.model_copy(update={"monitor_ids": sorted({*incident.monitor_ids, *joined})}),
                 key=",".join(joined),
-                text="monitors joined: " + ", ".join(joined),
+                text=joined_text(joined),
             )
+            self.pending[-1].joined = tuple(joined)
             return
         if down:
             return

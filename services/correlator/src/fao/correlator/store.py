@@ -1,48 +1,62 @@
-"""The correlator's collections (it is their only writer):
+"""The correlator's durable state (it is the only writer):
 
-- ``monitor_state``: one ``MonitorState`` per monitor;
-- ``incidents``: one document per incident (the ``Incident`` model plus ``_id``);
+- the ``fao-monitor-state`` KV bucket: one ``MonitorState`` per monitor (``fao.runtime.states``:
+  its document in BSON). Not a MongoDB collection since 1.3: a storm changes thousands of states
+  within seconds, and FerretDB's SQLite backend rewrites a changed document in time proportional
+  to the collection (≈65 ms a write at 10,000 documents, measured), where a KV put is one
+  JetStream publish (many in flight at once). A deployment that kept them in MongoDB has them
+  moved at the first start (``all_states``);
+- ``incidents``: one document per incident (the ``Incident`` model plus ``_id``); an incident new
+  to the store is inserted (cheap on FerretDB), one already there replaced;
 - ``incident_timeline``: one entry per incident event (what happened, who did it), so an
   incident's history — with the dependants suppressed under it — is one query;
 - ``commands_applied``: the id of every command applied, so a redelivered command is a no-op;
 - ``correlator_journal``: the commit point of a decision that touches more than one document.
 
-FerretDB has no multi-document transactions, so a decision that changes several documents is
-first written as *one* journal document (atomic), then applied document by document (every write
-is an idempotent replace or insert by ``_id``) and its events published (deterministic
-``Nats-Msg-Id``), then the journal entry is deleted. A crash in between is finished at start-up
-or before the next message, so a decision is either never seen or seen whole, and no event is
-lost or published twice.
+There are no transactions across these, so a decision that changes several documents is first
+written as *one* journal document (atomic), then applied document by document (every write is an
+idempotent put, replace or insert by ``_id``) and its events published (deterministic
+``Nats-Msg-Id``), then the journal entry is deleted. A crash in between is finished at start-up or
+before the next message, so a decision is either never seen or seen whole, and no event is lost
+or published twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import structlog
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
-from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fao.correlator.monitor_state import MonitorState
 from fao.correlator.policy import Outcome
 from fao.runtime.inventory import MONITORS, SYSTEMS, from_doc
+from fao.runtime.states import encode, state_docs
 from fao.runtime.store import Document, IndexSpec
 from fao.schemas import CommandRejected, Incident, IncidentEvent, Monitor, System
+from fao.schemas.subjects import state_key
 
-STATE = "monitor_state"
+log = structlog.get_logger()
+
+STATE = "monitor_state"  # where MongoDB kept the states before 1.3 (moved to the KV bucket)
 INCIDENTS = "incidents"
 TIMELINE = "incident_timeline"
 COMMANDS = "commands_applied"
 JOURNAL = "correlator_journal"
 DUPLICATE_KEY = 11000
-# FerretDB v1.24.2 hangs (seen here: no answer within 60 s) on one ``update`` command that replaces
-# more than about 100 existing documents; 80 took 0.14 s. Bulk writes go in chunks well below.
+# Inserts go in chunks of this many documents (one command each).
 BULK_CHUNK = 50
+# State puts in flight at once (each is one JetStream publish awaiting its ack).
+PUTS_IN_FLIGHT = 256
 
 INDEXES = [
     IndexSpec(INCIDENTS, [("system_id", 1), ("started_at", -1)]),
@@ -118,28 +132,57 @@ def timeline_doc(event: IncidentEvent) -> Document:
 
 
 class CorrelatorStore:
-    """MongoDB adapter for the correlator (FerretDB-safe: no transactions, only ``_id`` keys)."""
+    """MongoDB and the state bucket for the correlator (FerretDB-safe: no transactions, only
+    ``_id`` keys)."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], js: JetStreamContext, states: KeyValue) -> None:
         self._db = db
+        self._js = js
+        self._states = states
+        # Incidents known to be in MongoDB (loaded, or written by this process): replaced; the
+        # others are inserted. Resolved ones are forgotten (a later note replaces after the insert
+        # finds it there).
+        self._stored_incidents: set[str] = set()
 
     async def save_states(self, states: list[MonitorState]) -> None:
-        """Write many monitor states (bulk, in chunks of ``BULK_CHUNK``); safe to repeat."""
-        await self._replace(STATE, [state.to_doc() for state in states])
+        """Write many monitor states (``PUTS_IN_FLIGHT`` puts at a time); safe to repeat."""
+        for start in range(0, len(states), PUTS_IN_FLIGHT):
+            await asyncio.gather(*(self.save_state(s) for s in states[start : start + PUTS_IN_FLIGHT]))
 
     async def save_state(self, state: MonitorState) -> None:
-        await self._db[STATE].replace_one({"_id": state.monitor_id}, state.to_doc(), upsert=True)
+        await self._states.put(state_key(state.monitor_id), encode(state.to_doc()))
 
     async def all_states(self) -> list[MonitorState]:
-        return [MonitorState.from_doc(doc) for doc in await self._db[STATE].find({}).to_list()]
+        """Every stored state; a deployment whose states are still in MongoDB has them moved to the
+        bucket first (then the collection is dropped, so nothing reads the old copy)."""
+        docs = await state_docs(self._js)
+        if not docs:
+            old = await self._db[STATE].find({}).to_list()
+            if old:
+                moved = [MonitorState.from_doc(doc) for doc in old]
+                await self.save_states(moved)
+                await self._db.drop_collection(STATE)
+                log.warning("monitor_states_moved", count=len(moved), to="kv bucket fao-monitor-state")
+                return moved
+        states: list[MonitorState] = []
+        for monitor_id, doc in docs.items():
+            try:
+                states.append(MonitorState.from_doc({**doc, "_id": monitor_id}))
+            except ValidationError as exc:  # one bad value: that monitor starts afresh
+                log.error("monitor_state_invalid", monitor=monitor_id, error=str(exc).splitlines()[0])
+        return states
 
     async def open_incidents(self) -> list[Incident]:
         docs = await self._db[INCIDENTS].find({"status": {"$ne": "resolved"}}).to_list()
+        self._stored_incidents.update(str(doc["_id"]) for doc in docs)
         return [incident_from_doc(doc) for doc in docs]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         doc = await self._db[INCIDENTS].find_one({"_id": incident_id})
-        return incident_from_doc(doc) if doc is not None else None
+        if doc is None:
+            return None
+        self._stored_incidents.add(incident_id)
+        return incident_from_doc(doc)
 
     async def systems(self) -> list[System]:
         return [from_doc(System, doc) for doc in await self._db[SYSTEMS].find({}).to_list()]
@@ -166,8 +209,8 @@ class CorrelatorStore:
 
     async def write(self, entry: JournalEntry) -> None:
         """Apply a journal entry's documents; every write is safe to repeat."""
-        await self._replace(STATE, [s.to_doc() for s in entry.states])
-        await self._replace(INCIDENTS, [incident_doc(i) for i in entry.incidents])
+        await self.save_states(list(entry.states))
+        await self._write_incidents(entry.incidents)
         await self._insert(TIMELINE, [timeline_doc(e) for e in entry.events])
         if entry.command_id is not None:
             await self._insert(COMMANDS, [{"_id": str(entry.command_id)}])
@@ -175,21 +218,36 @@ class CorrelatorStore:
     async def done(self, entry: JournalEntry) -> None:
         await self._db[JOURNAL].delete_one({"_id": entry.id})
 
-    async def _replace(self, collection: str, docs: list[Document]) -> None:
-        for start in range(0, len(docs), BULK_CHUNK):
-            chunk = docs[start : start + BULK_CHUNK]
-            await self._db[collection].bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
-            )
+    async def _write_incidents(self, incidents: Iterable[Incident]) -> None:
+        """Insert the incidents new to the store (one command per chunk); replace the others (and
+        any the insert found there already: a decision applied again after a crash)."""
+        fresh = [i for i in incidents if i.id not in self._stored_incidents]
+        known = [i for i in incidents if i.id in self._stored_incidents]
+        there = await self._insert(INCIDENTS, [incident_doc(i) for i in fresh])
+        for incident in [*known, *(i for i in fresh if i.id in there)]:
+            await self._db[INCIDENTS].replace_one({"_id": incident.id}, incident_doc(incident), upsert=True)
+        for incident in incidents:
+            if incident.status == "resolved":
+                self._stored_incidents.discard(incident.id)
+            else:
+                self._stored_incidents.add(incident.id)
 
-    async def _insert(self, collection: str, docs: Iterable[Document]) -> None:
+    async def _insert(self, collection: str, docs: Iterable[Document]) -> set[str]:
+        """Insert ``docs`` (in chunks); the ids of those already there (an earlier attempt)."""
         batch = list(docs)
+        there: set[str] = set()
         for start in range(0, len(batch), BULK_CHUNK):
+            chunk = batch[start : start + BULK_CHUNK]
             try:
-                await self._db[collection].insert_many(batch[start : start + BULK_CHUNK], ordered=False)
+                await self._db[collection].insert_many(chunk, ordered=False)
             except BulkWriteError as exc:  # already there from an earlier attempt: fine
                 errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
+                if all(isinstance(e.get("index"), int) for e in errors):
+                    there.update(str(chunk[e["index"]]["_id"]) for e in errors)
+                else:  # which ones is not said: treat them all as there (replaced after)
+                    there.update(str(d["_id"]) for d in chunk)
             except DuplicateKeyError:
-                pass
+                there.update(str(d["_id"]) for d in chunk)
+        return there

@@ -161,7 +161,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
         limit: Limit = 50, cursor: Cursor = None, principal: Principal = viewer
     ) -> Page[views.SystemView]:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         items, next_cursor = _page([s.id for s in inv.systems], cursor, limit)
         by_id = {s.id: s for s in inv.systems}
         now = ctx.clock()
@@ -170,7 +170,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
     @api.get("/systems/{system_id}", summary="One system and its state now")
     async def get_system(system_id: str, principal: Principal = viewer) -> views.SystemView:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         for system in inv.systems:
             if system.id == system_id:
                 return inv.system_view(system, ctx.clock())
@@ -184,7 +184,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
         principal: Principal = viewer,
     ) -> Page[views.MonitorView]:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db, full_states=True)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         monitors = [m for m in inv.monitors if system is None or m.system == system]
         items, next_cursor = _page([m.id for m in monitors], cursor, limit)
         by_id = {m.id: m for m in monitors}
@@ -196,7 +196,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
     @api.get("/monitors/{monitor_id}", summary="One monitor with its state and recent results")
     async def get_monitor(monitor_id: str, principal: Principal = viewer) -> views.MonitorView:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db, full_states=True)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         for monitor in inv.monitors:
             if monitor.id == monitor_id:
                 return views.monitor_view(monitor, inv.states.get(monitor_id), ctx.results)
@@ -205,7 +205,7 @@ def build_api(getter: ContextGetter) -> FastAPI:
     @api.get("/teams", summary="Teams (their e-mail and webhook targets are not shown)")
     async def list_teams(principal: Principal = viewer) -> list[TeamView]:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         return [
             TeamView(id=t.id, name=t.name, platform=t.platform, line_groups=list(t.line_groups))
             for t in inv.teams

@@ -68,6 +68,7 @@ from fao.gateway.webhook import WebhookHandler, utc_now
 from fao.runtime.bus import maintenance_bucket
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, ServiceFailedError, new_broker
+from fao.runtime.states import StateCatalog
 from fao.runtime.store import IndexSpec
 from fao.schemas import CheckResult, MaintenanceWindow, Monitor
 from fao.schemas.subjects import maintenance_key, result_subject
@@ -267,6 +268,10 @@ class PublicServer:
         await self._task
 
 
+# How long the start waits for the monitor states (the dashboard shows "unknown" until they come).
+STATES_WAIT = 5.0
+
+
 def build(settings: GatewaySettings | None = None) -> ServiceApp:
     """Wire the service; nothing connects until ``serve`` (which calls ``on_start``)."""
     settings = settings or GatewaySettings()
@@ -280,6 +285,7 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
     state: dict[str, WebhookHandler] = {}
     web: dict[str, WebContext] = {}
     catalogs: list[MonitorCatalog] = []
+    state_catalogs: list[StateCatalog] = []
     streams: list[JetStreamContext] = []
 
     def push_monitors() -> list[Monitor]:
@@ -316,6 +322,12 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
         catalog = MonitorCatalog(rt.js)
         await catalog.start()
         catalogs.append(catalog)
+        monitor_states = StateCatalog(rt.js)
+        state_catalogs.append(monitor_states)
+        try:
+            await monitor_states.start(timeout=STATES_WAIT)
+        except RuntimeError as exc:  # no bucket yet (no correlator ever ran): followed when it comes
+            log.warning("monitor_states_not_yet", error=str(exc), hint="monitors show as unknown until then")
         streams.append(rt.js)
         store = GatewayStore(rt.db)
         commands = StreamCommands(rt.js)
@@ -345,6 +357,7 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
         web[SERVICE] = WebContext(
             db=rt.db, settings=settings, signer=Signer(await signing_secret(rt.db, configured)),
             limiter=limiter, outcomes=command_outcomes, results=results, publish_maintenance=publish_window,
+            states=monitor_states.states,
         )  # fmt: skip
         tasks.append(
             asyncio.create_task(_housekeeping(store, reports, settings, limiter), name="gateway-housekeeping")
@@ -377,6 +390,8 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
             await results.stop()
             for catalog in catalogs:
                 await catalog.stop()
+            for followed in state_catalogs:
+                await followed.stop()
             if isinstance(line, SdkLine):
                 await line.stop()
 

@@ -9,7 +9,7 @@ one without it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
@@ -41,6 +41,8 @@ class WebContext:
     outcomes: CommandOutcomes
     results: RecentResults
     publish_maintenance: Publish
+    # The monitor states, followed live from the correlator's state bucket (``StateCatalog``).
+    states: Mapping[str, Document]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property

@@ -68,7 +68,7 @@ def bar_class(share: float | None) -> str:
 
 
 async def status_values(ctx: Any, now: datetime) -> dict[str, Any]:
-    inv = await views.load_inventory(ctx.db)
+    inv = await views.load_inventory(ctx.db, ctx.states)
     public = [s for s in inv.systems if s.public]
     ids = [s.id for s in public]
     since = now - timedelta(days=DAYS)

@@ -1,7 +1,8 @@
-"""What the API, the dashboard and the status page show, read from MongoDB (and the results feed).
+"""What the API, the dashboard and the status page show, read from MongoDB (and the results feed,
+and the monitor states followed from the correlator's state bucket).
 
 Read only: ``systems``/``monitors``/``teams``/``people``/``maintenance`` (``fao apply``, the CLI
-and the gateway), ``monitor_state``/``incidents``/``incident_timeline`` (the correlator),
+and the gateway), ``incidents``/``incident_timeline`` (the correlator),
 ``deliveries``/``outbox``/``line_state`` (the notifier), ``reports`` (the reporter). Documents
 written by others are read tolerantly: one that does not validate is left out with a log line,
 never a 500.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
 
@@ -37,7 +38,6 @@ from fao.schemas.maintenance import next_occurrence, occurrence_at
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
 
-STATE: Final = "monitor_state"
 INCIDENTS: Final = "incidents"
 TIMELINE: Final = "incident_timeline"
 DELIVERIES: Final = "deliveries"
@@ -180,14 +180,12 @@ class Inventory:
         )  # fmt: skip
 
 
-async def load_inventory(db: AsyncDatabase[Document], full_states: bool = False) -> Inventory:
-    """The inventory and what is open now; monitor states with their zones and samples only when
-    ``full_states`` (the overview, polled every few seconds, needs each monitor's status alone)."""
+async def load_inventory(db: AsyncDatabase[Document], states: Mapping[str, Document]) -> Inventory:
+    """The inventory and what is open now, with the monitor states (followed from the correlator's
+    state bucket: ``fao.runtime.states.StateCatalog``)."""
     systems = _models(System, await db[SYSTEMS].find({}).to_list())
     monitors = _models(Monitor, await db[MONITORS].find({}).to_list())
     teams = _models(Team, await db[TEAMS].find({}).to_list())
-    projection = None if full_states else {"status": 1}
-    states = {str(d["_id"]): d for d in await db[STATE].find({}, projection).to_list()}
     docs = await db[INCIDENTS].find({"status": {"$ne": "resolved"}}).to_list()
     incidents = [i for i in (incident_from_doc(d) for d in docs) if i is not None]
     windows: list[MaintenanceWindow] = []
@@ -196,7 +194,7 @@ async def load_inventory(db: AsyncDatabase[Document], full_states: bool = False)
             windows.append(maintenance_from_doc(doc)[0])
         except ValueError:
             continue
-    return Inventory(systems, monitors, teams, states, incidents, windows)
+    return Inventory(systems, monitors, teams, dict(states), incidents, windows)
 
 
 # --- monitors ---------------------------------------------------------------------------------------

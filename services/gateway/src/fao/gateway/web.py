@@ -166,7 +166,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
     # --- overview ---------------------------------------------------------------------------------
 
     async def overview_values(ctx: WebContext) -> dict[str, Any]:
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         now = ctx.clock()
         systems = [inv.system_view(s, now) for s in inv.systems]
         groups = [(state, [s for s in systems if s.state == state]) for state in STATE_ORDER]
@@ -191,7 +191,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
         request: Request, system: str | None = None, status: str | None = None, signed: SignedIn = viewer
     ) -> HTMLResponse:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         chosen_system = system if system in {s.id for s in inv.systems} else None
         chosen_status = status if status in STATUSES else None
         flt = views.IncidentFilter(system=chosen_system, status=chosen_status)
@@ -263,7 +263,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
     @router.get("/monitors")
     async def monitors(request: Request, signed: SignedIn = viewer) -> HTMLResponse:
         ctx = context_of(getter)
-        inv = await views.load_inventory(ctx.db, full_states=True)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         rows = []
         for monitor in inv.monitors:
             view = views.monitor_view(monitor, inv.states.get(monitor.id), ctx.results)
@@ -290,7 +290,7 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
             end = start + timedelta(days=1)
             here = [v for v in items if _overlaps(v, start, end)]
             days.append((start, here))
-        inv = await views.load_inventory(ctx.db)
+        inv = await views.load_inventory(ctx.db, ctx.states)
         return render(
             request, "maintenance.html", signed, status, windows=items, days=days, error=error,
             added=added, systems=inv.systems, teams=inv.teams,

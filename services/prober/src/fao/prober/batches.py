@@ -2,8 +2,8 @@
 synchronous: times are parameters (the sink passes its loop's clock, tests pass numbers).
 
 Every result goes to the open batch of its subject, ``fao.results.batch.<zone>.<partition>``
-(``fao.schemas.subjects.result_partition`` of its monitor), so a monitor's results stay in one
-subject, in the order they were added. A batch closes
+(``fao.schemas.subjects.result_partition`` of its monitor's system), so a monitor's results stay
+in one subject, in the order they were added, with those of the other monitors of its system. A batch closes
 
 - when it holds ``max_count`` results,
 - when the next result would take its message (body plus the ``Nats-Msg-Id`` header) over
@@ -104,7 +104,7 @@ class Batcher:
         cost = len(body) + 1
         if self._overhead + cost > self._max_bytes:
             return None
-        subject = result_batch_subject(self._zone, result_partition(result.monitor_id))
+        subject = result_batch_subject(self._zone, result_partition(result.system_id))
         group = self._open.get(subject)
         closed: list[Batch] = []
         if group is None:

@@ -92,7 +92,7 @@ class Membership:
             bucket=PROBERS_BUCKET,
             open_bucket=probers_bucket,
             key=lambda member: prober_key(zone, member),
-            kind=ProberBeat,
+            decode=ProberBeat.model_validate_json,
             name="prober",
             listener=self._changed,
         )
