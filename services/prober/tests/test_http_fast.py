@@ -52,6 +52,7 @@ def test_only_http_1_status_lines_are_read(line: bytes, status: int | None) -> N
         ({"json_path": "$.status"}, None, False),
         ({"client_cert": "/etc/fao/client.pem"}, None, False),
         ({"url": "http://[::1]:8080/"}, None, False),
+        ({"url": "http://fao:secret@a.example/"}, None, False),
         ({}, {"X-Fao": "a\r\nInjected: 1"}, False),
     ],
 )

@@ -12,8 +12,9 @@ the headers, as with aiohttp; observations are timed the same way (``dns_ms`` on
 ``connect_ms`` from the lookup's start, or the connection's, to connected, ``first_byte_ms`` from
 the request written to the headers read).
 
-Which checks (``eligible``): ``http``/``https`` URLs, GET or HEAD, no body, no keyword or JSON
-path, no client certificate, header names and values without CR/LF, no IPv6 literal. The others
+Which checks (``eligible``): ``http``/``https`` URLs without a user or password in them and not
+on an IPv6 literal, GET or HEAD, no body, no keyword or JSON path, no client certificate, header
+names and values without CR/LF. The others
 go through aiohttp as before.
 
 Outcomes are aiohttp's: a status in ``expected_status`` is up, another is ``HTTP_STATUS``
@@ -63,6 +64,7 @@ def eligible(spec: HttpCheck, headers: Mapping[str, str] | None) -> bool:
         or spec.client_cert is not None
         or spec.url.scheme not in _DEFAULT_PORTS
         or (spec.url.host or "").startswith("[")
+        or spec.url.username is not None  # aiohttp sends a URL's user and password as basic auth
     ):
         return False
     return headers is None or not any(_unsafe(k) or _unsafe(v) for k, v in headers.items())
