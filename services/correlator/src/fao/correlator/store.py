@@ -55,6 +55,8 @@ JOURNAL = "correlator_journal"
 DUPLICATE_KEY = 11000
 # Inserts go in chunks of this many documents (one command each).
 BULK_CHUNK = 50
+# Up to this many existing incidents are replaced one by one; more, by one delete and inserts.
+REPLACE_ONE_BY_ONE = 8
 # State puts in flight at once (each is one JetStream publish awaiting its ack).
 PUTS_IN_FLIGHT = 256
 
@@ -220,12 +222,23 @@ class CorrelatorStore:
 
     async def _write_incidents(self, incidents: Iterable[Incident]) -> None:
         """Insert the incidents new to the store (one command per chunk); replace the others (and
-        any the insert found there already: a decision applied again after a crash)."""
+        any the insert found there already: a decision applied again after a crash) — one by one
+        when they are few, else all at once by one delete and inserts: FerretDB's SQLite backend
+        scans the collection for each replace and once for a delete of many (measured at 1,000
+        incidents: 50 replaces 285 ms, one delete of 50 and their inserts 47 ms). Between that
+        delete and the inserts a reader may not find them for a moment; a crash there is repaired
+        from the journal, like any other partly applied entry."""
+        incidents = list(incidents)
         fresh = [i for i in incidents if i.id not in self._stored_incidents]
         known = [i for i in incidents if i.id in self._stored_incidents]
         there = await self._insert(INCIDENTS, [incident_doc(i) for i in fresh])
-        for incident in [*known, *(i for i in fresh if i.id in there)]:
-            await self._db[INCIDENTS].replace_one({"_id": incident.id}, incident_doc(incident), upsert=True)
+        replace = [*known, *(i for i in fresh if i.id in there)]
+        if len(replace) > REPLACE_ONE_BY_ONE:
+            await self._db[INCIDENTS].delete_many({"_id": {"$in": [i.id for i in replace]}})
+            await self._insert(INCIDENTS, [incident_doc(i) for i in replace])
+        else:
+            for incident in replace:
+                await self._db[INCIDENTS].replace_one({"_id": incident.id}, incident_doc(incident), upsert=True)
         for incident in incidents:
             if incident.status == "resolved":
                 self._stored_incidents.discard(incident.id)
