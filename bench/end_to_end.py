@@ -36,7 +36,6 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from nats.aio.msg import Msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.integration
 
-from bench.dependency_storm import code_version, print_log_tails, until
+from bench.dependency_storm import bounded, code_version, print_log_tails, until
 from tests.integration.scenario import Scenario, group, scenario
 
 from fao.runtime.launch import free_port, start_ferretdb, start_nats
@@ -378,29 +377,6 @@ async def run(args: argparse.Namespace, stage: list[str]) -> list[str]:
         return missed
 
 
-async def bounded(args: argparse.Namespace) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    stage = ["starting nats-server and FerretDB"]
-    started = time.time()
-    deadline = asyncio.timeout(args.timeout)
-    try:
-        async with deadline:
-            missed = await run(args, stage)
-    except TimeoutError:
-        if not deadline.expired():
-            raise
-        print(f"FAILED: timed out after {args.timeout:g} s during {stage[0]}", file=sys.stderr)
-        return 2
-    print(f"whole run: {time.time() - started:.0f} s; load average at the end: {os.getloadavg()[0]:.1f}")
-    if missed:
-        print("FAILED: " + "; ".join(missed), file=sys.stderr)
-        return 1
-    print("all goals met")
-    return 0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=30, help="failures to measure (1..1000)")
@@ -432,7 +408,7 @@ def main() -> None:
         f"confirm {monitor.confirm.failures} of {monitor.confirm.of}, quiet_period {monitor.effective_quiet_period:g} s"
     )
     try:
-        code = asyncio.run(bounded(args))
+        code = asyncio.run(bounded(args, run))
     except asyncio.CancelledError:  # SIGTERM: everything was stopped on the way out
         print("FAILED: stopped by SIGTERM", file=sys.stderr)
         code = 143
