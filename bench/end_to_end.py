@@ -53,6 +53,7 @@ from bench.dependency_storm import bounded, code_version, print_log_tails, until
 from tests.integration.scenario import Scenario, group, scenario
 
 from fao.runtime.launch import free_port, start_ferretdb, start_nats
+from fao.runtime.states import state_docs
 from fao.runtime.store import connect
 from fao.schemas import IncidentEvent, Monitor
 from fao.schemas import subjects as s
@@ -328,7 +329,8 @@ def report(trials: list[Trial], bus: Bus, sc: Scenario, monitor: Monitor) -> lis
 
 
 async def all_up(sc: Scenario, k: int) -> bool:
-    return await sc.db["monitor_state"].count_documents({"status": "up"}) >= k
+    """At least ``k`` monitors up in the correlator's state bucket."""
+    return sum(1 for doc in (await state_docs(sc.js)).values() if doc.get("status") == "up") >= k
 
 
 async def run(args: argparse.Namespace, stage: list[str]) -> list[str]:
