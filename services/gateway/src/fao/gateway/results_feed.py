@@ -1,6 +1,6 @@
 """Each monitor's most recent check results, heard as they pass on ``fao.results.>``.
 
-The correlator stores only what its decisions need (``monitor_state``: outcomes, no latency), so
+The correlator stores only what its decisions need (the monitor states: outcomes, no latency), so
 the dashboard's recent results and latency sparklines come from the results themselves: a core
 NATS subscription (no durable consumer, nothing acknowledged; the correlator's consumer is not
 affected) keeping the newest ``RECENT`` results of each monitor in memory. A replica that just
