@@ -35,7 +35,9 @@ from fao.testing.fake_line import FakeLineServer
 GRACE = 10.0
 SERVICES = ("correlator", "notifier", "reporter", "prober")
 LOAD_MONITORS = 200
-FLOOD_RESULTS = 3000
+# Enough that the correlator is still busy when SIGTERM is sent (≈7 s after the flood: it takes
+# single-result messages at several hundred a second, states in the KV bucket).
+FLOOD_RESULTS = 12000
 FLOOD_EVENTS = 1500
 CONSUMERS = {
     "correlator": (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
