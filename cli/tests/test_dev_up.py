@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -62,6 +64,29 @@ class DevUp:
         return code
 
 
+# /healthz ports `fao dev up` takes from --http-port on: correlator, notifier, reporter, two probers, gateway.
+SERVICE_PORTS = 6
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now, below the kernel's
+    ephemeral range (32768 and up here), where a client connection of another test cannot take one
+    of them between this check and ``fao dev up`` binding it (``free_port`` checks one port only,
+    and inside that range)."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 32000 - count)
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
 @contextmanager
 def dev_up(tmp_path: Path, config: Path, first_http: int, *extra: str) -> Iterator[DevUp]:
     args = [
@@ -106,7 +131,7 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
     for path in config.glob("*.yaml"):
         path.write_text(path.read_text().replace("18080", str(demo_port)))
     names_th = {system.display_name_th for system in load_inventory(config).systems}
-    first_http = free_port()
+    first_http = free_port_block(SERVICE_PORTS)
     demo = ("--demo-port", str(demo_port), "--demo-period", "16", "--demo-outage", "8")
     with dev_up(tmp_path, config, first_http, *demo) as fao:
 
@@ -178,7 +203,7 @@ monitors:
 
 
 def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: Path) -> None:
-    first_http = free_port()
+    first_http = free_port_block(SERVICE_PORTS)
     config = site_inventory(tmp_path, first_http, zones="[west, east]")
     demo_port = free_port()
     with dev_up(tmp_path, config, first_http, "--no-demo", "--demo-port", str(demo_port)) as fao:
