@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -441,6 +441,16 @@ async def run(args: argparse.Namespace, stage: list[str]) -> list[str]:
 Run = Callable[[argparse.Namespace, list[str]], Awaitable[list[str]]]
 
 
+def exit_bounded(args: argparse.Namespace, run: Run) -> NoReturn:
+    """``bounded(args, run)``, then exit with its code (143 when SIGTERM stopped it)."""
+    try:
+        code = asyncio.run(bounded(args, run))
+    except asyncio.CancelledError:  # SIGTERM: everything was stopped on the way out
+        print("FAILED: stopped by SIGTERM", file=sys.stderr)
+        code = 143
+    sys.exit(code)
+
+
 async def bounded(args: argparse.Namespace, run: Run) -> int:
     """``run(args, stage)`` within ``args.timeout`` seconds, SIGTERM cancelling it: 0 when every
     goal was met, 1 when one was missed (``run`` returns what was missed), 2 when the time ran out
@@ -483,12 +493,7 @@ def main() -> None:
         f"quiet_period {MONITOR.effective_quiet_period:g} s (a held dependant waits at most "
         f"{MONITOR.confirm_time:g} s for the parent)"
     )
-    try:
-        code = asyncio.run(bounded(args, run))
-    except asyncio.CancelledError:  # SIGTERM: everything was stopped on the way out
-        print("FAILED: stopped by SIGTERM", file=sys.stderr)
-        code = 143
-    sys.exit(code)
+    exit_bounded(args, run)
 
 
 if __name__ == "__main__":

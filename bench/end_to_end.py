@@ -49,7 +49,7 @@ from nats.aio.msg import Msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.integration
 
-from bench.dependency_storm import bounded, code_version, print_log_tails, until
+from bench.dependency_storm import code_version, exit_bounded, print_log_tails, until
 from tests.integration.scenario import Scenario, group, scenario
 
 from fao.runtime.launch import free_port, start_ferretdb, start_nats
@@ -409,12 +409,7 @@ def main() -> None:
         f"{monitor.interval:g} s, timeout {monitor.timeout:g} s, recheck_interval {monitor.recheck_interval:g} s, "
         f"confirm {monitor.confirm.failures} of {monitor.confirm.of}, quiet_period {monitor.effective_quiet_period:g} s"
     )
-    try:
-        code = asyncio.run(bounded(args, run))
-    except asyncio.CancelledError:  # SIGTERM: everything was stopped on the way out
-        print("FAILED: stopped by SIGTERM", file=sys.stderr)
-        code = 143
-    sys.exit(code)
+    exit_bounded(args, run)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 import asyncssh
 
 from fao.prober.checks.addresses import close_stream, resolve
-from fao.prober.checks.contract import Outcome, classify_os_error, describe_exception, elapsed_ms
+from fao.prober.checks.contract import ClientTls, Outcome, classify_os_error, describe_exception, elapsed_ms
 from fao.schemas import ErrorKind, Observations, SmtpCheck, SshCheck
 
 _MAX_LINE = 1024
@@ -123,17 +123,7 @@ class SmtpChecker:
     """Runs ``SmtpCheck`` specs. Keeps one SSL context per ``verify_tls``."""
 
     def __init__(self) -> None:
-        self._contexts: dict[bool, ssl.SSLContext] = {}
-
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        context = self._contexts.get(verify)
-        if context is None:
-            context = ssl.create_default_context()
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._contexts[verify] = context
-        return context
+        self._tls = ClientTls()
 
     async def run(self, spec: SmtpCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         started = time.perf_counter()
@@ -165,7 +155,7 @@ class SmtpChecker:
                         raise _ReplyError(ErrorKind.TLS, "the server does not offer STARTTLS")
                     await _command(reader, writer, "STARTTLS", 220)
                     phase = time.perf_counter()
-                    await writer.start_tls(self._context(spec.verify_tls), server_hostname=spec.host)
+                    await writer.start_tls(self._tls.context(spec.verify_tls), server_hostname=spec.host)
                     observations = observations.model_copy(update={"tls_ms": elapsed_ms(phase)})
                     await _command(reader, writer, f"EHLO {spec.ehlo_name}", 250)
                 writer.write(b"QUIT\r\n")

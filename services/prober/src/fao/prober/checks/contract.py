@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -104,6 +105,24 @@ def classify_os_error(exc: OSError) -> tuple[ErrorKind, str]:
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return ErrorKind.CONNECTION_REFUSED, "connection refused"
     return ErrorKind.CONNECTION_ERROR, describe_exception(exc)
+
+
+class ClientTls:
+    """A checker's client SSL contexts, one per ``verify`` setting, made once (each costs
+    milliseconds: loading the trust store)."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    def context(self, verify: bool) -> ssl.SSLContext:
+        context = self._contexts.get(verify)
+        if context is None:
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._contexts[verify] = context
+        return context
 
 
 class Checker(Protocol[SpecT_contra]):

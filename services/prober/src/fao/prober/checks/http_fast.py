@@ -33,13 +33,12 @@ import asyncio
 import functools
 import ipaddress
 import socket
-import ssl
 import time
 from collections.abc import Mapping
 
 from aiohttp.abc import AbstractResolver
 
-from fao.prober.checks.contract import Outcome
+from fao.prober.checks.contract import ClientTls, Outcome
 from fao.schemas import ErrorKind, HttpCheck, Observations
 
 DNS_TTL = 10.0
@@ -129,17 +128,7 @@ class FastHttp:
         self._user_agent = user_agent
         self._resolver = resolver
         self._addresses: dict[tuple[str, int], tuple[float, str]] = {}  # (host, port) → (until, ip)
-        self._contexts: dict[bool, ssl.SSLContext] = {}
-
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        context = self._contexts.get(verify)
-        if context is None:
-            context = ssl.create_default_context()
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._contexts[verify] = context
-        return context
+        self._tls = ClientTls()
 
     async def _address(self, host: str, port: int) -> tuple[str, float | None]:
         """The IP to connect to, and the lookup's milliseconds (``None``: no lookup made)."""
@@ -190,7 +179,7 @@ class FastHttp:
                 made = exchange
                 await loop.create_connection(
                     lambda: made, ip, port,
-                    ssl=self._context(spec.verify_tls) if scheme == "https" else None,
+                    ssl=self._tls.context(spec.verify_tls) if scheme == "https" else None,
                     server_hostname=host.rstrip(".") if scheme == "https" else None,
                 )  # fmt: skip
                 connect_ms = (time.perf_counter() - mark) * 1000.0
