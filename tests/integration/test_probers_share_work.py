@@ -115,8 +115,11 @@ async def test_three_probers_one_killed_every_monitor_checked_none_twice(
         killed_at = time.time()
         probers["p-c"].kill()
 
+        # Every monitor checked after killed_at + TTL + 3 intervals: then the window checked below
+        # (from one TTL and one interval after the kill to one interval before the stop) is at
+        # least one interval long, so it holds a slot of every monitor.
         async def taken_over() -> bool:
-            return len(checked_since(killed_at + TTL + 2 * INTERVAL)) == MONITORS
+            return len(checked_since(killed_at + TTL + 3 * INTERVAL)) == MONITORS
 
         await eventually(taken_over, 30, "the killed prober's monitors checked by the others")
         stopped_at = time.time()
