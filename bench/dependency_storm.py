@@ -45,13 +45,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.integration
 
 from tests.integration.scenario import Scenario, group, scenario
 
-from fao.runtime.launch import start_ferretdb, start_nats
-from fao.runtime.store import connect
+from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
+from fao.runtime.store import Document, connect
 from fao.schemas import IncidentEvent, Monitor
 from fao.schemas import subjects as s
 from fao.testing.fake_line import PUSH_PATH, message_texts
@@ -412,15 +413,23 @@ def print_log_tails(sc: Scenario, lines: int = 6) -> None:
         print(f"--- last {len(tail)} lines of the {name} log", *tail, sep="\n", file=sys.stderr)
 
 
+async def servers(
+    stack: contextlib.AsyncExitStack, prefix: str
+) -> tuple[Path, LocalServer, LocalServer, AsyncMongoClient[Document]]:
+    """A temporary folder, nats-server, FerretDB and a client of it, all stopped by ``stack``."""
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    nats_server = start_nats(tmp / "nats")
+    stack.callback(nats_server.stop)
+    ferret = start_ferretdb(tmp / "ferretdb")
+    stack.callback(ferret.stop)
+    mongo = connect(ferret.url)
+    stack.push_async_callback(mongo.close)
+    return tmp, nats_server, ferret, mongo
+
+
 async def run(args: argparse.Namespace, stage: list[str]) -> list[str]:
     async with contextlib.AsyncExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fao-storm-")))
-        nats_server = start_nats(tmp / "nats")
-        stack.callback(nats_server.stop)
-        ferret = start_ferretdb(tmp / "ferretdb")
-        stack.callback(ferret.stop)
-        mongo = connect(ferret.url)
-        stack.push_async_callback(mongo.close)
+        tmp, nats_server, ferret, mongo = await servers(stack, "fao-storm-")
         stage[0] = "applying the inventory and starting the correlator and the notifier"
         t = time.time()
         sc = await stack.enter_async_context(

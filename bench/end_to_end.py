@@ -37,7 +37,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,12 +48,11 @@ from nats.aio.msg import Msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.integration
 
-from bench.dependency_storm import code_version, exit_bounded, print_log_tails, until
+from bench.dependency_storm import code_version, exit_bounded, print_log_tails, servers, until
 from tests.integration.scenario import Scenario, group, scenario
 
-from fao.runtime.launch import free_port, start_ferretdb, start_nats
+from fao.runtime.launch import free_port
 from fao.runtime.states import state_docs
-from fao.runtime.store import connect
 from fao.schemas import IncidentEvent, Monitor
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultMessage
@@ -336,13 +334,7 @@ async def all_up(sc: Scenario, k: int) -> bool:
 async def run(args: argparse.Namespace, stage: list[str]) -> list[str]:
     monitor_settings = settings(args)
     async with contextlib.AsyncExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fao-e2e-")))
-        nats_server = start_nats(tmp / "nats")
-        stack.callback(nats_server.stop)
-        ferret = start_ferretdb(tmp / "ferretdb")
-        stack.callback(ferret.stop)
-        mongo = connect(ferret.url)
-        stack.push_async_callback(mongo.close)
+        tmp, nats_server, ferret, mongo = await servers(stack, "fao-e2e-")
         targets = Targets()
         await targets.start(stack)
         stage[0] = "applying the inventory and starting the correlator, the notifier and the prober"

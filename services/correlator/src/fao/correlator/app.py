@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -369,14 +368,8 @@ class Correlator:
             for state in states:
                 self._after_write(state)
             return
-        entry = JournalEntry(
-            id=f"{time.time_ns():020d}",
-            states=tuple(states),
-            incidents=tuple(group.incidents.values()),
-            events=tuple(group.events),
-            rejections=tuple(group.rejections),
-            command_id=None,
-        )
+        group.states = {state.monitor_id: state for state in states}
+        entry = JournalEntry.of(group)
         await self._store.append(entry)  # the commit point
         self._touched.clear()
         self._group = Outcome()
