@@ -5,12 +5,18 @@ NATS and FerretDB."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import select
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nats
 import pytest
+import yaml
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
@@ -245,3 +251,155 @@ def test_an_added_document_that_appeared_meanwhile_fails_the_apply_and_is_not_de
     assert list(stored[mongo_db_name]["monitors"].find({})) == [{"_id": "e-service-home", "theirs": True}]
     assert ids(stored, mongo_db_name, "systems") == []
     assert asyncio.run(kv_keys(nats_url)) == [], "the monitors bucket is put back too"
+
+
+def only_teams(config: Path) -> None:
+    """The folder holds one teams.yaml (the example's teams, without the escalation to people)."""
+    for path in config.iterdir():
+        path.unlink()
+    (config / "teams.yaml").write_text(
+        "teams:\n  - id: noc\n    name: NOC\n    email: [noc@example.go.th]\n"
+        "  - id: apps\n    name: Apps\n    email: [apps@example.go.th]\n",
+        encoding="utf-8",
+    )
+
+
+def no_monitors(config: Path) -> None:
+    """Every file as it was without its monitors, and a monitors.yaml saying ``monitors: []``."""
+    for path in config.iterdir():
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data.pop("monitors", None)
+        path.write_text(yaml.safe_dump(data, allow_unicode=True) if data else "", encoding="utf-8")
+    (config / "monitors.yaml").write_text("monitors: []\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("edit", [only_teams, no_monitors], ids=["only-teams-yaml", "monitors-empty-list"])
+def test_each_destructive_folder_is_refused_without_the_flags_and_applied_with_them(
+    env: None,
+    config: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    nats_url: str,
+    mongo_url: str,
+    edit: Callable[[Path], None],
+) -> None:
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    monitors = ids(stored, mongo_db_name, "monitors")
+    keys = asyncio.run(kv_keys(nats_url))
+    assert len(monitors) == 19
+    edit(config)
+
+    kept = fao("apply", "--yes", str(config))
+    assert kept.exit_code == 0, kept.output
+    assert "19 kept (not in the files; --prune removes)" in kept.output
+    assert ids(stored, mongo_db_name, "monitors") == monitors
+    assert asyncio.run(kv_keys(nats_url)) == keys
+
+    refused = fao("apply", "--yes", "--prune", str(config))
+    assert refused.exit_code == 1
+    assert "19 of 19 monitors" in refused.output
+    assert "add --force" in refused.output
+    assert ids(stored, mongo_db_name, "monitors") == monitors
+    assert asyncio.run(kv_keys(nats_url)) == keys
+
+    forced = fao("apply", "--yes", "--prune", "--force", str(config))
+    assert forced.exit_code == 0, forced.output
+    assert ids(stored, mongo_db_name, "monitors") == []
+    assert asyncio.run(kv_keys(nats_url)) == []
+    assert asyncio.run(check_drift(mongo_url, mongo_db_name, nats_url, config)).clean
+
+
+def test_a_process_that_dies_between_the_kv_sync_and_the_mongodb_write_is_found_and_completed(
+    env: None,
+    config: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    nats_url: str,
+    mongo_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The buckets are written, MongoDB is not, and nothing is undone (as when the process is
+    killed): `fao apply --check` exits 1 naming the split, and the next apply completes it."""
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    before_docs = list(stored[mongo_db_name]["monitors"].find({}))
+    monitors = config / "monitors.yaml"
+    monitors.write_text(
+        monitors.read_text(encoding="utf-8")
+        + "  - id: newcomer\n    system: e-service\n    check: {type: tcp, host: 127.0.0.1, port: 9}\n",
+        encoding="utf-8",
+    )
+
+    async def dies(*args: object, **kwargs: object) -> None:
+        raise OSError("killed (injected)")
+
+    async def no_undo(*args: object) -> None:
+        return None
+
+    with monkeypatch.context() as patched:
+        patched.setattr(apply_module, "write_documents", dies)
+        patched.setattr(apply_module, "_undo", no_undo)
+        assert fao("apply", "--yes", str(config)).exit_code == 1
+    assert list(stored[mongo_db_name]["monitors"].find({})) == before_docs
+    assert monitor_key("newcomer") in asyncio.run(kv_keys(nats_url))
+
+    check = fao("apply", "--check")
+    assert check.exit_code == 1
+    assert "monitor newcomer: in KV only" in check.output
+    assert "drift: 1 difference(s) between MongoDB and KV" in check.output
+
+    completed = fao("apply", "--yes", str(config))
+    assert completed.exit_code == 0, completed.output
+    assert "+ monitor newcomer" in completed.output
+    again = fao("apply", "--check", str(config))
+    assert again.exit_code == 0, again.output
+    assert "newcomer" in ids(stored, mongo_db_name, "monitors")
+
+
+def answer_on_a_terminal(config: Path, answer: str) -> tuple[int, str]:
+    """`fao apply DIR` in its own process on a pseudo-terminal, answering its prompt."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fao.cli", "apply", str(config)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"},
+    )
+    os.close(follower)
+    output = b""
+    answered = False
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            assert ready, f"no output for 60 s: {output!r}"
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the process closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"change(s)? [y/N]:" in output:
+                os.write(leader, answer.encode() + b"\n")
+                answered = True
+        return process.wait(timeout=60), output.decode(errors="replace")
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_on_a_terminal_apply_asks_first_and_writes_only_on_yes(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    code, output = answer_on_a_terminal(config, "n")
+    assert "apply 30 change(s)? [y/N]:" in output
+    assert code == 1, output
+    assert "nothing was changed" in output
+    assert ids(stored, mongo_db_name, "monitors") == []
+
+    code, output = answer_on_a_terminal(config, "y")
+    assert code == 0, output
+    assert "applied: " in output
+    assert len(ids(stored, mongo_db_name, "monitors")) == 19
