@@ -374,7 +374,8 @@ def _list_incidents(show_all: bool, limit: int) -> None:
 
 @incidents.command("show")
 def incidents_show(incident_id: IncidentId) -> None:
-    """One incident in detail, with its timeline (and that of systems suppressed under it)."""
+    """One incident in detail, with its timeline (and that of systems suppressed under it) and its
+    delivery log (channel, target, attempts, outcome, cost)."""
     from fao.cli.incidents import UnknownIncidentError, show_incident
 
     settings = ServiceSettings()
