@@ -348,9 +348,13 @@ async def test_mongodb_unknown_command_is_protocol(mongo_url: str) -> None:
     assert outcome.error_kind is ErrorKind.PROTOCOL
 
 
-async def test_mongodb_refused_and_timeout(closed_port: int) -> None:
-    refused = await MongoChecker().run(MongoCheck(host="127.0.0.1", port=closed_port), 2.0)
-    assert refused.error_kind is ErrorKind.CONNECTION_REFUSED
+async def test_mongodb_refused_unknown_name_and_timeout(closed_port: int) -> None:
+    """Refused and unknown names are told at once, even with a short timeout (PyMongo alone
+    reports both as its server selection timeout)."""
+    refused = await MongoChecker().run(MongoCheck(host="127.0.0.1", port=closed_port), 0.5)
+    assert (refused.error_kind, refused.detail) == (ErrorKind.CONNECTION_REFUSED, "connection refused")
+    unknown = await MongoChecker().run(MongoCheck(host="nowhere.invalid"), 0.5)
+    assert unknown.error_kind is ErrorKind.DNS, unknown.detail
     server, port = await _mute_port()
     try:
         silent = await MongoChecker().run(MongoCheck(host="127.0.0.1", port=port), 0.3)

@@ -36,6 +36,7 @@ from pymongo import errors as mongo_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from fao.prober.checks.addresses import close_stream
 from fao.prober.checks.contract import (
     MissingSecretError,
     Outcome,
@@ -259,6 +260,11 @@ class MongoChecker:
     async def run(self, spec: MongoCheck, timeout: float) -> Outcome:  # noqa: ASYNC109 - the check's own timeout is part of its contract: the checker reports it as data
         async def body() -> object | None:
             password = secret(spec.password_env)
+            # PyMongo retries a server it cannot reach until its server selection timeout and then
+            # reports an unknown name or a refused port as that timeout; one plain connection first
+            # tells them apart at once (DNS, CONNECTION_REFUSED).
+            _, writer = await asyncio.open_connection(spec.host, spec.port)
+            await close_stream(writer)
             credentials: dict[str, Any] = {}
             if spec.user is not None:
                 credentials = {"username": spec.user, "password": password, "authSource": spec.auth_source}
