@@ -54,6 +54,12 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
     store["incident_timeline"].insert_one(
         {"_id": "ev-2", "incident_id": "inc-1", "actor": "line:นิด", "at": now}
     )
+    store["owner_reviews"].insert_many(
+        [
+            {"_id": "2026-Q4:noc", "round": "2026-Q4", "team": "noc", "status": "confirmed", "by": "somchai"},
+            {"_id": "2026-Q3:noc", "round": "2026-Q3", "team": "noc", "status": "confirmed", "by": "nid"},
+        ]
+    )
     try:
         exported = fao("people", "export", "somchai")
         assert exported.exit_code == 0, exported.output
@@ -64,6 +70,7 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
             ("incident_timeline", "ev-1", "actor"),
             ("deliveries", "d-1", "target"),
             ("deliveries", "d-1", "message.text"),
+            ("owner_reviews", "2026-Q4:noc", "by"),
         }
 
         refused = fao("people", "forget", "somchai")
@@ -85,6 +92,8 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
         other = store["incident_timeline"].find_one({"_id": "ev-2"})
         assert other is not None
         assert other["actor"] == "line:นิด", "nobody else is touched"
+        answers = {doc["_id"]: doc["by"] for doc in store["owner_reviews"].find({})}
+        assert answers == {"2026-Q4:noc": pseudonym, "2026-Q3:noc": "nid"}, "who answered the review"
         dumped = json.dumps(
             [d for c in ("incidents", "incident_timeline", "deliveries", "audit") for d in store[c].find({})],
             default=str,

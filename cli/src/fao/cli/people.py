@@ -5,7 +5,8 @@ commands search every collection that can hold them (``PERSONAL_COLLECTIONS``: i
 timeline — who acknowledged or resolved —, deliveries and the outbox — rendered messages naming
 them, escalations to their LINE id —, the reporter's facts, LINE groups, and the Official Account's
 reports, pending reports and rate-limit slots), walking
-each document's strings:
+each document's strings; and the fields that name a person by id (``ID_FIELDS``: who answered an
+owner review):
 
 - ``export`` prints the person's config and every place an identifier occurs (collection,
   document, field), as JSON;
@@ -38,6 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.cli.apply import DEPARTED, FORGOTTEN
 from fao.runtime import audit
 from fao.runtime.inventory import PEOPLE, from_doc
+from fao.runtime.owner_review import REVIEWS
 from fao.runtime.store import Document, connect
 from fao.schemas import Person
 from fao.schemas import subjects as s
@@ -54,6 +56,8 @@ PERSONAL_COLLECTIONS: Final = (
     "oa_pending_reports",
     "oa_rate_slots",
 )
+# Fields that hold a person's id (not their name): (collection, field).
+ID_FIELDS: Final = ((REVIEWS, "by"),)
 # Identifiers shorter than this are not searched for inside other text (a two-letter name would
 # match everywhere); they are still matched as whole values.
 MIN_SUBSTRING: Final = 4
@@ -129,6 +133,9 @@ async def find(db: AsyncDatabase[Document], person_id: str) -> Found:
             paths: list[str] = []
             _walk({k: v for k, v in item.items() if k != "_id"}, "", needles, paths)
             result.occurrences.extend(Occurrence(collection, str(item["_id"]), p) for p in paths)
+    for collection, name in ID_FIELDS:
+        async for item in db[collection].find({name: person_id}, {"_id": 1}):
+            result.occurrences.append(Occurrence(collection, str(item["_id"]), name))
     return result
 
 
@@ -202,6 +209,9 @@ async def forget_person(
                         {"_id": item["_id"]}, {"_id": item["_id"], **_replace(body, needles, pseudonym)}
                     )
                     rewritten += 1
+        for collection, name in ID_FIELDS:
+            renamed = await db[collection].update_many({name: person_id}, {"$set": {name: pseudonym}})
+            rewritten += renamed.modified_count
         now = datetime.now(UTC)
         await db[FORGOTTEN].replace_one(
             {"_id": person_id}, {"_id": person_id, "at": now, "pseudonym": pseudonym}, upsert=True
