@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from fao.prober.checks.browser import BrowserChecker, chromium_path
+from fao.prober.checks.contract import DETAIL_MAX
 from fao.schemas import BrowserCheck, ErrorKind
 
 pytestmark = pytest.mark.skipif(
@@ -117,6 +118,19 @@ async def test_wrong_password_fails_at_the_expected_text_with_a_screenshot(
     shots = list((tmp_path / "shots").glob("*-step5.png"))
     assert len(shots) == 1
     assert shots[0].read_bytes().startswith(b"\x89PNG")
+
+
+async def test_a_long_failing_step_keeps_the_screenshot_path_whole(
+    checker: BrowserChecker, site: str, tmp_path: Path
+) -> None:
+    """The detail is cut to its limit in the step's text, never in the screenshot's path."""
+    text = "Welcome to the e-service of the ministry, " * 10
+    outcome = await checker.run(_journey(site, {"expect_text": text.strip()}), 5.0)
+    assert outcome.error_kind is ErrorKind.KEYWORD
+    assert len(outcome.detail) <= DETAIL_MAX
+    [shot] = (tmp_path / "shots").glob("*-step6.png")
+    assert outcome.detail.startswith("step 6 (expect_text Welcome to the e-service")
+    assert outcome.detail.endswith(f"… (screenshot {shot})")
 
 
 async def test_missing_element_status_and_refusal(

@@ -33,7 +33,15 @@ from playwright.async_api import Browser, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from fao.prober.checks.contract import MissingSecretError, Outcome, describe_exception, elapsed_ms, secret
+from fao.prober.checks.contract import (
+    DETAIL_MAX,
+    MissingSecretError,
+    Outcome,
+    describe_exception,
+    elapsed_ms,
+    secret,
+    short_detail,
+)
 from fao.schemas import BrowserCheck, BrowserStep, ErrorKind, Observations, StepTiming
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -144,18 +152,22 @@ class BrowserChecker:
         status: int | None,
     ) -> Outcome:
         number = max(1, len(steps))
-        detail = f"step {number} ({spec.steps[number - 1].label}): {reason}"
+        saved = ""
         if page is not None:
             folder = screenshot_dir()
             path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-step{number}.png"
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(path), timeout=1000)
-                detail += f" (screenshot {path})"
+                saved = f" (screenshot {path})"
             except (OSError, PlaywrightError):
-                detail += " (no screenshot)"
+                saved = " (no screenshot)"
+        # a long step or reason is cut, never the screenshot's path after it
+        failed = short_detail(
+            f"step {number} ({spec.steps[number - 1].label}): {reason}", max(40, DETAIL_MAX - len(saved))
+        )
         return Outcome.failure(
-            kind, detail, elapsed_ms(started), status, observations=Observations(steps=steps)
+            kind, failed + saved, elapsed_ms(started), status, observations=Observations(steps=steps)
         )
 
     async def aclose(self) -> None:

@@ -84,12 +84,12 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def short_detail(text: str) -> str:
-    """One line of at most ``DETAIL_MAX`` characters."""
+def short_detail(text: str, limit: int = DETAIL_MAX) -> str:
+    """One line of at most ``limit`` characters."""
     line = " ".join(text.split())
-    if len(line) <= DETAIL_MAX:
+    if len(line) <= limit:
         return line
-    return line[: DETAIL_MAX - 1] + "…"
+    return line[: limit - 1] + "…"
 
 
 def describe_exception(exc: BaseException) -> str:
