@@ -107,6 +107,37 @@ def test_a_group_the_bot_left_or_never_joined_is_found() -> None:
     assert "never seen in its LINE group C444" in found[1].what
 
 
+def test_systems_of_a_team_nothing_reaches_are_named_as_without_a_reachable_owner() -> None:
+    snap = healthy()
+    left, kept = "C" + "3" * 32, "C" + "4" * 32
+    snap.teams += [
+        Team(id="apps", name="Apps", line_groups=[left]),
+        Team(id="mail", name="Mail", line_groups=[left], email=["mail@example.go.th"]),
+        Team(id="ops", name="Ops", line_groups=[left, kept]),
+        Team(id="silent", name="Silent"),
+    ]
+    for team, count in (("apps", 2), ("mail", 1), ("ops", 1), ("silent", 12)):
+        for n in range(count):
+            snap.systems.append(System(id=f"{team}-{n:02}", name=team, team=team))
+            snap.monitors.append(monitor(f"{team}-{n:02}-home", system=f"{team}-{n:02}"))
+            snap.seen[f"{team}-{n:02}-home"] = MonitorSeen({"dc1": NOW}, (True,))
+    snap.groups = {"C" + "1" * 32: True, left: False, kept: True}
+    found = {(f.subject, f.what) for f in diagnose(snap, NOW)}
+    assert (
+        "team apps",
+        "the bot has left every LINE group of the team and it has no e-mail or webhook;"
+        " systems without a reachable owner: apps-00, apps-01",
+    ) in found
+    assert (
+        "team silent",
+        "no LINE group, e-mail or webhook: its alerts go nowhere; systems without a reachable owner:"
+        " silent-00, silent-01, silent-02, silent-03, silent-04, silent-05, silent-06, silent-07,"
+        " silent-08, silent-09 and 2 more",
+    ) in found
+    unowned = {subject for subject, what in found if "without a reachable owner" in what}
+    assert unowned == {"team apps", "team silent"}, "mail has e-mail, ops a group the bot is in"
+
+
 def test_a_zone_silent_for_long_is_found_and_a_finished_window_is_not() -> None:
     snap = healthy()
     snap.seen["web-home"] = MonitorSeen({"dc1": NOW - timedelta(hours=1)}, (True,))

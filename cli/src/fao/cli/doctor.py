@@ -10,6 +10,8 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
 - a zone that monitors need and no prober reports from (silent for ``SILENT_AFTER``);
 - a team nobody can reach: no LINE group, e-mail or webhook; a team whose LINE group the bot has
   left (``line_groups``, recorded by the gateway), or was never seen in while it is seen in others;
+  the systems of a team that cannot be reached at all (no channel, or the bot has left every one of
+  its LINE groups and it has no e-mail or webhook) are named: they have no reachable owner;
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
 - a person who left the config longer ago than the retention (``fao people forget`` them);
 - a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
@@ -48,6 +50,8 @@ from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
 LINE_GROUPS: Final = "line_groups"  # the gateway's record of the groups the bot is in
 LONG_WINDOW: Final = timedelta(days=7)
+# Systems named in one finding; more are counted.
+LISTED: Final = 10
 SILENT_AFTER: Final = timedelta(minutes=10)
 WEEK: Final = 7 * 86400.0
 
@@ -157,6 +161,59 @@ def _review_findings(review: ReviewRound, teams: list[Team], people: list[Person
     return found
 
 
+def _listed(ids: list[str]) -> str:
+    more = f" and {len(ids) - LISTED} more" if len(ids) > LISTED else ""
+    return ", ".join(ids[:LISTED]) + more
+
+
+def _team_findings(team: Team, systems: list[str], groups: Mapping[str, bool]) -> list[Finding]:
+    """A team with no channel, or whose LINE groups the bot has left or was never seen in;
+    ``systems`` (the team's) are named when nothing reaches the team at all."""
+    unowned = f"; systems without a reachable owner: {_listed(systems)}" if systems else ""
+    if not (team.line_groups or team.email or team.webhooks):
+        return [
+            Finding(
+                "problem",
+                f"team {team.id}",
+                f"no LINE group, e-mail or webhook: its alerts go nowhere{unowned}",
+                "add line_groups (ids from: fao line groups), email or webhooks to the team",
+            )
+        ]
+    found: list[Finding] = []
+    for group in team.line_groups:
+        if group[0] not in "CR":
+            continue
+        if groups.get(group) is False:
+            found.append(
+                Finding(
+                    "problem",
+                    f"team {team.id}",
+                    f"the bot has left its LINE group {group}: alerts to it fail",
+                    "invite the bot back into the group, or set the team's line_groups (see: fao line groups)",
+                )
+            )
+        elif groups and group not in groups:
+            found.append(
+                Finding(
+                    "warning",
+                    f"team {team.id}",
+                    f"the bot was never seen in its LINE group {group}",
+                    "invite the bot into the group (its id then shows in: fao line groups)",
+                )
+            )
+    left_everywhere = all(groups.get(group) is False for group in team.line_groups)
+    if systems and left_everywhere and not (team.email or team.webhooks):
+        found.append(
+            Finding(
+                "problem",
+                f"team {team.id}",
+                f"the bot has left every LINE group of the team and it has no e-mail or webhook{unowned}",
+                "invite the bot back into one of its groups, or add email or webhooks to the team",
+            )
+        )
+    return found
+
+
 def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(days=365)) -> list[Finding]:
     found: list[Finding] = [
         Finding("problem", "stored document", what, "re-apply the config: fao apply DIR --yes")
@@ -214,37 +271,11 @@ def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(day
                     f"start a prober with FAO_ZONE={zone} (or remove the zone from those monitors)",
                 )
             )
+    owned: dict[str, list[str]] = {}
+    for system in sorted(snap.systems, key=lambda s: s.id):
+        owned.setdefault(system.team, []).append(system.id)
     for team in sorted(snap.teams, key=lambda t: t.id):
-        if not (team.line_groups or team.email or team.webhooks):
-            found.append(
-                Finding(
-                    "problem",
-                    f"team {team.id}",
-                    "no LINE group, e-mail or webhook: its alerts go nowhere",
-                    "add line_groups (ids from: fao line groups), email or webhooks to the team",
-                )
-            )
-        for group in team.line_groups:
-            if group[0] not in "CR":
-                continue
-            if snap.groups.get(group) is False:
-                found.append(
-                    Finding(
-                        "problem",
-                        f"team {team.id}",
-                        f"the bot has left its LINE group {group}: alerts to it fail",
-                        "invite the bot back into the group, or set the team's line_groups (see: fao line groups)",
-                    )
-                )
-            elif snap.groups and group not in snap.groups:
-                found.append(
-                    Finding(
-                        "warning",
-                        f"team {team.id}",
-                        f"the bot was never seen in its LINE group {group}",
-                        "invite the bot into the group (its id then shows in: fao line groups)",
-                    )
-                )
+        found.extend(_team_findings(team, owned.get(team.id, []), snap.groups))
     for person in sorted(snap.people, key=lambda p: p.id):
         if person.line_user_id is None:
             found.append(
