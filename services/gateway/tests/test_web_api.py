@@ -270,6 +270,35 @@ async def test_maintenance_windows_are_made_and_ended_with_an_audit_entry(web: W
     assert (await web.client.post("/api/v1/maintenance/mw-none/end", headers=headers)).status_code == 404
 
 
+async def test_times_and_periods_out_of_range_are_422_and_change_nothing(web: WebStack) -> None:
+    """Dates near the calendar's ends have no UTC or Bangkok time: refused, never a 500, and no
+    window is stored that would break every page showing it."""
+    headers = web.auth("operator")
+    audit_before = await web.db["audit"].count_documents({})
+    for path, body, detail in (
+        ("/api/v1/maintenance", {"reason": "x", "systems": ["e-service"], "duration": "99999999999999h"},
+         "at most a hundred years"),
+        ("/api/v1/maintenance", {"reason": "x", "systems": ["e-service"], "end": "9999-12-31T23:59:59Z"},
+         "the end must be within a hundred years of now"),
+        ("/api/v1/maintenance",
+         {"reason": "x", "systems": ["e-service"], "start": "0001-01-01T00:00:00Z", "duration": "1h"},
+         "the start must be within a hundred years of now"),
+        ("/api/v1/reports", {"period": "9999-12"}, "period"),
+        ("/api/v1/reports", {"period": "0000-01"}, "period"),
+    ):  # fmt: skip
+        answer = await web.client.post(path, json=body, headers=headers)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.headers["content-type"] == PROBLEM
+        assert detail in answer.json()["detail"], answer.json()
+    for query in ("since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"):
+        answer = await web.client.get(f"/api/v1/incidents?{query}", headers=headers)
+        assert answer.status_code == 422, (query, answer.text)
+        assert "out of range" in answer.json()["detail"]
+    assert await web.db["maintenance"].count_documents({}) == 0
+    assert await web.db["report_requests"].count_documents({}) == 0
+    assert await web.db["audit"].count_documents({}) == audit_before
+
+
 async def test_reports_are_listed_and_downloaded_only_from_the_reports_folder(
     web: WebStack, tmp_path: Path
 ) -> None:

@@ -22,8 +22,9 @@ from services.gateway.tests.webstack import (
 
 from fao.gateway.access import delete_user, set_password
 from fao.gateway.sessions import SESSION_COOKIE
+from fao.runtime.inventory import maintenance_to_doc
 from fao.runtime.store import Document
-from fao.schemas import Command
+from fao.schemas import Command, MaintenanceWindow
 from fao.schemas import subjects as s
 
 
@@ -231,6 +232,28 @@ async def test_maintenance_from_the_dashboard_and_the_embedded_outbox(web: WebSt
         {"_id": "d1", "text": "ระบบขัดข้อง", "created_at": NOW, "kind": "problem"}
     )
     assert "ระบบขัดข้อง" in (await web.client.get("/outbox")).text
+
+
+async def test_a_window_ending_at_the_calendars_end_is_shown_and_a_huge_one_refused(web: WebStack) -> None:
+    """A window from the config may end at 9999-12-31 (it has no Bangkok time: shown in UTC); one
+    typed in the form that lasts longer than a hundred years is refused on the page."""
+    window = MaintenanceWindow.model_validate(
+        {"id": "mw-forever", "reason": "ปิดถาวร", "systems": ["mail"], "start": "2026-11-01T00:00:00Z",
+         "end": "9999-12-31T23:59:59Z", "created_by": "config"}
+    )  # fmt: skip
+    await web.db["maintenance"].insert_one(maintenance_to_doc(window, "config"))
+    await web.sign_in(web.client, "operator")
+    page = await web.client.get("/maintenance")
+    assert page.status_code == 200, page.text
+    assert "9999-12-31 23:59 UTC" in page.text
+    assert (await web.client.get("/api/v1/maintenance", headers=web.auth("viewer"))).status_code == 200
+    answer = await web.client.post(
+        "/maintenance",
+        data={"csrf": csrf_of(page.text), "system": "e-service", "reason": "x", "duration": "99999999999h"},
+    )
+    assert answer.status_code == 422
+    assert "at most a hundred years" in answer.text
+    assert await web.db["maintenance"].count_documents({}) == 1
 
 
 async def test_static_htmx_is_served_locally(web: WebStack) -> None:

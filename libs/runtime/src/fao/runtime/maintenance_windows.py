@@ -27,6 +27,9 @@ from fao.schemas.maintenance import BANGKOK, next_occurrence, occurrence_at
 
 TIME_HELP: Final = "use YYYY-MM-DD HH:MM (Bangkok time) or ISO 8601 with an offset"
 GENERATED_ID_ATTEMPTS: Final = 5
+# A window starts and ends within this of now: a date near the calendar's ends (years 1 and 9999)
+# has no UTC or Bangkok time, so it could be neither stored nor shown.
+FARTHEST: Final = timedelta(days=36525)
 
 Publish = Callable[[MaintenanceWindow], Awaitable[None]]
 
@@ -51,7 +54,16 @@ def parse_positive_duration(text: str) -> timedelta:
         raise MaintenanceError(str(exc)) from None
     if not isinstance(seconds, float) or seconds <= 0:
         raise MaintenanceError(f"bad duration {text!r}: it must be longer than zero, e.g. 30m or 2h")
+    if seconds > FARTHEST.total_seconds():
+        raise MaintenanceError(f"bad duration {text!r}: a window lasts at most a hundred years")
     return timedelta(seconds=seconds)
+
+
+def within_reach(value: datetime, now: datetime, name: str) -> datetime:
+    """``value`` when it is at most a hundred years (``FARTHEST``) before or after ``now``."""
+    if abs(value - now) > FARTHEST:
+        raise MaintenanceError(f"the {name} must be within a hundred years of now")
+    return value
 
 
 def resolve_span(
@@ -62,8 +74,10 @@ def resolve_span(
         raise MaintenanceError("give --end or --duration, not both")
     if end is None and duration is None:
         raise MaintenanceError("give --end or --duration (with --start, or from now without it)")
-    begin = parse_time(start) if start is not None else now
-    finish = parse_time(end) if end is not None else begin + parse_positive_duration(duration or "")
+    begin = within_reach(parse_time(start), now, "start") if start is not None else now
+    finish = within_reach(
+        parse_time(end) if end is not None else begin + parse_positive_duration(duration or ""), now, "end"
+    )
     if finish <= begin:
         raise MaintenanceError(
             f"end ({format_thai_datetime(finish)}) must be after start ({format_thai_datetime(begin)})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
@@ -105,7 +105,8 @@ class MaintenanceBody(BaseModel):
 class ReportRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     period: str = Field(
-        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="A month that is over, e.g. 2026-10 (Bangkok)."
+        pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$",
+        description="A month that is over, e.g. 2026-10 (Bangkok; years 2000-2099).",
     )
 
 
@@ -129,8 +130,14 @@ class MaintenanceEnded(BaseModel):
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise Problem(422, f"{name}: give a time with an offset, e.g. 2026-12-01T22:00+07:00")
+    try:
+        value.astimezone(UTC)  # stored and compared in UTC: 0001-01-01T00:00+07:00 has no UTC time
+    except OverflowError:
+        raise Problem(422, f"{name}: {value.isoformat()} is out of range") from None
     return value
 
 
@@ -325,8 +332,12 @@ def build_api(getter: ContextGetter) -> FastAPI:
                 raise MaintenanceError("give end or duration, not both")
             if body.end is None and body.duration is None:
                 raise MaintenanceError("give end or duration")
-            start = _aware(body.start, "start") or now
-            end = _aware(body.end, "end") or start + windows.parse_positive_duration(body.duration or "")
+            start = windows.within_reach(_aware(body.start, "start") or now, now, "start")
+            end = windows.within_reach(
+                _aware(body.end, "end") or start + windows.parse_positive_duration(body.duration or ""),
+                now,
+                "end",
+            )
             if end <= start:
                 raise MaintenanceError("end must be after start")
             if end <= now:

@@ -41,6 +41,10 @@ def language_of(cookie: str | None) -> Language:
 def format_time(value: datetime | None, language: Language) -> str:
     if value is None:
         return "-"
+    try:
+        value.astimezone(BANGKOK)
+    except OverflowError:  # within hours of year 9999's end (a window from the config): no Bangkok time
+        return f"{value:%Y-%m-%d %H:%M} UTC"
     if language == "th":
         return format_thai_datetime(value)
     return f"{value.astimezone(BANGKOK):%Y-%m-%d %H:%M} (UTC+7)"
