@@ -118,6 +118,13 @@ async def test_v3_user_with_keys_is_up_and_a_wrong_key_is_auth(agent_port: int) 
         await checker.aclose()
 
 
+async def test_unknown_host_name_is_dns() -> None:
+    outcome = await SnmpChecker().run(SnmpCheck(host="nowhere.invalid", oid=SYS_SERVICES), 1.0)
+    assert outcome.error_kind is ErrorKind.DNS
+    assert outcome.detail.startswith("DNS lookup failed: "), outcome.detail
+    assert "PySnmpError" not in outcome.detail
+
+
 async def test_missing_secret_is_internal(agent_port: int) -> None:
     outcome = await SnmpChecker().run(_v2c(agent_port, community_env="FAO_TEST_NOT_SET"), 1.0)
     assert outcome.error_kind is ErrorKind.INTERNAL

@@ -8,6 +8,7 @@ no answer within the timeout           ``TIMEOUT``
 wrong community / unknown v3 user,     ``AUTH``
 wrong keys
 no such object / an error status       ``PROTOCOL``
+the host name does not resolve         ``DNS``
 value not ``expected`` / out of range  ``UNEXPECTED_ANSWER``
 a named secret is not set              ``INTERNAL``
 =====================================  ======================
@@ -22,13 +23,21 @@ devices with the same user name but different keys would otherwise overwrite eac
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from typing import Any
 
 from pysnmp.hlapi.v3arch import asyncio as snmp
 from pysnmp.proto import errind, rfc1905
 
-from fao.prober.checks.contract import MissingSecretError, Outcome, describe_exception, elapsed_ms, secret
+from fao.prober.checks.contract import (
+    MissingSecretError,
+    Outcome,
+    classify_os_error,
+    describe_exception,
+    elapsed_ms,
+    secret,
+)
 from fao.schemas import ErrorKind, Observations, SnmpCheck, SnmpV3User
 
 _AUTH: dict[str, tuple[int, ...]] = {
@@ -98,9 +107,10 @@ class SnmpChecker:
         except MissingSecretError as exc:
             return Outcome.failure(ErrorKind.INTERNAL, str(exc), elapsed_ms(started))
         except Exception as exc:  # pysnmp reports DNS failures and the like as exceptions
-            text = describe_exception(exc)
-            kind = ErrorKind.DNS if "resolve" in text.lower() or "gaierror" in text else ErrorKind.INTERNAL
-            return Outcome.failure(kind, text, elapsed_ms(started))
+            lookup = exc.__cause__ or exc.__context__
+            if isinstance(lookup, socket.gaierror):  # pysnmp's own text repeats it three times
+                return Outcome.failure(*classify_os_error(lookup), elapsed_ms(started))
+            return Outcome.failure(ErrorKind.INTERNAL, describe_exception(exc), elapsed_ms(started))
         latency = elapsed_ms(started)
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
