@@ -52,6 +52,11 @@ async def test_a_member_s_confirmation_is_recorded_and_thanked(gw: GatewayStack)
     ]
     assert "ขอบคุณ" in gw.reply_texts()[0]
     assert await gw.command_count() == 0, "an answer is no command to the correlator"
+    (entry,) = await gw.db["audit"].find({}).to_list()
+    assert (entry["source"], entry["actor"], entry["action"]) == ("line", "somchai", "review.confirmed")
+    (change,) = entry["changes"]
+    assert (change["collection"], change["key"], change["kind"]) == (REVIEWS, f"{ROUND}:apps", "add")
+    assert change["diff"]["status"] == {"before": None, "after": "confirmed"}
 
 
 async def test_needs_changes_says_what_to_do_and_the_latest_tap_wins(gw: GatewayStack) -> None:
@@ -72,6 +77,11 @@ async def test_needs_changes_says_what_to_do_and_the_latest_tap_wins(gw: Gateway
     # A later one does: the config was fixed and the team confirms.
     assert (await gw.post([tap(OK, MEMBER, stamp + 60_000)])).status_code == 200
     assert await status() == "confirmed"
+    entries = await gw.db["audit"].find({}).sort("_id", 1).to_list()  # inserted in order
+    assert [e["action"] for e in entries] == ["review.needs_changes", "review.confirmed"], (
+        "the late tap: none"
+    )
+    assert entries[1]["changes"][0]["diff"]["status"] == {"before": "needs_changes", "after": "confirmed"}
 
 
 @pytest.mark.parametrize(

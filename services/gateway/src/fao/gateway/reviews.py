@@ -6,7 +6,10 @@ The notifier's review message (``fao.notifier.review``) carries postback buttons
 anyone else, and a tap without a user id, gets a polite Thai reply and nothing is recorded. A
 member's answer is recorded in ``owner_reviews`` (``_id`` ``"<round>:<team>"``: status
 ``confirmed`` | ``needs_changes``, ``by`` = the person's id, ``at`` = the tap's time;
-``fao.runtime.owner_review``); the latest tap wins, whatever order LINE delivers them in. The
+``fao.runtime.owner_review``); the latest tap wins, whatever order LINE delivers them in. Each
+answer recorded is also an audit entry (source ``line``, actor the person's id, action
+``review.confirmed`` | ``review.needs_changes``, the document before and after); a late tap that
+changes nothing is not. The
 reply (a reply message: free of quota) thanks them, or says what to do for a change: edit the
 config files and ``fao apply``, or ask the platform team.
 """
@@ -24,6 +27,7 @@ from fao.gateway.membership import is_member
 from fao.gateway.postback import ReviewAnswer
 from fao.gateway.replies import Replies
 from fao.gateway.store import GatewayStore
+from fao.runtime import audit
 from fao.runtime.owner_review import REVIEWS, ReviewStatus, review_id
 
 log = structlog.get_logger()
@@ -71,16 +75,29 @@ class OwnerReviews:
     async def _record(
         self, answer: ReviewAnswer, status: ReviewStatus, person_id: str, at: datetime, now: datetime
     ) -> bool:
-        """Record the answer unless a later one is recorded already; True when it is the latest."""
+        """Record the answer unless a later one is recorded already, with its audit entry; True
+        when it is the latest."""
         key = review_id(answer.round_id, answer.team_id)
         fields = {
             "round": answer.round_id, "team": answer.team_id, "status": status, "by": person_id,
             "at": at, "recorded_at": now,
         }  # fmt: skip
-        collection = self._store.db[REVIEWS]
+        db = self._store.db
+        before = await db[REVIEWS].find_one({"_id": key})
         try:
-            await collection.insert_one({"_id": key, **fields})
+            await db[REVIEWS].insert_one({"_id": key, **fields})
         except DuplicateKeyError:
-            result = await collection.update_one({"_id": key, "at": {"$lte": at}}, {"$set": fields})
-            return result.matched_count > 0
+            result = await db[REVIEWS].update_one({"_id": key, "at": {"$lte": at}}, {"$set": fields})
+            if result.matched_count == 0:
+                return False
+        change = audit.Change(
+            REVIEWS, key, "add" if before is None else "change", before, {"_id": key, **fields}
+        )
+        await audit.record(
+            db,
+            audit.entry(
+                at=now, actor=person_id, source="line", action=f"review.{status}", changes=[change],
+                round=answer.round_id, team=answer.team_id,
+            ),
+        )  # fmt: skip
         return True
