@@ -11,13 +11,22 @@ from pathlib import Path
 import pytest
 from nats.aio.msg import Msg
 from pymongo.asynchronous.database import AsyncDatabase
-from services.gateway.tests.webstack import INCIDENT_ID, NOW, WebStack, web_settings, web_stack
+from services.gateway.tests.webstack import (
+    HIDDEN_INCIDENT_ID,
+    INCIDENT_ID,
+    NOW,
+    OLD_INCIDENT_ID,
+    WebStack,
+    web_settings,
+    web_stack,
+)
 
 from fao.gateway.access import revoke_token
 from fao.runtime.bus import maintenance_bucket
 from fao.runtime.store import Document
-from fao.schemas import Command, CommandRejected, command_event_id
+from fao.schemas import CheckResult, Command, CommandRejected, command_event_id
 from fao.schemas import subjects as s
+from fao.schemas.results import Observations
 from fao.schemas.subjects import maintenance_key
 
 PROBLEM = "application/problem+json"
@@ -141,6 +150,49 @@ async def test_incidents_filter_and_page_with_a_cursor(web: WebStack) -> None:
     assert invalid.status_code == 422
     assert invalid.headers["content-type"] == PROBLEM
     assert invalid.json()["errors"][0]["loc"] == ["query", "status"]
+
+
+async def test_incidents_filter_by_system_kind_and_until(web: WebStack) -> None:
+    await web.db["incidents"].update_one({"_id": HIDDEN_INCIDENT_ID}, {"$set": {"kind": "slow"}})
+
+    async def ids(**params: str) -> set[str]:
+        answer = await web.client.get("/api/v1/incidents", params=params, headers=web.auth("viewer"))
+        assert answer.status_code == 200, answer.text
+        return {i["id"] for i in answer.json()["items"]}
+
+    assert await ids() == {INCIDENT_ID, OLD_INCIDENT_ID, HIDDEN_INCIDENT_ID}
+    assert await ids(system="intranet") == {HIDDEN_INCIDENT_ID}
+    assert await ids(system="e-service") == {INCIDENT_ID, OLD_INCIDENT_ID}
+    assert await ids(kind="slow") == {HIDDEN_INCIDENT_ID}
+    assert await ids(kind="outage") == {INCIDENT_ID, OLD_INCIDENT_ID}
+    assert await ids(until=(NOW - timedelta(days=1)).isoformat()) == {OLD_INCIDENT_ID}
+    assert await ids(system="e-service", status="open", kind="outage") == {INCIDENT_ID}
+
+
+async def test_a_monitor_shows_the_results_heard_with_latency_and_observations(web: WebStack) -> None:
+    result = CheckResult(
+        monitor_id="e-service-home", system_id="e-service", zone="default", prober_id="p1", started_at=NOW,
+        ok=True, latency_ms=42.5, http_status=200,
+        observations=Observations(connect_ms=3.5, first_byte_ms=40.0),
+    )  # fmt: skip
+    await web.nc.publish(s.result_subject("e-service-home"), result.model_dump_json().encode())
+    await web.nc.flush()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        monitor = (await web.client.get("/api/v1/monitors/e-service-home", headers=web.auth("viewer"))).json()
+        if monitor["recent_results"]:
+            break
+        assert loop.time() < deadline, "the published result never reached the API"
+        await asyncio.sleep(0.05)
+    [heard] = monitor["recent_results"]
+    assert (heard["ok"], heard["latency_ms"], heard["http_status"]) == (True, 42.5, 200)
+    assert heard["observations"] == {"connect_ms": 3.5, "first_byte_ms": 40.0, "steps": []}
+    listed = (await web.client.get("/api/v1/monitors?system=e-service", headers=web.auth("viewer"))).json()
+    by_id = {m["id"]: m for m in listed["items"]}
+    assert sorted(by_id) == ["e-service-db", "e-service-home"]
+    assert by_id["e-service-home"]["recent_results"] == monitor["recent_results"]
+    assert by_id["e-service-db"]["recent_results"] == []
 
 
 async def test_an_incident_has_its_timeline_and_delivery_log(web: WebStack) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -159,6 +160,62 @@ async def test_acknowledge_from_the_dashboard_is_a_command_with_an_audit_entry(w
     assert (command.action, command.actor, command.incident_id) == ("ack", "operator", INCIDENT_ID)
     entry = (await web.audit())[-1]
     assert (entry["action"], entry["actor"], entry["source"]) == ("incident.ack", "operator", "gateway")
+
+
+async def test_resolve_and_note_from_the_incident_page_are_commands_with_audit_entries(web: WebStack) -> None:
+    await web.sign_in(web.client, "operator")
+    page = await web.client.get(f"/incidents/{INCIDENT_ID}")
+    assert f'action="/incidents/{INCIDENT_ID}/resolve"' in page.text
+    assert f'action="/incidents/{INCIDENT_ID}/note"' in page.text
+    csrf = csrf_of(page.text)
+    for path, data, action, text in (
+        ("note", {"csrf": csrf, "text": "  รีสตาร์ทแล้ว  "}, "note", "รีสตาร์ทแล้ว"),
+        ("resolve", {"csrf": csrf}, "resolve", ""),
+    ):
+        answer = await web.client.post(f"/incidents/{INCIDENT_ID}/{path}", data=data)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == f"/incidents/{INCIDENT_ID}?done=queued"
+        info = await web.js.stream_info(s.COMMANDS_STREAM)
+        msg = await web.js.get_msg(s.COMMANDS_STREAM, info.state.last_seq)
+        assert msg.data is not None
+        command = Command.model_validate_json(msg.data)
+        assert (command.action, command.actor, command.incident_id, command.text) == (
+            action, "operator", INCIDENT_ID, text,
+        )  # fmt: skip
+        entry = (await web.audit())[-1]
+        assert (entry["action"], entry["actor"], entry["source"], entry["text"]) == (
+            f"incident.{action}", "operator", "gateway", text,
+        )  # fmt: skip
+    shown = await web.client.get(f"/incidents/{INCIDENT_ID}?done=queued")
+    assert 'id="command-outcome"' in shown.text
+
+
+async def test_reports_are_listed_and_downloaded_from_the_dashboard(
+    nats_url: str, mongo_db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "2026-10.html").write_text("<h1>รายงานเดือนตุลาคม</h1>", encoding="utf-8")
+    (tmp_path / "secret.txt").write_text("not for you", encoding="utf-8")
+    files = [
+        {"format": "html", "path": str(folder / "2026-10.html"), "size": 10, "sha256": "x"},
+        {"format": "json", "path": str(tmp_path / "secret.txt"), "size": 10, "sha256": "y"},
+    ]
+    async with web_stack(nats_url, mongo_db, web_settings(reports_dir=folder)) as web:
+        await web.db["reports"].insert_one(
+            {"_id": "report:2026-10", "period": "2026-10", "kind": "month", "state": "done", "files": files}
+        )
+        assert (await web.client.get("/reports/report:2026-10/html")).status_code == 303  # sign in first
+        await web.sign_in(web.client, "viewer")
+        page = await web.client.get("/reports")
+        assert page.status_code == 200
+        assert 'href="/reports/report%3A2026-10/html"' in page.text
+        download = await web.client.get("/reports/report%3A2026-10/html")
+        assert download.status_code == 200
+        assert "รายงานเดือนตุลาคม" in download.text
+        outside = await web.client.get("/reports/report%3A2026-10/json")
+        assert outside.status_code == 404
+        assert "not for you" not in outside.text
 
 
 async def test_a_viewer_sees_no_action_buttons(web: WebStack) -> None:
