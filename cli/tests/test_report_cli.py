@@ -110,6 +110,29 @@ def test_bad_language_and_missing_period_are_one_line(env: None, tmp_path: Path)
     assert "unknown report format 'docx'" in result.output
 
 
+def test_a_period_not_started_a_bad_folder_and_worst_are_one_line(env: None, tmp_path: Path) -> None:
+    """Each refusal names what is wrong in one line: the period asked for (not the one before it),
+    the folder that cannot be written (not "cannot reach MongoDB"), the allowed --worst values."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "2399-01", "--format", "json", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert (
+        "cannot report on 2399-01: it starts at 2399-01-01T00:00:00+07:00 (Bangkok), after now"
+        in result.output
+    )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, reason in ((blocker, "File exists"), (blocker / "sub", "Not a directory")):
+        result = runner.invoke(app, ["report", "2026-10", "--format", "json", "--out", str(out)])
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines()[-1] == f"cannot write the report to {out}: {reason}"
+    result = runner.invoke(app, ["report", "2026-10", "--worst", "-1", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "-1 is not in the range 0<=x<=100" in result.output
+    assert "Traceback" not in result.output
+    assert "validation error" not in result.output
+
+
 async def test_progress_names_every_step_in_order(mongo_url: str, mongo_db_name: str, tmp_path: Path) -> None:
     """The progress bar advances once per step: reading, figures, then each format."""
     steps: list[str] = []

@@ -6,6 +6,7 @@ Times are written in UTC; Bangkok is UTC+7, so October 2026 (Bangkok) is
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,7 +22,9 @@ from fao.reporter.availability import (
     covered_time,
     merge_intervals,
     summarize,
+    summarize_with_previous,
 )
+from fao.reporter.periods import ReportPeriod
 from fao.runtime.thai import Month
 
 SEPTEMBER = Month.parse("2026-09")
@@ -243,6 +246,22 @@ def test_month_not_started_yet_cannot_be_reported() -> None:
     start, _ = OCTOBER.bounds()
     with pytest.raises(ValueError, match="cannot report on 2026-10"):
         october(now=start)
+
+
+@pytest.mark.parametrize(
+    ("period", "named", "starts"),
+    [
+        (OCTOBER, "2026-10", "2026-10-01T00:00:00+07:00"),
+        (ReportPeriod.parse("fy2570"), "fy2570", "2026-10-01T00:00:00+07:00"),
+    ],
+)
+def test_period_not_started_is_named_itself_with_the_previous_one(
+    period: Month | ReportPeriod, named: str, starts: str
+) -> None:
+    """With the change against the period before, the refusal still names the period asked for
+    (not the one before it) and its Bangkok start."""
+    with pytest.raises(ValueError, match=f"^cannot report on {named}: it starts at {re.escape(starts)} "):
+        summarize_with_previous(period, [PAYROLL], [], datetime(2026, 9, 1, tzinfo=UTC))
 
 
 def test_naive_now_is_refused() -> None:

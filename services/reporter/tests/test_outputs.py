@@ -127,6 +127,8 @@ def test_pdf_text_extracts_thai_marks_and_names_exactly(
         assert unspaced(name) in unspaced(text), name
     for phrase in ("จำนวนเหตุการณ์", "ทีมพัฒนาระบบงาน", "ปีงบประมาณ พ.ศ. 2570", "1 ตุลาคม 2569 ถึง 31 ตุลาคม 2569"):
         assert unspaced(phrase) in unspaced(text), phrase
+    # The maintenance rule (excluded by default) is printed on what executives sign.
+    assert unspaced("เวลาหยุดทำงานในช่วงบำรุงรักษาตามแผนไม่นับเป็นเวลาหยุดทำงาน (แสดงแยกไว้)") in unspaced(text)
     assert "ประจา" not in text
     assert "้ำา" not in text
 

@@ -42,7 +42,13 @@ def test_period_previous_and_keys() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("fy2026", "Buddhist-era year, e.g. fy2570"),
+        ("fy2026", r"the Buddhist-era year it ends in, e\.g\. fy2569 \(October 2025 to September 2026\)"),
+        (
+            "fy0001",
+            r"^invalid fiscal year 'fy0001': expected fy2444 to fy2942 \(Buddhist era, e\.g\. fy2570\)$",
+        ),
+        ("fy2400", "expected fy2444 to fy2942"),
+        ("fy9999", "expected fy2444 to fy2942"),
         ("2569-10", "looks like a Buddhist-era year"),
         ("2026-13", "month must be 01-12"),
         ("october", "expected YYYY-MM"),

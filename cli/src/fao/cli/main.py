@@ -308,13 +308,16 @@ def report_cmd(
     include_maintenance: Annotated[
         bool, typer.Option("--include-maintenance", help="Count downtime inside maintenance windows.")
     ] = False,
-    worst: Annotated[int, typer.Option("--worst", help="How many least available systems to list.")] = 10,
+    worst: Annotated[
+        int, typer.Option("--worst", min=0, max=100, help="How many least available systems to list (0-100).")
+    ] = 10,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="First rebuild the read model by replaying the incident stream.")
     ] = False,
 ) -> None:
     """Write the availability report (HTML, PDF, XLSX, JSON) of a month or fiscal year to date."""
     from fao.cli.report_progress import run_report  # imported late: keeps `fao apply` start-up fast
+    from fao.reporter.produce import ReportOutputError
 
     if period is None and not rebuild:
         raise _fail("give a period (YYYY-MM or fyYYYY) or --rebuild")
@@ -330,7 +333,7 @@ def report_cmd(
             worst=worst,
             rebuild=rebuild,
         )
-    except ValueError as exc:
+    except (ValueError, ReportOutputError) as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
         raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {exc}") from None

@@ -333,6 +333,17 @@ def _check_now(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
+def _check_started(period: ReportPeriod, now: datetime) -> datetime:
+    """`now` in UTC; ValueError naming `period` when it has not started by `now`."""
+    now = _check_now(now)
+    start = period.bounds()[0]
+    if now <= start:
+        raise ValueError(
+            f"cannot report on {period}: it starts at {to_bangkok(start).isoformat()} (Bangkok), after now"
+        )
+    return now
+
+
 def previous_now(period: Month | ReportPeriod, now: datetime) -> datetime:
     """The `now` at which to measure the previous period for a fair comparison: its end when
     `period` is finished, else the same time after its start as has passed in `period`."""
@@ -357,6 +368,7 @@ def summarize_with_previous(
     """`summarize` of `period`, with the change against the previous period filled in (`facts`
     must then cover both periods)."""
     current = _as_period(period)
+    _check_started(current, now)  # before the previous period, so the error names this one
     previous = summarize(current.previous(), systems, facts, previous_now(current, now), options=options)
     return summarize(current, systems, facts, now, options=options, previous=previous, skipped=skipped)
 
@@ -379,10 +391,8 @@ def summarize(
     """
     report_period = _as_period(period)
     options = options or ReportOptions()
-    now = _check_now(now)
+    now = _check_started(report_period, now)
     start, end = report_period.bounds()
-    if now <= start:
-        raise ValueError(f"cannot report on {report_period}: it starts at {start.isoformat()}, after now")
     measured = Interval(start, min(end, now))
     _reject_duplicates("system id", (s.id for s in systems))
     _reject_duplicates("incident id", (f.incident_id for f in facts))

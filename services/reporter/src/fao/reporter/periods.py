@@ -12,10 +12,13 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from fao.runtime.thai import BE_OFFSET, FISCAL_YEAR_FIRST_MONTH, Month
+from fao.runtime.thai import BE_OFFSET, FISCAL_YEAR_FIRST_MONTH, MAX_YEAR, MIN_YEAR, Month
 
 PeriodKind = Literal["month", "fiscal_year"]
 _FISCAL_TEXT: Final = re.compile(r"fy(?P<year>[0-9]{4})", re.IGNORECASE)
+# Fiscal years whose twelve months are all months `Month` accepts (CE MIN_YEAR to MAX_YEAR).
+FIRST_FISCAL_YEAR: Final = MIN_YEAR + BE_OFFSET + 1
+LAST_FISCAL_YEAR: Final = MAX_YEAR + BE_OFFSET
 
 
 class ReportPeriod(BaseModel):
@@ -43,9 +46,15 @@ class ReportPeriod(BaseModel):
         if match is None:
             return cls.month(Month.parse(text))
         year = int(match["year"])
-        if year < 2400:
+        if MIN_YEAR <= year <= MAX_YEAR:
             raise ValueError(
-                f"invalid fiscal year {text!r}: name it by its Buddhist-era year, e.g. fy{year + BE_OFFSET + 1}"
+                f"invalid fiscal year {text!r}: name it by the Buddhist-era year it ends in,"
+                f" e.g. fy{year + BE_OFFSET} (October {year - 1} to September {year})"
+            )
+        if not FIRST_FISCAL_YEAR <= year <= LAST_FISCAL_YEAR:
+            raise ValueError(
+                f"invalid fiscal year {text!r}: expected fy{FIRST_FISCAL_YEAR} to fy{LAST_FISCAL_YEAR}"
+                " (Buddhist era, e.g. fy2570)"
             )
         return cls.fiscal(year)
 

@@ -7,6 +7,7 @@ reader never sees half a PDF and a second producer of the same report just repla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -71,17 +72,31 @@ def file_stem(period: ReportPeriod, language: Language) -> str:
     return f"fao-report-{period.key}" + ("" if language == "th" else f"-{language}")
 
 
+class ReportOutputError(Exception):
+    """The report's files cannot be written where asked (no such folder or no rights, a file in
+    the way, a full disk); the message names the place and the reason."""
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # never written, or the folder refuses this too
+            partial.unlink()
+        raise ReportOutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def write_files(
     report: MonthlyReport, request: ReportRequest, out_dir: Path, progress: Progress | None = None
 ) -> list[ReportFile]:
-    """Render every requested format of `report` into `out_dir` (created if missing)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Render every requested format of `report` into `out_dir` (created if missing); a place
+    that cannot be written raises `ReportOutputError`."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportOutputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
     context = RenderContext(report, request.formatter())
     stem = file_stem(request.period, request.language)
     written = []
