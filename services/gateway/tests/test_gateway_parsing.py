@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from linebot.v3 import SignatureValidator
 from services.gateway.tests.stack import GROUP, MEMBER
 
 from fao.gateway.commands import command_id, reference
@@ -24,6 +25,8 @@ REPLIES = load_replies()
 def test_the_signature_is_lines_hmac_of_the_raw_body() -> None:
     body = webhook_body([join_event(GROUP)])
     assert sign(body, "secret") == sign_webhook(body, "secret"), "the same as the fake LINE (and LINE) signs"
+    # LINE's own SDK, an oracle independent of Fao's code, accepts that signature
+    assert SignatureValidator("secret").validate(body.decode(), sign_webhook(body, "secret"))
     assert valid_signature(body, sign(body, "secret"), "secret")
     assert not valid_signature(body, sign(body, "other"), "secret")
     assert not valid_signature(body + b" ", sign(body, "secret"), "secret"), "the raw bytes, not the JSON"
