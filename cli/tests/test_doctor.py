@@ -138,6 +138,22 @@ def test_systems_of_a_team_nothing_reaches_are_named_as_without_a_reachable_owne
     assert unowned == {"team apps", "team silent"}, "mail has e-mail, ops a group the bot is in"
 
 
+def test_an_escalation_step_naming_someone_no_longer_stored_is_found() -> None:
+    snap = healthy()
+    escalation = {
+        "steps": [{"after": "10m", "people": ["somchai", "gone"]}, {"after": "1h", "teams": ["exec"]}]
+    }
+    snap.teams[0] = Team.model_validate({**snap.teams[0].model_dump(), "escalation": escalation})
+    found = [(f.subject, f.what.split(",")[0]) for f in diagnose(snap, NOW)]
+    assert found == [
+        ("team noc", "escalation step 1 names person gone"),
+        ("team noc", "escalation step 2 names team exec"),
+    ]
+    snap.teams.append(Team(id="exec", name="Exec", email=["exec@example.go.th"]))
+    snap.people.append(Person(id="gone", name="Gone", line_user_id="U" + "5" * 32))
+    assert diagnose(snap, NOW) == []
+
+
 def test_a_zone_silent_for_long_is_found_and_a_finished_window_is_not() -> None:
     snap = healthy()
     snap.seen["web-home"] = MonitorSeen({"dc1": NOW - timedelta(hours=1)}, (True,))

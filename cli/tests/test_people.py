@@ -104,6 +104,10 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
         (entry,) = list(store["audit"].find({"action": "people.forget"}))
         assert entry["pseudonym"] == pseudonym
 
+        doctor = fao("doctor").output
+        assert "✗ team apps: escalation step 1 names person somchai, not in the inventory" in doctor
+        assert "fix: remove somchai from the team's escalation in the config files" in doctor
+
         back = fao("apply", "--yes", str(config))
         assert back.exit_code == 1
         assert "people erased at their request (PDPA) are still in the files: somchai" in back.output

@@ -13,6 +13,9 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
   the systems of a team that cannot be reached at all (no channel, or the bot has left every one of
   its LINE groups and it has no e-mail or webhook) are named: they have no reachable owner;
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
+- an escalation step naming a person or team no longer stored (erased with ``fao people forget``,
+  or a document edited by hand): the step skips them, and the config files that still name them
+  would be refused;
 - a person who left the config longer ago than the retention (``fao people forget`` them);
 - a maintenance window that never ends: a one-off window longer than ``LONG_WINDOW``, or a weekly
   one covering more than half of every week (real outages would be hidden);
@@ -214,6 +217,26 @@ def _team_findings(team: Team, systems: list[str], groups: Mapping[str, bool]) -
     return found
 
 
+def _escalation_findings(team: Team, people: set[str], teams: set[str]) -> list[Finding]:
+    """Escalation steps of ``team`` naming people or teams that are not stored."""
+    if team.escalation is None:
+        return []
+    found: list[Finding] = []
+    for number, step in enumerate(team.escalation.steps, start=1):
+        for kind, wanted, known in (("person", step.people, people), ("team", step.teams, teams)):
+            for missing in (ref for ref in wanted if ref not in known):
+                found.append(
+                    Finding(
+                        "problem",
+                        f"team {team.id}",
+                        f"escalation step {number} names {kind} {missing}, not in the inventory"
+                        " (erased, or removed by hand): the step skips it",
+                        f"remove {missing} from the team's escalation in the config files, then: fao apply DIR",
+                    )
+                )
+    return found
+
+
 def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(days=365)) -> list[Finding]:
     found: list[Finding] = [
         Finding("problem", "stored document", what, "re-apply the config: fao apply DIR --yes")
@@ -274,8 +297,10 @@ def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(day
     owned: dict[str, list[str]] = {}
     for system in sorted(snap.systems, key=lambda s: s.id):
         owned.setdefault(system.team, []).append(system.id)
+    people, teams = {p.id for p in snap.people}, {t.id for t in snap.teams}
     for team in sorted(snap.teams, key=lambda t: t.id):
         found.extend(_team_findings(team, owned.get(team.id, []), snap.groups))
+        found.extend(_escalation_findings(team, people, teams))
     for person in sorted(snap.people, key=lambda p: p.id):
         if person.line_user_id is None:
             found.append(
