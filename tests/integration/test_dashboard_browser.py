@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -105,6 +106,8 @@ async def test_sign_in_see_an_incident_appear_acknowledge_it_and_see_the_timelin
             problems: list[str] = []  # console errors: a CSP refusal, a failed script or request
             page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
             page.on("pageerror", lambda exc: problems.append(str(exc)))
+            hosts: set[str] = set()  # every host a page asked for: the gateway's only
+            page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
             try:
                 await page.goto(f"{base}/")
                 assert page.url.startswith(f"{base}/login")
@@ -147,6 +150,7 @@ async def test_sign_in_see_an_incident_appear_acknowledge_it_and_see_the_timelin
                 assert "e-service-home" not in public
                 await _screenshot(page, "status-page.png")
                 assert problems == []
+                assert hosts == {f"127.0.0.1:{port}"}, "nothing is loaded from elsewhere"
             finally:
                 await page.close()
     finally:
