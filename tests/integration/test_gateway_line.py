@@ -3,11 +3,13 @@ processes (the gateway on the real uvicorn server), the fake LINE API sending si
 LINE's and receiving the bot's pushes and replies through the real line-bot-sdk.
 
 - a team member's Acknowledge → a command → the correlator acknowledges the incident → the group
-  gets exactly one short update naming the person; a stranger's tap → a refusal reply, nothing
-  changes (no command in the stream); a replayed event → still one command;
+  gets exactly one short update naming the person and the team's escalation timer is cancelled;
+  a stranger's tap → a refusal reply, nothing changes (no command in the stream, the timer still
+  armed); a replayed event → still one command;
 - a citizen's message to the Official Account → a manual incident, a reply with a reference and
   an ``oa_reports`` record with the incident id; with an incident open, the citizen picks the
-  system from a quick reply and the report joins that incident.
+  system from a quick reply and the report joins that incident; when each incident is resolved
+  the citizen gets one push naming that report's reference.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tests.integration.scenario import Scenario, scenario
 
 from fao.runtime.launch import free_port
 from fao.runtime.store import Document
-from fao.schemas import Command
+from fao.schemas import Command, CommandAction
 from fao.schemas import subjects as s
 from fao.testing.fake_line import join_event, message_event, postback_event
 
@@ -42,6 +44,9 @@ teams:
   - id: apps
     name: ทีมพัฒนาระบบงาน
     line_groups: ["{GROUP}"]
+    escalation:
+      steps:
+        - {{after: 10m, people: [somchai]}}
   - id: platform
     name: ทีมระบบ
     platform: true
@@ -128,12 +133,16 @@ async def test_acknowledge_from_line_and_an_official_account_report_end_to_end(
         assert doc is not None
         incident_id = doc["_id"]
         before = await _commands(sc)
+        await eventually(
+            holds_async(lambda: _escalation(sc, incident_id), "active"), 20, "the escalation armed"
+        )
 
         # A stranger taps Acknowledge: refused politely, nothing published, nothing changed.
         ack = f"action=ack&incident={incident_id}"
         assert await send(postback_event(ack, group_id=GROUP, user_id=STRANGER)) == 200
         await eventually(holds(lambda: _has_reply(sc, "ขออภัย")), 10, "the refusal reply")
         assert await _commands(sc) == before
+        assert await _escalation(sc, incident_id) == "active"
         # The team member taps Acknowledge, and LINE delivers the same event twice.
         tap = postback_event(ack, group_id=GROUP, user_id=MEMBER)
         started = time.monotonic()
@@ -152,6 +161,9 @@ async def test_acknowledge_from_line_and_an_official_account_report_end_to_end(
         assert len(pushes) == 2, "one problem message, then exactly one update"
         assert pushes[0] == opened
         assert "สมชาย ใจดี" in sc.texts(pushes[1])
+        await eventually(
+            holds_async(lambda: _escalation(sc, incident_id), "cancelled"), 20, "the escalation stopped"
+        )
 
         # A citizen reports while e-service is down: picks it from the quick reply → joins it.
         assert await send(message_event("ยื่นแบบออนไลน์ไม่ได้", user_id=CITIZEN)) == 200
@@ -167,6 +179,40 @@ async def test_acknowledge_from_line_and_an_official_account_report_end_to_end(
         await eventually(lambda: _settled(sc), 20, "the note applied")
         assert len(sc.line.pushes_to(GROUP)) == 2, "a note sends nothing"
         assert await _commands(sc) == before + 2
+
+        # Both incidents are resolved: the citizen hears once of each, with that report's reference.
+        first, second = _refs(sc)
+        await sc.command(command("resolve", report_incident))
+        await sc.command(command("resolve", incident_id))
+        await eventually(holds(lambda: len(sc.line.pushes_to(CITIZEN)) >= 2), 20, "two pushes to the citizen")
+        await eventually(lambda: _settled(sc), 20, "the resolutions delivered")
+        assert len(sc.line.pushes_to(CITIZEN)) == 2
+        texts = [sc.texts(push) for push in sc.line.pushes_to(CITIZEN)]
+        assert [first in text for text in texts].count(True) == 1
+        assert [second in text for text in texts].count(True) == 1
+        assert all("ได้รับการแก้ไขแล้ว" in text for text in texts)
+
+
+def command(action: CommandAction, incident_id: str) -> Command:
+    return Command(
+        command_id=uuid.uuid4(), action=action, actor="noc", source="cli", at=datetime.now(UTC),
+        incident_id=incident_id,
+    )  # fmt: skip
+
+
+async def _escalation(sc: Scenario, incident_id: str) -> str | None:
+    """The status of the escalation timer of ``incident_id`` (None: none armed)."""
+    doc = await sc.db["escalations"].find_one({"_id": incident_id})
+    return None if doc is None else str(doc["status"])
+
+
+def holds_async(read: Callable[[], Awaitable[object]], expected: object) -> Callable[[], Awaitable[bool]]:
+    """The async check that ``read()`` gives ``expected``."""
+
+    async def check() -> bool:
+        return await read() == expected
+
+    return check
 
 
 def holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:

@@ -108,6 +108,7 @@ class Target:
     client: httpx.AsyncClient
     db_events: Any
     js: Any
+    line: FakeLineServer
 
 
 @asynccontextmanager
@@ -129,7 +130,7 @@ async def target(nats_url: str, mongo_url: str, db_name: str) -> AsyncIterator[T
                 app = create_app(lambda: handler, SECRET, MAX_BODY)
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
-                    yield Target(client, db["line_webhook_events"], js)
+                    yield Target(client, db["line_webhook_events"], js, line)
             finally:
                 await api.stop()
     finally:
@@ -155,13 +156,14 @@ def test_random_bodies_never_get_a_5xx_and_unsigned_ones_have_no_effect(
                     headers["X-Line-Signature"] = sign_webhook(body, "not-the-secret")
                 elif how == "forged":
                     headers["X-Line-Signature"] = "x" * 44
-                before = (await t.db_events.count_documents({}), await _commands(t))
+                before = (await t.db_events.count_documents({}), await _commands(t), len(t.line.requests))
                 answer = await t.client.post(WEBHOOK_PATH, content=body, headers=headers)
                 statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
                 assert answer.status_code < 500, (answer.status_code, answer.text, body[:200])
                 if how != "valid":
                     assert answer.status_code in (401, 413), answer.status_code
-                    after = (await t.db_events.count_documents({}), await _commands(t))
+                    # The ASGI call returns after the background follow-ups: any LINE call is in.
+                    after = (await t.db_events.count_documents({}), await _commands(t), len(t.line.requests))
                     assert after == before, "a webhook without a valid signature changed something"
                 else:
                     assert answer.status_code in (200, 400, 413), answer.status_code
