@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from fao.reporter.availability import IncidentFact, SystemInfo, summarize
 from fao.reporter.line_push import retry_key
 from fao.reporter.localize import Formatter
 from fao.reporter.periods import ReportPeriod
 from fao.reporter.schedule import due_at, is_stale, latest_due, report_id, takeover_id
+from fao.reporter.settings import ReporterSettings
 from fao.reporter.summary import summary_text
 from fao.runtime.thai import Month, thai_digits
 
@@ -72,6 +74,15 @@ DUE_CASES = [
 @pytest.mark.parametrize(("now", "day", "hour", "month"), DUE_CASES)
 def test_latest_due_month(now: datetime, day: int, hour: int, month: str) -> None:
     assert str(latest_due(now, day, hour)) == month
+
+
+def test_scheduled_report_formats_are_checked_at_start() -> None:
+    """An unknown format is refused when the reporter starts, not when the 1st of the month comes
+    (it used to claim the month, fail, and hold the claim until it went stale)."""
+    assert ReporterSettings(report_formats=" pdf, json ").formats() == ("pdf", "json")
+    for bad in ("docx,pdf", " , "):
+        with pytest.raises(ValidationError, match=r"use one or more of html, pdf, xlsx, json"):
+            ReporterSettings(report_formats=bad)
 
 
 def test_due_time_claim_ids_and_staleness() -> None:

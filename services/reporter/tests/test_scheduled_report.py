@@ -14,9 +14,10 @@ from pathlib import Path
 from uuid import uuid4
 
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.reporter.app import Reporter, build_reporter
+from fao.reporter.app import Reporter, ReportScheduler, build_reporter
 from fao.reporter.archive import REPORTS
 from fao.reporter.line_push import retry_key
 from fao.reporter.read_model import FACTS
@@ -25,6 +26,7 @@ from fao.reporter.settings import ReporterSettings
 from fao.runtime.inventory import SYSTEMS, TEAMS
 from fao.runtime.store import Document
 from fao.schemas import Incident, IncidentEvent, System, Team
+from fao.schemas.subjects import INCIDENTS_STREAM, REPORTER_CONSUMER
 from fao.testing.fake_line import FakeLineServer
 from fao.testing.inprocess import serving
 
@@ -128,6 +130,17 @@ async def test_two_reporters_produce_the_monthly_report_once(
         await until(lambda: _checked(restarted, 2), 10, "the restarted reporter looked twice")
     assert restarted.scheduler.produced == []
     assert len(fake_line.pushes) == 1
+
+
+async def test_before_its_consumer_exists_the_reporter_is_not_caught_up(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    """A first look at the schedule can come before the subscriber has made the durable consumer:
+    that is "not read to the end yet" (wait), not a failed check."""
+    scheduler = ReportScheduler(ReporterSettings(reports_dir=tmp_path))
+    assert await scheduler.caught_up(js) is False
+    await js.add_consumer(INCIDENTS_STREAM, ConsumerConfig(durable_name=REPORTER_CONSUMER))
+    assert await scheduler.caught_up(js) is True
 
 
 async def _checked(reporter: Reporter, n: int) -> bool:

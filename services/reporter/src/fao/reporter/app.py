@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.reporter.archive import ReportArchive, ReportFile
@@ -74,7 +75,12 @@ class ReportScheduler:
         )
 
     async def caught_up(self, js: JetStreamContext) -> bool:
-        info = await js.consumer_info(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER)
+        """Whether the reporter's consumer has read the incident stream to its end (False before
+        the consumer exists: the first look can come before the subscriber has made it)."""
+        try:
+            info = await js.consumer_info(s.INCIDENTS_STREAM, s.REPORTER_CONSUMER)
+        except NotFoundError:
+            return False
         return not (info.num_pending or info.num_ack_pending)
 
     async def check(self, db: AsyncDatabase[Document], js: JetStreamContext) -> None:

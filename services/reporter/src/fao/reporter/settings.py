@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from fao.reporter.formats import FORMATS
 from fao.runtime.settings import ServiceSettings
 
 
@@ -40,6 +41,16 @@ class ReporterSettings(ServiceSettings):
     line_timeout: float = Field(default=10.0, gt=0)
     # Attempts of the summary push (same retry key each time) before it is recorded as failed.
     report_line_attempts: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("report_formats")
+    @classmethod
+    def _known_formats(cls, value: str) -> str:
+        """Refused at start: an unknown format would only fail on the 1st of the month."""
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in FORMATS]
+        if unknown or not names:
+            raise ValueError(f"report formats {value!r}: use one or more of {', '.join(FORMATS)}")
+        return value
 
     def formats(self) -> tuple[str, ...]:
         return tuple(name.strip() for name in self.report_formats.split(",") if name.strip())
