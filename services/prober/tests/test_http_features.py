@@ -143,6 +143,41 @@ async def test_phases_are_observed(checker: HttpChecker, site: str) -> None:
     assert seen.first_byte_ms <= outcome.latency_ms
 
 
+@pytest.fixture(scope="module")
+async def https_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """``site``'s /health over https, for ``localhost`` (so a name is looked up)."""
+    ca = TestCa(Path(tmp_path_factory.mktemp("https")) / "ca")
+    app = web.Application()
+    app.router.add_get("/health", _health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    context = ca.issue("server", ["localhost", "127.0.0.1"]).server_context()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    yield f"https://localhost:{runner.addresses[0][1]}/health"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "rule", [{}, {"keyword": "ok"}], ids=["status only (raw fast path)", "keyword (aiohttp)"]
+)
+async def test_https_phases_follow_one_another_with_the_handshake_apart(
+    checker: HttpChecker, https_site: str, rule: dict[str, str]
+) -> None:
+    """DNS, TCP connect, TLS handshake and first byte are timed one after the other, so together
+    they fit in the check's latency; a plain http check has no TLS phase."""
+    outcome = await checker.run(_spec(https_site, verify_tls=False, **rule), 5.0)
+    assert outcome.ok, outcome.detail
+    seen = outcome.observations
+    assert seen is not None
+    phases = (seen.dns_ms, seen.connect_ms, seen.tls_ms, seen.first_byte_ms)
+    assert all(ms is not None and ms > 0 for ms in phases), phases
+    assert sum(ms for ms in phases if ms is not None) <= outcome.latency_ms
+    plain = await checker.run(_spec(https_site.replace("https://", "http://"), **rule), 5.0)
+    assert plain.observations is not None
+    assert plain.observations.tls_ms is None
+
+
 async def test_basic_auth_from_the_environment(
     checker: HttpChecker, site: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,9 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -107,21 +110,63 @@ def classify_os_error(exc: OSError) -> tuple[ErrorKind, str]:
     return ErrorKind.CONNECTION_ERROR, describe_exception(exc)
 
 
+_HANDSHAKES: ContextVar[list[float] | None] = ContextVar("fao_tls_handshakes", default=None)
+
+
+class TimedSSLObject(ssl.SSLObject):
+    """The TLS state of one client connection that times its handshake, from asyncio's first
+    ``do_handshake`` call (as soon as the TCP connection is up) to its end, and adds it to the
+    list of the ``timed_handshakes`` block the connection was made in: a check times the TLS phase
+    apart from the TCP connect. Set as a context's ``sslobject_class`` (``ClientTls`` does)."""
+
+    handshake_began: float | None = None
+
+    def do_handshake(self) -> None:
+        if self.handshake_began is None:
+            self.handshake_began = time.perf_counter()
+        super().do_handshake()
+        handshakes = _HANDSHAKES.get()
+        if handshakes is not None:
+            handshakes.append((time.perf_counter() - self.handshake_began) * 1000.0)
+
+
+@contextmanager
+def timed_handshakes() -> Iterator[list[float]]:
+    """Within the block, the milliseconds of each TLS handshake its connections complete (with
+    ``ClientTls`` contexts), in order. asyncio runs a connection's callbacks in a copy of the
+    context it was made in, so the handshake finds the list even when a library made it."""
+    handshakes: list[float] = []
+    token = _HANDSHAKES.set(handshakes)
+    try:
+        yield handshakes
+    finally:
+        _HANDSHAKES.reset(token)
+
+
 class ClientTls:
     """A checker's client SSL contexts, one per ``verify`` setting, made once (each costs
-    milliseconds: loading the trust store)."""
+    milliseconds: loading the trust store); their handshakes are timed (``timed_handshakes``).
+    ``alpn``: the protocols offered (HTTP checks offer ``http/1.1``, as aiohttp does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, alpn: tuple[str, ...] = ()) -> None:
+        self._alpn = alpn
         self._contexts: dict[bool, ssl.SSLContext] = {}
 
     def context(self, verify: bool) -> ssl.SSLContext:
         context = self._contexts.get(verify)
         if context is None:
-            context = ssl.create_default_context()
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._contexts[verify] = context
+            context = self._contexts[verify] = self.new_context(verify)
+        return context
+
+    def new_context(self, verify: bool) -> ssl.SSLContext:
+        """A context of this kind not kept here (one that will hold a client certificate)."""
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self._alpn:
+            context.set_alpn_protocols(self._alpn)
+        context.sslobject_class = TimedSSLObject
         return context
 
 

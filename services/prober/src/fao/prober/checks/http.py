@@ -18,9 +18,10 @@ The body is read (at most ``KEYWORD_READ_LIMIT`` bytes) only when the check has 
 path; otherwise the check ends at the response headers and ``latency_ms`` is the time to the status
 line.
 
-Observations: ``dns_ms`` (names only, not IP literals), ``connect_ms`` (TCP, and for https the TLS
-handshake too: aiohttp does not time them apart; the ``tls`` check does), ``first_byte_ms`` (request
-sent → status line), from one ``TraceConfig``. Credentials (``basic_auth``, ``bearer_token_env``) are
+Observations, one phase after the other: ``dns_ms`` (names only, not IP literals), ``connect_ms``
+(the TCP connection), ``tls_ms`` (the https handshake: every TLS context here is ``ClientTls``'s,
+timed by ``timed_handshakes``), ``first_byte_ms`` (request sent → status line), from one
+``TraceConfig``; with redirects followed, those of the last request. Credentials (``basic_auth``, ``bearer_token_env``) are
 read from the environment at each check and go only into the request; a client certificate
 (``client_cert``/``client_key``) is loaded once per file pair into its own SSL context.
 
@@ -57,12 +58,14 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.http_exceptions import HttpProcessingError
 
 from fao.prober.checks.contract import (
+    ClientTls,
     MissingSecretError,
     Outcome,
     classify_os_error,
     describe_exception,
     secret,
     short_detail,
+    timed_handshakes,
 )
 from fao.prober.checks.http_fast import FastHttp, eligible
 from fao.schemas import ErrorKind, HttpCheck, Observations
@@ -98,8 +101,9 @@ class HttpChecker:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._client_contexts: dict[tuple[str, str | None, bool], ssl.SSLContext] = {}
+        self._tls = ClientTls(alpn=("http/1.1",))
         # Status-only checks skip aiohttp (``http_fast.py``); a connection limit needs aiohttp's pool.
-        self._fast = FastHttp(user_agent, resolver) if connection_limit == 0 else None
+        self._fast = FastHttp(user_agent, resolver, self._tls) if connection_limit == 0 else None
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -125,17 +129,14 @@ class HttpChecker:
             client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         return client_timeout
 
-    def _ssl(self, spec: HttpCheck) -> ssl.SSLContext | bool:
-        """``True``/``False`` (default verification / none), or a context holding the client certificate."""
+    def _ssl(self, spec: HttpCheck) -> ssl.SSLContext:
+        """The shared context of ``verify_tls``, or one holding the client certificate."""
         if spec.client_cert is None:
-            return spec.verify_tls
+            return self._tls.context(spec.verify_tls)
         key = (spec.client_cert, spec.client_key, spec.verify_tls)
         context = self._client_contexts.get(key)
         if context is None:
-            context = ssl.create_default_context()
-            if not spec.verify_tls:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+            context = self._tls.new_context(spec.verify_tls)
             try:
                 context.load_cert_chain(spec.client_cert, spec.client_key)
             except (OSError, ssl.SSLError) as exc:
@@ -166,68 +167,70 @@ class HttpChecker:
 
     async def _run_aiohttp(self, spec: HttpCheck, timeout: float, budget: float, started: float) -> Outcome:  # noqa: ASYNC109 - see run
         """The request through aiohttp, within ``budget`` seconds (what is left of ``timeout``)."""
-        phases = SimpleNamespace(dns_ms=None, connect_ms=None, first_byte_ms=None, mark=started)
-        try:
-            headers = _headers(spec)
-            session = self._get_session()
-            async with session.request(
-                spec.method,
-                str(spec.url),
-                headers=headers,
-                data=spec.body,
-                allow_redirects=spec.follow_redirects,
-                ssl=self._ssl(spec),
-                timeout=self._client_timeout(timeout)
-                if budget == timeout
-                else aiohttp.ClientTimeout(total=budget),
-                trace_request_ctx=phases,
-            ) as response:
-                status = response.status
-                if status not in spec.expected_status:
-                    latency = (time.perf_counter() - started) * 1000.0
-                    return Outcome.failure(
-                        ErrorKind.HTTP_STATUS,
-                        f"HTTP {status}",
-                        latency,
-                        status,
-                        observations=_observed(phases),
-                    )
-                if spec.keyword is None and spec.json_path is None:
-                    return Outcome.success(
-                        (time.perf_counter() - started) * 1000.0, status, observations=_observed(phases)
-                    )
-                body, truncated = await read_limited(response.content, KEYWORD_READ_LIMIT)
-                latency = (time.perf_counter() - started) * 1000.0
-                if spec.keyword is not None:
-                    problem = keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
-                    if problem is not None:
-                        where = " in the first 1 MiB" if truncated else ""
+        phases = SimpleNamespace(dns_ms=None, connect_ms=None, tls_ms=None, first_byte_ms=None, mark=started)
+        with timed_handshakes() as handshakes:
+            try:
+                headers = _headers(spec)
+                session = self._get_session()
+                async with session.request(
+                    spec.method,
+                    str(spec.url),
+                    headers=headers,
+                    data=spec.body,
+                    allow_redirects=spec.follow_redirects,
+                    ssl=self._ssl(spec),
+                    timeout=self._client_timeout(timeout)
+                    if budget == timeout
+                    else aiohttp.ClientTimeout(total=budget),
+                    trace_request_ctx=phases,
+                ) as response:
+                    _note_tls(phases, handshakes)
+                    status = response.status
+                    if status not in spec.expected_status:
+                        latency = (time.perf_counter() - started) * 1000.0
                         return Outcome.failure(
-                            ErrorKind.KEYWORD,
-                            problem + where,
+                            ErrorKind.HTTP_STATUS,
+                            f"HTTP {status}",
                             latency,
                             status,
                             observations=_observed(phases),
                         )
-                answer = None
-                if spec.json_path is not None:
-                    answer, problem = _json_problem(spec.json_path, spec.json_expected, body, truncated)
-                    if problem is not None:
-                        return Outcome.failure(
-                            ErrorKind.UNEXPECTED_ANSWER,
-                            problem,
-                            latency,
-                            status,
-                            observations=_observed(phases, answer),
+                    if spec.keyword is None and spec.json_path is None:
+                        return Outcome.success(
+                            (time.perf_counter() - started) * 1000.0, status, observations=_observed(phases)
                         )
-                return Outcome.success(latency, status, observations=_observed(phases, answer))
-        except (MissingSecretError, ClientCertificateError) as exc:
-            return Outcome.failure(ErrorKind.INTERNAL, str(exc), (time.perf_counter() - started) * 1000.0)
-        except Exception as exc:  # translated to data at this boundary, see the module docstring
-            kind, detail = classify_http_error(exc, timeout)
-            return Outcome.failure(
-                kind, detail, (time.perf_counter() - started) * 1000.0, observations=_observed(phases)
-            )
+                    body, truncated = await read_limited(response.content, KEYWORD_READ_LIMIT)
+                    latency = (time.perf_counter() - started) * 1000.0
+                    if spec.keyword is not None:
+                        problem = keyword_problem(spec.keyword, spec.keyword_absent, body, response.charset)
+                        if problem is not None:
+                            where = " in the first 1 MiB" if truncated else ""
+                            return Outcome.failure(
+                                ErrorKind.KEYWORD,
+                                problem + where,
+                                latency,
+                                status,
+                                observations=_observed(phases),
+                            )
+                    answer = None
+                    if spec.json_path is not None:
+                        answer, problem = _json_problem(spec.json_path, spec.json_expected, body, truncated)
+                        if problem is not None:
+                            return Outcome.failure(
+                                ErrorKind.UNEXPECTED_ANSWER,
+                                problem,
+                                latency,
+                                status,
+                                observations=_observed(phases, answer),
+                            )
+                    return Outcome.success(latency, status, observations=_observed(phases, answer))
+            except (MissingSecretError, ClientCertificateError) as exc:
+                return Outcome.failure(ErrorKind.INTERNAL, str(exc), (time.perf_counter() - started) * 1000.0)
+            except Exception as exc:  # translated to data at this boundary, see the module docstring
+                kind, detail = classify_http_error(exc, timeout)
+                return Outcome.failure(
+                    kind, detail, (time.perf_counter() - started) * 1000.0, observations=_observed(phases)
+                )
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -249,9 +252,20 @@ def _headers(spec: HttpCheck) -> dict[str, str] | None:
     return spec.headers or None
 
 
+def _note_tls(phases: SimpleNamespace, handshakes: list[float]) -> None:
+    """Split the last https handshake off the connect time (the trace times them as one)."""
+    if handshakes and phases.connect_ms is not None:
+        phases.tls_ms = handshakes[-1]
+        phases.connect_ms = max(0.0, phases.connect_ms - phases.tls_ms)
+
+
 def _observed(phases: SimpleNamespace, answer: str | None = None) -> Observations:
     return Observations(
-        dns_ms=phases.dns_ms, connect_ms=phases.connect_ms, first_byte_ms=phases.first_byte_ms, answer=answer
+        dns_ms=phases.dns_ms,
+        connect_ms=phases.connect_ms,
+        tls_ms=phases.tls_ms,
+        first_byte_ms=phases.first_byte_ms,
+        answer=answer,
     )
 
 
@@ -280,7 +294,9 @@ async def _phase_start(session: aiohttp.ClientSession, context: SimpleNamespace,
 
 async def _dns_end(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
     phases = context.trace_request_ctx
-    phases.dns_ms = (time.perf_counter() - phases.mark) * 1000.0
+    now = time.perf_counter()
+    phases.dns_ms = (now - phases.mark) * 1000.0
+    phases.mark = now  # the connection is timed from here
 
 
 async def _connect_end(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
@@ -298,7 +314,8 @@ async def _response_start(session: aiohttp.ClientSession, context: SimpleNamespa
 
 
 def _phase_trace() -> aiohttp.TraceConfig:
-    """Times DNS, connection (TCP + TLS) and first byte into the request's ``trace_request_ctx``."""
+    """Times DNS, the connection (TCP + TLS, split by ``_note_tls``) and the first byte into the
+    request's ``trace_request_ctx``."""
     trace = aiohttp.TraceConfig()
     trace.on_dns_resolvehost_start.append(_phase_start)
     trace.on_dns_resolvehost_end.append(_dns_end)

@@ -8,9 +8,9 @@ resolve (names through the checker's resolver, cached ``DNS_TTL`` seconds like a
 connector; IP literals as they are), connect (TLS for ``https``, verified or not as the check says),
 write the request once (``Host``, ``User-Agent``, ``Accept``, ``Connection: close`` and the
 check's headers), read up to the end of the response headers, close. ``latency_ms`` is the time to
-the headers, as with aiohttp; observations are timed the same way (``dns_ms`` on a lookup,
-``connect_ms`` from the lookup's start, or the connection's, to connected, ``first_byte_ms`` from
-the request written to the headers read).
+the headers, as with aiohttp; observations are timed the same way, one phase after the other
+(``dns_ms`` on a lookup, ``connect_ms`` the TCP connection, ``tls_ms`` the handshake for https,
+``first_byte_ms`` from the request written to the headers read).
 
 Which checks (``eligible``): ``http``/``https`` URLs without a user or password in them and not
 on an IPv6 literal, GET or HEAD, no body, no keyword or JSON path, no client certificate, header
@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from aiohttp.abc import AbstractResolver
 
-from fao.prober.checks.contract import ClientTls, Outcome
+from fao.prober.checks.contract import ClientTls, Outcome, timed_handshakes
 from fao.schemas import ErrorKind, HttpCheck, Observations
 
 DNS_TTL = 10.0
@@ -85,16 +85,18 @@ def _is_ip(host: str) -> bool:
 class _Exchange(asyncio.Protocol):
     """Writes the request on connection; resolves ``done`` with the response headers."""
 
-    __slots__ = ("_buffer", "_request", "done", "sent_at", "transport")
+    __slots__ = ("_buffer", "_request", "connected_at", "done", "sent_at", "transport")
 
     def __init__(self, request: bytes, done: asyncio.Future[bytes]) -> None:
         self._request = request
         self._buffer = b""
         self.done = done
+        self.connected_at = 0.0
         self.sent_at = 0.0
         self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected_at = time.perf_counter()
         self.transport = transport
         transport.write(self._request)  # type: ignore[attr-defined]  # a stream transport
         self.sent_at = time.perf_counter()
@@ -122,13 +124,13 @@ class _Exchange(asyncio.Protocol):
 
 
 class FastHttp:
-    """Status-only HTTP checks over a raw protocol; one per ``HttpChecker``."""
+    """Status-only HTTP checks over a raw protocol; one per ``HttpChecker`` (sharing its ``tls``)."""
 
-    def __init__(self, user_agent: str, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, user_agent: str, resolver: AbstractResolver | None, tls: ClientTls) -> None:
         self._user_agent = user_agent
         self._resolver = resolver
         self._addresses: dict[tuple[str, int], tuple[float, str]] = {}  # (host, port) → (until, ip)
-        self._tls = ClientTls()
+        self._tls = tls
 
     async def _address(self, host: str, port: int) -> tuple[str, float | None]:
         """The IP to connect to, and the lookup's milliseconds (``None``: no lookup made)."""
@@ -164,46 +166,51 @@ class FastHttp:
         port = url.port or _DEFAULT_PORTS[scheme]
         dns_ms: float | None = None
         connect_ms: float | None = None
+        tls_ms: float | None = None
         exchange: _Exchange | None = None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout - (time.perf_counter() - started)):
-                mark = time.perf_counter()
                 if _is_ip(host):
                     ip = host
                 else:
                     ip, dns_ms = await self._address(host, port)
-                if dns_ms is None:
-                    mark = time.perf_counter()
+                mark = time.perf_counter()
                 exchange = _Exchange(self._request(spec, host, port, headers), loop.create_future())
                 made = exchange
-                await loop.create_connection(
-                    lambda: made, ip, port,
-                    ssl=self._tls.context(spec.verify_tls) if scheme == "https" else None,
-                    server_hostname=host.rstrip(".") if scheme == "https" else None,
-                )  # fmt: skip
-                connect_ms = (time.perf_counter() - mark) * 1000.0
+                with timed_handshakes() as handshakes:
+                    await loop.create_connection(
+                        lambda: made, ip, port,
+                        ssl=self._tls.context(spec.verify_tls) if scheme == "https" else None,
+                        server_hostname=host.rstrip(".") if scheme == "https" else None,
+                    )  # fmt: skip
+                connect_ms = (exchange.connected_at - mark) * 1000.0
+                if handshakes:
+                    tls_ms = handshakes[-1]
+                    connect_ms = max(0.0, connect_ms - tls_ms)
                 head = await exchange.done
         except TimeoutError:
             return Outcome.failure(
                 ErrorKind.TIMEOUT,
                 f"timed out after {timeout:g}s",
                 (time.perf_counter() - started) * 1000.0,
-                observations=Observations(dns_ms=dns_ms, connect_ms=connect_ms),
+                observations=Observations(dns_ms=dns_ms, connect_ms=connect_ms, tls_ms=tls_ms),
             )
         except Exception:  # aiohttp makes the check again and reports the failure its way
             return None
         finally:
             if exchange is not None and exchange.transport is not None:
                 exchange.transport.close()
-        latency = (time.perf_counter() - started) * 1000.0
+        answered = time.perf_counter()
+        latency = (answered - started) * 1000.0
         status = _status(head)
         if status is None or status < 200 or (spec.follow_redirects and status in _REDIRECTS):
             return None
         observations = Observations(
             dns_ms=dns_ms,
             connect_ms=connect_ms,
-            first_byte_ms=(time.perf_counter() - exchange.sent_at) * 1000.0,
+            tls_ms=tls_ms,
+            first_byte_ms=(answered - exchange.sent_at) * 1000.0,
         )
         if status not in spec.expected_status:
             return Outcome.failure(
