@@ -74,8 +74,15 @@ async def publish_event(js: JetStreamContext, ev: IncidentEvent) -> None:
     )  # fmt: skip
 
 
+async def audited(db: AsyncDatabase[Document]) -> list[Document]:
+    """The audit entries, oldest first, without their ``_id``."""
+    return [
+        {k: v for k, v in d.items() if k != "_id"} for d in await db["audit"].find({}).sort("_id").to_list()
+    ]
+
+
 async def test_ack_publishes_a_command_and_reports_its_rejection_in_red(
-    env: None, js: JetStreamContext
+    env: None, js: JetStreamContext, mongo_db: AsyncDatabase[Document]
 ) -> None:
     async def reject(js: JetStreamContext, command: Command) -> None:
         for answer in (
@@ -104,6 +111,15 @@ async def test_ack_publishes_a_command_and_reports_its_rejection_in_red(
     assert result.exit_code == 1, result.output
     assert "\x1b[31mrejected: incident inc-1 is already resolved" in result.output
     assert "someone else's command" not in result.output
+    (entry,) = await audited(mongo_db)
+    assert entry == {
+        "at": command.at.replace(microsecond=command.at.microsecond // 1000 * 1000),  # BSON keeps ms
+        "actor": "somchai", "source": "cli", "action": "incident.ack", "changes": [],
+        "incident_id": "inc-1", "command_id": str(command.command_id), "outcome": "rejected",
+        "reason": "incident inc-1 is already resolved", "text": "", "system_id": None,
+    }  # fmt: skip
+    listed = await invoke(["audit"])
+    assert "somchai [cli] incident.ack inc-1 (rejected: incident inc-1 is already resolved)" in listed.output
 
 
 @pytest.mark.parametrize(
@@ -123,6 +139,7 @@ async def test_ack_publishes_a_command_and_reports_its_rejection_in_red(
 async def test_an_accepted_command_is_reported_by_its_derived_event_id(
     env: None,
     js: JetStreamContext,
+    mongo_db: AsyncDatabase[Document],
     args: list[str],
     action: str,
     event_type: IncidentEventType,
@@ -150,14 +167,36 @@ async def test_an_accepted_command_is_reported_by_its_derived_event_id(
     assert result.exit_code == 0, result.output
     assert printed in result.output
     assert "inc-other" not in result.output
+    (entry,) = await audited(mongo_db)
+    assert (entry["action"], entry["outcome"], entry["incident_id"]) == (
+        f"incident.{action}",
+        "applied",
+        incident_id,
+    )
+    assert entry["command_id"] == str(command.command_id)
 
 
-async def test_no_answer_says_the_command_is_queued_and_exits_2(env: None, js: JetStreamContext) -> None:
+async def test_no_answer_says_the_command_is_queued_and_exits_2(
+    env: None, js: JetStreamContext, mongo_db: AsyncDatabase[Document]
+) -> None:
     result = await invoke(["incidents", "note", "inc-1", "--text", "anyone?", "--wait", "0.5"])
     assert result.exit_code == 2, result.output
+    (entry,) = await audited(mongo_db)
+    assert (entry["action"], entry["outcome"], entry["text"]) == ("incident.note", "queued", "anyone?")
     assert "queued; the correlator did not answer within 0.5 s" in result.output
     info = await js.stream_info(s.COMMANDS_STREAM)
     assert info.state.messages == 1, "the command waits in the stream for the correlator"
+
+
+async def test_a_command_sent_while_mongodb_is_down_says_it_is_not_in_the_audit_log(
+    env: None, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAO_MONGO_URL", f"mongodb://127.0.0.1:{free_port()}/")
+    result = await invoke(["incidents", "note", "inc-1", "--text", "anyone?", "--wait", "0.2"])
+    assert result.exit_code == 2, result.output
+    assert "sent, but not written to the audit log: cannot reach MongoDB" in result.output
+    assert "Traceback" not in result.output
+    assert (await js.stream_info(s.COMMANDS_STREAM)).state.messages == 1
 
 
 async def test_an_invalid_command_or_unreachable_nats_is_one_clear_line(

@@ -41,6 +41,10 @@ def format_entry(doc: Document) -> list[str]:
     extra = f" {doc['folder']}" if doc.get("folder") else ""
     if doc.get("git_revision"):
         extra += f" @ {doc['git_revision']}"
+    if doc.get("incident_id"):
+        extra += f" {doc['incident_id']}"
+    if doc.get("outcome"):
+        extra += f" ({doc['outcome']}{': ' + str(doc['reason']) if doc.get('reason') else ''})"
     head = f"{when} {doc.get('actor', '?')} [{doc.get('source', '?')}] {doc.get('action', '?')}{extra}"
     lines = [head + (f": {len(changes)} change(s)" if changes else "")]
     for change in changes:

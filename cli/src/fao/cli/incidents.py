@@ -1,6 +1,7 @@
 """``fao incidents``: what is broken now (or recently), one incident in detail with its timeline
 and its delivery log, and commands to the correlator (acknowledge, resolve, note, open by hand)
-with its answer."""
+with its answer. Each command sent is written to the audit log (source ``cli``) with the answer,
+as the web face does for its commands."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from datetime import UTC, datetime
 import nats
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from pymongo import AsyncMongoClient
 
+from fao.runtime import audit
 from fao.runtime.bus import ensure_streams
 from fao.runtime.inventory import SYSTEMS, from_doc
 from fao.runtime.store import Document, connect
@@ -60,6 +63,8 @@ async def list_incidents(
 # --- commands: ack, resolve, note, open ---------------------------------------------------------
 
 ANSWER_TIMEOUT = 10.0
+# How long the audit entry of a sent command waits for MongoDB (milliseconds).
+AUDIT_WAIT_MS = 3000
 # What a person reads when the correlator accepted a command, by the event type it produced (an
 # ``open`` for a system that already has an open incident is ``noted`` on it).
 DONE = {"acknowledged": "acknowledged", "resolved": "resolved", "noted": "noted", "opened": "opened"}
@@ -121,6 +126,33 @@ def _answer(command: Command, subject: str, data: bytes) -> Answer | None:
     except ValidationError:
         return None
     return Accepted(event) if event.event_id == event_id else None
+
+
+async def record_command(mongo_url: str, mongo_db: str, command: Command, answer: Answer | None) -> None:
+    """The audit entry of a command sent from this terminal, with the correlator's answer
+    (``applied``, ``rejected`` with its reason, or ``queued``: no answer yet)."""
+    incident_id: str | None = command.incident_id
+    if isinstance(answer, Accepted):
+        outcome, reason, incident_id = "applied", "", answer.event.incident.id
+    elif isinstance(answer, Rejected):
+        outcome, reason = "rejected", answer.rejection.reason
+    else:
+        outcome, reason = "queued", ""
+    # The command is sent already: a MongoDB that is down costs seconds, not pymongo's 30.
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        mongo_url, tz_aware=True, appname="fao", serverSelectionTimeoutMS=AUDIT_WAIT_MS
+    )
+    try:
+        await audit.record(
+            client[mongo_db],
+            audit.entry(
+                at=command.at, actor=command.actor, source="cli", action=f"incident.{command.action}",
+                incident_id=incident_id, command_id=str(command.command_id), outcome=outcome,
+                reason=reason, text=command.text, system_id=command.system_id,
+            ),
+        )  # fmt: skip
+    finally:
+        await client.close()
 
 
 async def send_command(nats_url: str, command: Command, timeout: float = ANSWER_TIMEOUT) -> Answer | None:  # noqa: ASYNC109

@@ -444,7 +444,7 @@ def _send(
 ) -> None:
     """Publish one command and report the correlator's answer: 0 accepted, 1 rejected (or
     invalid), 2 no answer within ``wait`` seconds (the command stays queued)."""
-    from fao.cli.incidents import Accepted, new_command, send_command
+    from fao.cli.incidents import Accepted, new_command, record_command, send_command
 
     try:
         command = new_command(action, actor, incident_id=incident_id, system_id=system_id, text=text)
@@ -456,6 +456,15 @@ def _send(
         answer = asyncio.run(send_command(settings.nats_url, command, wait))
     except UNREACHABLE as exc:
         raise _fail(f"cannot reach NATS ({type(exc).__name__}): {exc}") from None
+    try:
+        asyncio.run(record_command(settings.mongo_url, settings.mongo_db, command, answer))
+    except UNREACHABLE as exc:
+        typer.secho(
+            f"command {command.command_id} sent, but not written to the audit log: cannot reach MongoDB"
+            f" ({type(exc).__name__})",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if answer is None:
         typer.secho(
             f"command {command.command_id} queued; the correlator did not answer within {wait:g} s",

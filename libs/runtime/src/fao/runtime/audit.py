@@ -5,7 +5,10 @@ an entry (``fao audit`` only reads). Every writer goes through ``record``:
 
 - ``fao apply`` (source ``apply``): one entry per apply, a change per object with its field diff;
 - ``fao maintenance add|end`` (source ``cli``);
-- ``fao people forget`` (source ``cli``).
+- ``fao incidents ack|resolve|note|open`` (source ``cli``: the command and the correlator's answer);
+- ``fao people forget`` and ``fao tokens|users`` (source ``cli``);
+- the gateway: API and dashboard commands, maintenance windows, report requests, tokens and users
+  (source ``api`` / ``gateway``), and owner review answers tapped in LINE (source ``line``).
 
 Personal data stays out of the log, so an erasure request (PDPA) never needs an entry changed: a
 change to a person (``people``) records which fields changed, not their values.
