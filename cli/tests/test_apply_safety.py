@@ -403,3 +403,27 @@ def test_on_a_terminal_apply_asks_first_and_writes_only_on_yes(
     assert code == 0, output
     assert "applied: " in output
     assert len(ids(stored, mongo_db_name, "monitors")) == 19
+
+
+def test_duplicate_keys_and_dependency_cycles_are_refused_with_file_and_line(
+    env: None, config: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    (config / "extra.yaml").write_text(
+        "systems:\n  - id: a\n    name: A\n    name: A again\n    team: noc\n    depends_on: [b]\n"
+        "  - id: b\n    name: B\n    team: noc\n    depends_on: [a]\n",
+        encoding="utf-8",
+    )
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert f"{config / 'extra.yaml'}:4: name: duplicate key (first at line 3)" in result.output
+    assert "config rejected: 1 problem(s); nothing was changed" in result.output
+    (config / "extra.yaml").write_text(
+        "systems:\n  - id: a\n    name: A\n    team: noc\n    depends_on: [b]\n"
+        "  - id: b\n    name: B\n    team: noc\n    depends_on: [a]\n",
+        encoding="utf-8",
+    )
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert f"{config / 'extra.yaml'}:2: systems.depends_on: dependency cycle: a -> b -> a" in result.output
+    assert "Traceback" not in result.output
+    assert ids(stored, mongo_db_name, "systems") == []
