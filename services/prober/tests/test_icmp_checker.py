@@ -28,6 +28,43 @@ async def test_unknown_name_is_dns() -> None:
     assert outcome.error_kind is ErrorKind.DNS
 
 
+_NETNS_SETUP = (
+    # a private network namespace: 127.0.0.1 on lo; 127.0.0.2 routed into a TUN device nobody
+    # reads (echo requests leave and are never answered); 127.0.0.3 unreachable (sends fail)
+    "ip link set lo up && ip tuntap add fao-t0 mode tun && ip link set fao-t0 up"
+    " && ip route del local 127.0.0.0/8 dev lo table local"
+    " && ip route add 127.0.0.2/32 dev fao-t0 && ip route add unreachable 127.0.0.3/32"
+)
+_NETNS_CHECKS = (
+    "import asyncio\n"
+    "from fao.prober.checks.icmp import IcmpChecker\n"
+    "from fao.schemas import IcmpCheck\n"
+    "for host in ('127.0.0.1', '127.0.0.2', '127.0.0.3'):\n"
+    "    o = asyncio.run(IcmpChecker().run(IcmpCheck(host=host, count=2, interval=0.05), 0.5))\n"
+    "    print(o.error_kind.value, o.detail, sep='|')\n"
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None
+    or not os.path.exists("/dev/net/tun"),
+    reason="needs root, unshare, ip (iproute2) and /dev/net/tun for a private network namespace",
+)  # fmt: skip
+def test_unanswered_echoes_time_out_and_unsendable_ones_are_connection_errors() -> None:
+    """In a network namespace of its own (no traffic leaves it): an address whose echoes are lost
+    is TIMEOUT, one the prober has no route to is CONNECTION_ERROR, 127.0.0.1 still answers."""
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-ec", f'{_NETNS_SETUP}; exec "$0" -c "$1"', sys.executable, _NETNS_CHECKS],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "none|",
+        "timeout|0 of 2 echo requests answered (need 1)",
+        "connection_error|none of the 2 echo requests could be sent to 127.0.0.3: no route to it from this prober",
+    ]
+
+
 def _group_may_ping(gid: int) -> bool:
     low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ping_group_range").read_text().split())
     return low <= gid <= high

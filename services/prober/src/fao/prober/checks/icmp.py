@@ -9,6 +9,8 @@ sockets (root or CAP_NET_RAW), raw sockets. When neither is allowed the check fa
 outcome                                ErrorKind
 =====================================  ======================
 fewer than ``min_replies`` replies     ``TIMEOUT``
+no echo request could be sent (no      ``CONNECTION_ERROR``
+route to the host from this prober)
 name does not resolve                  ``DNS``
 ICMP sockets forbidden on this host    ``INTERNAL``
 =====================================  ======================
@@ -56,6 +58,14 @@ class IcmpChecker:
             packets_received=host.packets_received,
             rtt_ms=round(host.avg_rtt, 3) if host.packets_received else None,
         )
+        if host.packets_sent == 0:  # icmplib drops each send's error: the host has no route to it
+            return Outcome.failure(
+                ErrorKind.CONNECTION_ERROR,
+                f"none of the {spec.count} echo requests could be sent to {host.address}:"
+                " no route to it from this prober",
+                latency,
+                observations=observations,
+            )
         if host.packets_received < spec.min_replies:
             return Outcome.failure(
                 ErrorKind.TIMEOUT,
