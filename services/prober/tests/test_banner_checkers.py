@@ -172,6 +172,8 @@ async def test_smtp_refusing_greeting_is_protocol() -> None:
     assert outcome.detail == "greeting 554 no service here"
 
 
-async def test_smtp_silent_peer_is_timeout(mute_port: int) -> None:
+async def test_smtp_silent_peer_is_timeout_and_closed_port_refused(mute_port: int, closed_port: int) -> None:
     outcome = await SmtpChecker().run(_smtp_spec(mute_port), 0.3)
     assert outcome.error_kind is ErrorKind.TIMEOUT
+    refused = await SmtpChecker().run(_smtp_spec(closed_port), 1.0)
+    assert (refused.error_kind, refused.detail) == (ErrorKind.CONNECTION_REFUSED, "connection refused")
