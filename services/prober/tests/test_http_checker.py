@@ -190,6 +190,24 @@ async def test_malformed_http_response_is_protocol_failure(checker: HttpChecker)
     assert len(outcome.detail) <= 200
 
 
+async def test_https_to_a_plain_port_is_a_tls_failure_in_plain_words(checker: HttpChecker) -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        outcome = await checker.run(_spec(f"https://127.0.0.1:{port}/"), 5.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert outcome.error_kind is ErrorKind.TLS
+    assert outcome.detail.startswith(f"TLS handshake with 127.0.0.1:{port} failed: "), outcome.detail
+    assert "object at 0x" not in outcome.detail
+
+
 async def test_server_closing_without_answer_is_connection_error(checker: HttpChecker) -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1024)

@@ -338,7 +338,10 @@ def classify_http_error(exc: Exception, timeout: float) -> tuple[ErrorKind, str]
         return ErrorKind.DNS, short_detail(f"DNS lookup failed for {exc.host}: {reason}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return ErrorKind.TLS, short_detail(f"TLS certificate: {exc.certificate_error}")
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, aiohttp.ClientSSLError):  # aiohttp's own text shows the SSL context's repr
+        reason = getattr(exc.os_error, "reason", None) or exc.strerror or str(exc.os_error)
+        return ErrorKind.TLS, short_detail(f"TLS handshake with {exc.host}:{exc.port} failed: {reason}")
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return ErrorKind.TLS, describe_exception(exc)
     if isinstance(exc, aiohttp.ServerFingerprintMismatch):
         return ErrorKind.TLS, "TLS certificate fingerprint mismatch"
@@ -346,7 +349,8 @@ def classify_http_error(exc: Exception, timeout: float) -> tuple[ErrorKind, str]
         kind, _ = classify_os_error(exc.os_error)
         if kind is ErrorKind.CONNECTION_REFUSED:
             return kind, f"connection refused by {exc.host}:{exc.port}"
-        return ErrorKind.CONNECTION_ERROR, describe_exception(exc)
+        reason = exc.strerror or str(exc.os_error)
+        return ErrorKind.CONNECTION_ERROR, short_detail(f"cannot connect to {exc.host}:{exc.port}: {reason}")
     if isinstance(exc, aiohttp.TooManyRedirects):
         return ErrorKind.PROTOCOL, f"too many redirects ({len(exc.history)})"
     if isinstance(exc, aiohttp.ClientConnectionError):
