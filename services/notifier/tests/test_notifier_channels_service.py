@@ -7,7 +7,8 @@ platform incident (across repeated 429s and a restart); a 500 then success is on
 no fallback; an invalid group is marked broken once with one notice and later incidents skip it
 (a join recorded by the gateway heals it); N transient failures bring the e-mail fallback while
 LINE keeps retrying; webhook bodies verify with the documented signature recipe; two notifiers
-racing on one e-mail or webhook delivery send it once.
+racing on one e-mail or webhook delivery send it once; an escalation step falls back too (a
+person's push to their e-mail, a listed team's group to the team's e-mail).
 """
 
 from __future__ import annotations
@@ -37,13 +38,24 @@ from fao.notifier.dispatcher import Notifier
 from fao.notifier.render import load_catalogue, render_event
 from fao.notifier.settings import NotifierSettings
 from fao.notifier.targets import Target, TargetPlan, incident_summary
-from fao.runtime.inventory import SYSTEMS, TEAMS, to_doc
+from fao.runtime.inventory import PEOPLE, SYSTEMS, TEAMS, to_doc
 from fao.runtime.store import Document
-from fao.schemas import Command, Incident, IncidentEvent, System, Team, WebhookTarget
+from fao.schemas import (
+    Command,
+    EscalationPolicy,
+    Incident,
+    IncidentEvent,
+    Person,
+    System,
+    Team,
+    WebhookTarget,
+)
 from fao.schemas import subjects as s
 from fao.testing.fake_line import PUSH_PATH, FakeLineServer
 
 MAIL_TO = "noc@example.go.th"
+LEAD_MAIL = "somchai@example.go.th"
+BOARD_MAIL = "board@example.go.th"
 SECRET_ENV = "FAO_TEST_WEBHOOK_SECRET"
 SECRET = "s3cr3t-ของทีม"
 
@@ -344,6 +356,69 @@ async def test_a_storm_digest_that_cannot_go_falls_back_as_one_digest(stack: Sta
     )
     assert mail["X-Fao-Delivery"] == fallback["_id"]
     assert line_pushes(stack.line, stack.unknown_group) == 1
+
+
+# --- escalations --------------------------------------------------------------------------------
+
+
+async def test_an_escalation_while_line_is_exhausted_reaches_the_lead_by_email_and_nobody_twice(
+    stack: Stack, mailbox: Mailbox
+) -> None:
+    """LINE's monthly limit reached and a step "at once → the lead, the director and the board
+    team": the problem message falls back to the team's e-mail; the lead's escalation push falls
+    back to the lead's own e-mail (the escalation text, recorded once, as a fallback of that push)
+    and the board's group to the board's e-mail; the director, who has no e-mail, is not reached
+    (the push final as quota_exhausted, nothing else recorded); nothing reaches LINE."""
+    lead = Person(id="lead", name="สมชาย ใจดี", teams=["infra"], line_user_id="U" + "a" * 32, email=LEAD_MAIL)
+    director = Person(id="director", name="ผู้อำนวยการ", line_user_id="U" + "d" * 32)
+    for person in (lead, director):
+        await stack.db[PEOPLE].replace_one({"_id": person.id}, to_doc(person, person.id), upsert=True)
+    board = Team(id="board", name="ผู้บริหาร", line_groups=[stack.group_2], email=[BOARD_MAIL])
+    await stack.db[TEAMS].replace_one({"_id": board.id}, to_doc(board, board.id), upsert=True)
+    step = {"after": 0, "people": ["lead", "director"], "teams": ["board"]}
+    policy = EscalationPolicy.model_validate({"steps": [step]})
+    team = Team(id="infra", name="Infra", line_groups=[stack.group], email=[MAIL_TO], escalation=policy)
+    await add_team(stack, team)
+    stack.line.set_quota(0)
+    await stack.start_notifier(mail_settings(stack, mailbox))
+    outage = incident(18)
+    await stack.db["incidents"].replace_one(
+        {"_id": outage.id}, {"_id": outage.id, **outage.model_dump(mode="python")}, upsert=True
+    )
+    await stack.publish(stack.event("opened", outage))
+
+    async def escalations_final() -> bool:
+        docs = await stack.db[DELIVERIES].find({"event_type": "escalated"}).to_list()
+        return len(docs) == 5 and all(d["status"] not in ("pending", "claimed") for d in docs)
+
+    await eventually(escalations_final, "three escalation pushes and two e-mails, all final")
+    await stack.quiet()
+    [mail] = mailbox.to(LEAD_MAIL)
+    assert "ยังไม่มีผู้รับทราบ" in str(mail["Subject"])
+    assert len(mailbox.to(MAIL_TO)) == 1, "the team's e-mail got the problem message only"
+    [board_mail] = mailbox.to(BOARD_MAIL)
+    assert "ยังไม่มีผู้รับทราบ" in str(board_mail["Subject"])
+    assert len(mailbox.messages) == 3
+    pushes = {d["target"]: d for d in await stack.db[DELIVERIES].find({"event_type": "escalated"}).to_list()}
+    to_lead, to_director, by_mail = (
+        pushes[lead.line_user_id or ""],
+        pushes[director.line_user_id or ""],
+        pushes[LEAD_MAIL],
+    )
+    assert (to_lead["status"], to_lead["fell_back"]) == ("quota_exhausted", "line_monthly_limit")
+    assert to_director["status"] == "quota_exhausted"
+    assert "fell_back" not in to_director
+    assert (by_mail["channel"], by_mail["status"], by_mail["fallback_of"]) == (
+        "email",
+        "sent",
+        to_lead["_id"],
+    )
+    # this claim id is long enough for the header to be folded: compared unfolded
+    assert str(mail["X-Fao-Delivery"]).strip() == by_mail["_id"]
+    to_board = pushes[stack.group_2]
+    assert (to_board["status"], to_board["fell_back"]) == ("quota_exhausted", "line_monthly_limit")
+    assert pushes[BOARD_MAIL]["fallback_of"] == to_board["_id"]
+    assert stack.line.pushes == []
 
 
 # --- broken targets -----------------------------------------------------------------------------

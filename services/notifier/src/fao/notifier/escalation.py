@@ -36,6 +36,14 @@ Targets: each person's ``line_user_id`` (a push to that user), each listed LINE 
 LINE group of each listed team, each target once. A person without a LINE user id, an unknown
 person or team, or a team without groups is logged once per process and skipped.
 
+**Fallbacks.** The claim also keeps the plan (``targets.TargetPlan``) of each target that has one,
+and its deliveries are recorded with it, so the workers fall back as for any message (after
+``fallback_after`` failed tries, a permanent error, a broken target, LINE's monthly limit): a
+person's push falls back to their ``email`` when the owning team's channel policy names e-mail
+and this notifier sends e-mail (``RouteResolver.person_plan``); a listed team's group to that
+team's other channels (``RouteResolver.team_plans``). A group listed by id alone has no
+fallbacks. A claim recorded by an older notifier has no plans: its deliveries none either.
+
 The notifier does not publish an ``escalated`` incident event (only the correlator publishes on
 the incident stream); an escalation's record is its ``escalations`` document, its claims and its
 deliveries.
@@ -62,11 +70,12 @@ from fao.notifier.digest import StormDigests
 from fao.notifier.escalation_schedule import StepRun, covers, due_steps, next_due
 from fao.notifier.render import Catalogue, render_escalation
 from fao.notifier.routing import Route, RouteResolver
+from fao.notifier.targets import TargetPlan, incident_summary
 from fao.notifier.workers import DELIVERIES
 from fao.runtime.inventory import PEOPLE, TEAMS, from_doc
 from fao.runtime.lease import default_holder_id
 from fao.runtime.store import Document, IndexSpec
-from fao.schemas import EscalationPolicy, EscalationStep, Incident, IncidentEvent, Person, Severity, Team
+from fao.schemas import EscalationStep, Incident, IncidentEvent, Person, Severity, Team
 
 log = structlog.get_logger()
 
@@ -334,18 +343,18 @@ class Escalator:
     async def check(self) -> None:
         """One pass: fire every due step of every active timer (the loop calls it every interval)."""
         now = self._clock()
-        policies: dict[str, EscalationPolicy | None] = {}
+        teams: dict[str, Team | None] = {}
         for timer in list(self._timers.values()):
-            if timer.team not in policies:
-                team, _ = await self._load(TEAMS, timer.team, Team)
-                policies[timer.team] = team.escalation if team is not None else None
-            await self._check_timer(timer, policies[timer.team], now)
+            if timer.team not in teams:
+                teams[timer.team], _ = await self._load(TEAMS, timer.team, Team)
+            await self._check_timer(timer, teams[timer.team], now)
         self.checks += 1
         self._last_check = asyncio.get_running_loop().time()
         LAST_CHECK.set(now.timestamp())
 
-    async def _check_timer(self, timer: Timer, policy: EscalationPolicy | None, now: datetime) -> None:
-        if policy is None or not covers(policy, timer.severity):
+    async def _check_timer(self, timer: Timer, team: Team | None, now: datetime) -> None:
+        policy = team.escalation if team is not None else None
+        if team is None or policy is None or not covers(policy, timer.severity):
             await self._end(timer.incident_id, "cancelled", "no_policy")
             return
         due = due_steps(policy, timer.started, now, timer.fired)
@@ -360,7 +369,7 @@ class Escalator:
             await self._end(timer.incident_id, "cancelled", incident.status)
             return
         for run in due:
-            await self._fire(timer, incident, run, policy.steps[run.step], now)
+            await self._fire(timer, team, incident, run, policy.steps[run.step], now)
 
     async def _incident(self, incident_id: str) -> Incident | None:
         doc = await self._db[INCIDENTS].find_one({"_id": incident_id})
@@ -379,10 +388,10 @@ class Escalator:
             return None
 
     async def _fire(
-        self, timer: Timer, incident: Incident, run: StepRun, step: EscalationStep, now: datetime
+        self, timer: Timer, team: Team, incident: Incident, run: StepRun, step: EscalationStep, now: datetime
     ) -> None:
         cid = step_claim_id(incident.id, run)
-        targets = await self._targets(step)
+        targets, plans = await self._targets(step, team)
         claim, fresh = await self._store.claim(
             {
                 "_id": cid,
@@ -391,6 +400,7 @@ class Escalator:
                 "step": run.step,
                 "n": run.n,
                 "targets": targets,
+                "plans": plans,
                 "waited_s": (now - timer.started).total_seconds(),
                 "at": now,
                 "status": "claimed",
@@ -430,7 +440,11 @@ class Escalator:
             reminder=run.n,
         )
         team = next((t for t in route.teams if t.escalation is not None), None)
+        plans = {doc["target"]: doc for doc in claim.get("plans") or ()}
         for target in claim["targets"]:
+            # Recorded with the target's plan (its fallbacks) and the incident a webhook needs.
+            plan = plans.get(target)
+            extra = {**plan_fields(plan), "incident": incident_summary(incident)} if plan else {}
             if self._digests is not None:
                 # As an event of its own (deterministic id: the same record whoever records it),
                 # placed like every message to that target: one by one within the storm budget,
@@ -444,7 +458,7 @@ class Escalator:
                 delivery, fresh = await self._digests.record(
                     step_event, target, message, now,
                     system=route.system, storm=team.storm if team is not None else None,
-                    escalation_step=run.step, escalation_n=run.n,
+                    escalation_step=run.step, escalation_n=run.n, **extra,
                 )  # fmt: skip
             else:
                 delivery, fresh = await self._deliveries.record_message(
@@ -458,30 +472,40 @@ class Escalator:
                     now=now,
                     escalation_step=run.step,
                     escalation_n=run.n,
+                    **extra,
                 )
             if not delivery.final:
                 self._recorded(delivery)
             DELIVERIES.labels(LINE, "recorded" if fresh else "duplicate").inc()
 
-    async def _targets(self, step: EscalationStep) -> list[str]:
-        """The step's LINE targets, each once: people's user ids, groups, the teams' groups."""
+    async def _targets(self, step: EscalationStep, owner: Team) -> tuple[list[str], list[Document]]:
+        """The step's LINE targets, each once: people's user ids, groups, the teams' groups; and
+        the plans of those that have fallbacks (``{target, **TargetPlan.fields()}`` each)."""
         targets: list[str] = []
+        plans: dict[str, TargetPlan] = {}
         for person_id in step.people:
             person, problem = await self._load(PEOPLE, person_id, Person)
             if person is not None and person.line_user_id is None:
                 problem = "no_line_user_id"
             if person is None or person.line_user_id is None:
                 self._skip_once("person", person_id, problem)
-            else:
-                targets.append(person.line_user_id)
+                continue
+            targets.append(person.line_user_id)
+            plan = self._routes.person_plan(person, owner)
+            if plan is not None:
+                plans.setdefault(person.line_user_id, plan)
         targets += step.line_groups
         for team_id in step.teams:
             team, problem = await self._load(TEAMS, team_id, Team)
             if team is None or not team.line_groups:
                 self._skip_once("team", team_id, problem or "no_line_groups")
-            else:
-                targets += team.line_groups
-        return list(dict.fromkeys(targets))
+                continue
+            targets += team.line_groups
+            for plan in self._routes.team_plans(team):
+                if plan.target.channel == LINE and plan.fallbacks:
+                    plans.setdefault(plan.target.address, plan)
+        unique = list(dict.fromkeys(targets))
+        return unique, [{"target": t, **plans[t].fields()} for t in unique if t in plans]
 
     async def _load(self, collection: str, key: str, kind: type[M]) -> tuple[M | None, str]:
         """The config document ``key`` as ``kind``, or None and why (``unknown``, ``invalid``)."""
@@ -514,3 +538,8 @@ class Escalator:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message, **fields)
+
+
+def plan_fields(doc: Document) -> dict[str, Any]:
+    """A claim's stored plan of one target as the delivery record keeps it (``TargetPlan.fields``)."""
+    return {key: value for key, value in doc.items() if key != "target"}

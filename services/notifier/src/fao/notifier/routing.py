@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fao.notifier.targets import Target, TargetPlan, team_version
 from fao.runtime.inventory import SYSTEMS, TEAMS, from_doc
 from fao.runtime.store import Document
-from fao.schemas import PLATFORM_SYSTEM, System, Team
+from fao.schemas import PLATFORM_SYSTEM, Person, System, Team
 
 log = structlog.get_logger()
 
@@ -104,6 +104,24 @@ class RouteResolver:
         return tuple(
             TargetPlan(target, team.id, version, fallbacks, team.channels.fallback_after)
             for target in usable[0]
+        )
+
+    def person_plan(self, person: Person, team: Team) -> TargetPlan | None:
+        """A LINE push to ``person`` for ``team`` (an escalation step) with their e-mail as its
+        fallback, when they have both, ``team``'s channel policy names e-mail and this notifier
+        sends e-mail; else None (no fallbacks)."""
+        if person.line_user_id is None or person.email is None:
+            return None
+        if "email" not in (team.channels.primary, *team.channels.fallbacks):
+            return None
+        if self._configured is not None and "email" not in self._configured:
+            return None
+        return TargetPlan(
+            Target("line", person.line_user_id),
+            team.id,
+            team_version(team),
+            (Target("email", person.email),),
+            team.channels.fallback_after,
         )
 
     def _plans(self, teams: tuple[Team, ...]) -> tuple[TargetPlan, ...]:
