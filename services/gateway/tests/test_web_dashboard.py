@@ -313,6 +313,47 @@ async def test_a_window_ending_at_the_calendars_end_is_shown_and_a_huge_one_refu
     assert await web.db["maintenance"].count_documents({}) == 1
 
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def test_a_browser_gets_error_pages_in_its_language_and_programs_problem_details(web: WebStack) -> None:
+    await web.sign_in(web.client, "viewer")
+    missing = await web.client.get("/incidents/inc-nope", headers=BROWSER)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert missing.headers["content-security-policy"].startswith("default-src 'self'")
+    assert 'id="error" data-status="404"' in missing.text
+    assert "ไม่พบสิ่งที่ต้องการ" in missing.text
+    assert "no incident &#39;inc-nope&#39;" in missing.text
+    not_allowed = await web.client.post(
+        f"/incidents/{INCIDENT_ID}/ack",
+        data={"csrf": csrf_of((await web.client.get("/")).text)},
+        headers=BROWSER,
+    )
+    assert not_allowed.status_code == 403
+    assert "บทบาทของคุณไม่มีสิทธิ์" in not_allowed.text
+    operator = _client(web)
+    await web.sign_in(operator, "operator")
+    stale = await operator.post(
+        f"/incidents/{INCIDENT_ID}/ack", data={"csrf": "from-an-old-tab"}, headers=BROWSER
+    )
+    assert stale.status_code == 403
+    assert "แบบฟอร์มหมดอายุ โปรดโหลดหน้าใหม่แล้วลองอีกครั้ง" in stale.text
+    operator.cookies.set("fao_lang", "en")
+    english = await operator.get("/no-such-page", headers=BROWSER)
+    assert english.status_code == 404
+    assert "Not found" in english.text
+    assert 'href="/lang/th?next=/no-such-page"' in english.text
+    await operator.aclose()
+    # htmx's fragment requests and programs (no text/html asked for) get problem details
+    for headers in ({**BROWSER, "HX-Request": "true"}, {"Accept": "*/*"}):
+        answer = await web.client.get("/fragments/incidents/inc-nope", headers=headers)
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+    api = await web.client.get("/api/v1/incidents/inc-nope", headers={**BROWSER, **web.auth("viewer")})
+    assert api.headers["content-type"] == "application/problem+json"
+
+
 async def test_static_htmx_is_served_locally(web: WebStack) -> None:
     answer = await web.client.get("/static/htmx-2.0.4.min.js")
     assert answer.status_code == 200

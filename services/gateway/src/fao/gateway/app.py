@@ -63,7 +63,7 @@ from fao.gateway.settings import GatewaySettings
 from fao.gateway.signature import valid_signature
 from fao.gateway.status_page import build_status_page
 from fao.gateway.store import INDEXES, GatewayStore
-from fao.gateway.web import build_dashboard
+from fao.gateway.web import build_dashboard, error_page
 from fao.gateway.webhook import WebhookHandler, utc_now
 from fao.runtime.bus import maintenance_bucket
 from fao.runtime.inventory import MonitorCatalog
@@ -185,7 +185,7 @@ def create_app(
 
 def mount_web(app: FastAPI, web: ContextGetter) -> None:
     """The API, the dashboard, the status page and the static files on ``app``."""
-    problems.install(app)
+    problems.install(app, page=error_page())
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

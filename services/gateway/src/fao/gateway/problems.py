@@ -1,18 +1,20 @@
 """Errors as problem details (RFC 9457, ``application/problem+json``) for every error the web face
 answers: our own (``Problem``), FastAPI's validation errors (422, with each invalid field), HTTP
 errors from routing (404 unknown path, 405 wrong method) and anything unexpected (500, logged,
-never a traceback in the answer).
+never a traceback in the answer). An app may also have a page for people (``ErrorPage``: the
+dashboard's, for a browser asking for HTML); every other caller gets problem details.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from nats.errors import Error as NatsError
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
@@ -49,11 +51,18 @@ class ProblemDetails(BaseModel):
 
 
 class Problem(Exception):  # noqa: N818 -- named after what it is answered as (RFC 9457)
-    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, *, headers: dict[str, str] | None = None, words: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers
+        self.words = words  # the catalogue key a page for people says it with (else the status's)
+
+
+ErrorPage = Callable[[Request, int, str | None, str | None], Response | None]
+"""A page for people given the request, status, detail and catalogue key; None: problem details."""
 
 
 def problem_response(
@@ -85,36 +94,51 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return jsonable_encoder(out)  # type: ignore[no-any-return]
 
 
-def install(app: FastAPI) -> None:
-    """Answer every error of ``app`` as problem details."""
+def install(app: FastAPI, page: ErrorPage | None = None) -> None:
+    """Answer every error of ``app`` as problem details (or as ``page``, when it gives one)."""
+
+    def answer(
+        request: Request,
+        status: int,
+        detail: str | None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        words: str | None = None,
+    ) -> Response:
+        shown = page(request, status, detail, words) if page is not None else None
+        if shown is None:
+            return problem_response(status, detail, request.url.path, errors=errors, headers=headers)
+        shown.headers.update(headers or {})
+        return shown
 
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, request.url.path, headers=exc.headers)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return answer(request, exc.status, exc.detail, headers=exc.headers, words=exc.words)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = _field_errors(exc)
         first = errors[0] if errors else None
         detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first else "the request is not valid"
-        return problem_response(422, detail, request.url.path, errors=errors)
+        return answer(request, 422, detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail: str | None = exc.detail if isinstance(exc.detail, str) else None
         if detail == TITLES.get(exc.status_code) or detail in ("Not Found", "Method Not Allowed"):
             detail = None
         headers = dict(exc.headers) if exc.headers else None
-        return problem_response(exc.status_code, detail, request.url.path, headers=headers)
+        return answer(request, exc.status_code, detail, headers=headers)
 
-    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    async def _unavailable(request: Request, exc: Exception) -> Response:
         log.warning("web_store_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-        return problem_response(503, "MongoDB or NATS is not answering; try again", request.url.path)
+        return answer(request, 503, "MongoDB or NATS is not answering; try again")
 
     for kind in (PyMongoError, NatsError, TimeoutError, ConnectionError):
         app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("web_request_failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-        return problem_response(500, "the server could not answer this request", request.url.path)
+        return answer(request, 500, "the server could not answer this request")

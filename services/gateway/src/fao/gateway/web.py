@@ -26,7 +26,7 @@ from fao.gateway.api import record_command, report_file
 from fao.gateway.guard import PUBLIC, ContextGetter, SignedIn, WebContext, context_of, user_role
 from fao.gateway.i18n import LANGUAGES, catalogue, format_day, format_duration, format_time, language_of
 from fao.gateway.outcomes import api_command
-from fao.gateway.problems import Problem
+from fao.gateway.problems import ErrorPage, Problem
 from fao.gateway.sessions import LANGUAGE_COOKIE, PRESESSION_COOKIE, SESSION_COOKIE, new_nonce
 from fao.gateway.sparkline import sparkline
 from fao.runtime import maintenance_windows as windows
@@ -70,7 +70,30 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def check_csrf(ctx: WebContext, nonce: str | None, form: dict[str, str]) -> None:
     if not ctx.signer.csrf_valid(nonce, form.get("csrf")):
-        raise Problem(403, "missing or wrong CSRF token: reload the page and try again")
+        raise Problem(403, "missing or wrong CSRF token: reload the page and try again", words="bad_csrf")
+
+
+def error_page() -> ErrorPage:
+    """An error as a page in the person's language, for a browser asking for HTML (not for htmx's
+    fragment requests, nor for programs: they get problem details)."""
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+
+    def page(request: Request, status: int, detail: str | None, words: str | None) -> Response | None:
+        if "text/html" not in request.headers.get("accept", "") or request.headers.get("hx-request"):
+            return None
+        lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
+        t = catalogue(lang)
+        message = t[words] if words in t else t.get(f"error_{status}", t["error_other"])
+        context = {
+            "t": t, "lang": lang, "user": None, "csrf": "", "embedded": False, "quote": quote,
+            "path": request.url.path if request.method == "GET" else "/",
+            "status": status, "message": message, "detail": detail,
+        }  # fmt: skip
+        response = templates.TemplateResponse(request, "error.html", context, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return page
 
 
 def build_dashboard(getter: ContextGetter) -> APIRouter:
