@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from fao.reporter.archive import ReportFile
 from fao.reporter.availability import IncidentFact, SystemInfo, summarize
 from fao.reporter.line_push import retry_key
 from fao.reporter.localize import Formatter
 from fao.reporter.periods import ReportPeriod
 from fao.reporter.schedule import due_at, is_stale, latest_due, report_id, takeover_id
 from fao.reporter.settings import ReporterSettings
-from fao.reporter.summary import summary_text
+from fao.reporter.summary import report_link, summary_text
 from fao.runtime.thai import Month, thai_digits
 
 PERIOD_CASES = [
@@ -126,6 +128,20 @@ def test_summary_names_availability_incidents_worst_and_the_pdf() -> None:
     thai = summary_text(report, Formatter("th", thai_digits=True), "/srv/r/fao-report-2026-10.pdf")
     assert "๙๙.๙๓๓%" in thai
     assert thai.endswith("/srv/r/fao-report-2026-10.pdf")
+
+
+def test_the_summary_links_the_pdf_under_the_published_folder_or_names_its_path() -> None:
+    files = [
+        ReportFile("html", Path("/srv/reports/fao-report-2026-10.html"), 1, "a"),
+        ReportFile("pdf", Path("/srv/reports/fao-report-2026-10.pdf"), 1, "b"),
+    ]
+    assert report_link(files, None) == "/srv/reports/fao-report-2026-10.pdf"
+    assert (
+        report_link(files, "https://fao.example/reports/")
+        == "https://fao.example/reports/fao-report-2026-10.pdf"
+    )
+    assert report_link(files[:1], "https://fao.example/r") == "https://fao.example/r/fao-report-2026-10.html"
+    assert report_link([], "https://fao.example/r") == "—"
 
 
 FORMAT_CASES = [

@@ -33,7 +33,7 @@ from fao.reporter.read_model import INDEXES, FactStore
 from fao.reporter.requests import REPORT_REQUESTS, finish_request
 from fao.reporter.schedule import latest_due, report_id
 from fao.reporter.settings import ReporterSettings
-from fao.reporter.summary import summary_text
+from fao.reporter.summary import report_link, summary_text
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -148,10 +148,7 @@ class ReportScheduler:
         if settings.line_channel_access_token is None:
             log.warning("report_summary_not_sent", reason="FAO_LINE_CHANNEL_ACCESS_TOKEN is not set")
             return None
-        pdf = next((f for f in files if f.format == "pdf"), files[0] if files else None)
-        link = "—" if pdf is None else str(pdf.path)
-        if pdf is not None and settings.report_link_base:
-            link = f"{settings.report_link_base.rstrip('/')}/{pdf.path.name}"
+        link = report_link(files, settings.report_link_base)
         target = LineTarget(
             base_url=settings.line_api_base,
             access_token=settings.line_channel_access_token.get_secret_value(),

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
+from urllib.parse import quote
 
+from fao.reporter.archive import ReportFile
 from fao.reporter.availability import MonthlyReport
 from fao.reporter.localize import Formatter
 
 WORST_LISTED: Final = 3
 MAX_CHARS: Final = 4900  # LINE allows 5,000 UTF-16 units in a text message
 _LINK: Final = "\x00link\x00"
+
+
+def report_link(files: Sequence[ReportFile], link_base: str | None) -> str:
+    """What the summary points to: the PDF (else the first file written) as a URL under
+    `link_base` when the reports folder is published there, else its path; "—" without files."""
+    chosen = next((f for f in files if f.format == "pdf"), files[0] if files else None)
+    if chosen is None:
+        return "—"
+    if link_base:
+        return f"{link_base.rstrip('/')}/{quote(chosen.path.name)}"
+    return str(chosen.path)
 
 
 def summary_text(report: MonthlyReport, fmt: Formatter, link: str) -> str:
