@@ -54,6 +54,17 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
     store["incident_timeline"].insert_one(
         {"_id": "ev-2", "incident_id": "inc-1", "actor": "line:นิด", "at": now}
     )
+    # an escalation step's claim: the person's LINE id as a target, their e-mail as its fallback
+    store["escalation_steps"].insert_one(
+        {
+            "_id": "inc-1:esc0.0",
+            "incident_id": "inc-1",
+            "targets": [LINE_ID],
+            "plans": [
+                {"target": LINE_ID, "fallbacks": [{"channel": "email", "target": "somchai@example.go.th"}]}
+            ],
+        }
+    )
     store["owner_reviews"].insert_many(
         [
             {"_id": "2026-Q4:noc", "round": "2026-Q4", "team": "noc", "status": "confirmed", "by": "somchai"},
@@ -70,6 +81,9 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
             ("incident_timeline", "ev-1", "actor"),
             ("deliveries", "d-1", "target"),
             ("deliveries", "d-1", "message.text"),
+            ("escalation_steps", "inc-1:esc0.0", "targets[0]"),
+            ("escalation_steps", "inc-1:esc0.0", "plans[0].target"),
+            ("escalation_steps", "inc-1:esc0.0", "plans[0].fallbacks[0].target"),
             ("owner_reviews", "2026-Q4:noc", "by"),
         }
 
@@ -89,6 +103,12 @@ def test_export_then_forget_leaves_a_pseudonym_everywhere(
         assert delivery is not None
         assert delivery["target"] == pseudonym
         assert delivery["message"]["text"] == f"รับทราบโดย {pseudonym}"
+        claim = store["escalation_steps"].find_one({"_id": "inc-1:esc0.0"})
+        assert claim is not None
+        assert claim["targets"] == [pseudonym]
+        assert claim["plans"] == [
+            {"target": pseudonym, "fallbacks": [{"channel": "email", "target": pseudonym}]}
+        ]
         other = store["incident_timeline"].find_one({"_id": "ev-2"})
         assert other is not None
         assert other["actor"] == "line:นิด", "nobody else is touched"

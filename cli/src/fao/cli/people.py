@@ -3,8 +3,8 @@
 A person's identifiers are their ``id``, ``name``, LINE user id, e-mail and phone (config). Both
 commands search every collection that can hold them (``PERSONAL_COLLECTIONS``: incidents and their
 timeline — who acknowledged or resolved —, deliveries and the outbox — rendered messages naming
-them, escalations to their LINE id —, the reporter's facts, LINE groups, and the Official Account's
-reports, pending reports and rate-limit slots), walking
+them —, escalation step claims — their LINE id and e-mail as targets —, the reporter's facts,
+LINE groups, and the Official Account's reports, pending reports and rate-limit slots), walking
 each document's strings; and the fields that name a person by id (``ID_FIELDS``: who answered an
 owner review):
 
@@ -51,6 +51,7 @@ PERSONAL_COLLECTIONS: Final = (
     "outbox",
     "report_facts",
     "escalations",
+    "escalation_steps",
     "line_groups",
     "oa_reports",
     "oa_pending_reports",
