@@ -26,6 +26,7 @@ from fao.reporter.availability import (
     SystemInfo,
     summarize_with_previous,
 )
+from fao.reporter.charts import hours_axis
 from fao.reporter.formats import FORMATS, PRINT_INCIDENT_LIMIT, RENDERERS, RenderContext, renderer
 from fao.reporter.localize import Formatter
 from fao.runtime.thai import Month
@@ -296,3 +297,15 @@ def test_charts_are_png_images_in_the_html(thai: RenderContext) -> None:
             assert image.width > 500
     html = renderer("html").render(context).decode()
     assert html.count('src="data:image/png;base64,') == 3
+
+
+@pytest.mark.parametrize(
+    ("hours", "axis"),
+    [
+        pytest.param([0.0, 0.0], (0.0, 1.0), id="quiet month: 0-1 h, no -0.0 ticks"),
+        pytest.param([], (0.0, 1.0), id="no teams"),
+        pytest.param([2.0, 0.5], (0.0, 2.1), id="room after the longest bar"),
+    ],
+)
+def test_downtime_by_team_axis_starts_at_zero(hours: list[float], axis: tuple[float, float]) -> None:
+    assert hours_axis(hours) == pytest.approx(axis)

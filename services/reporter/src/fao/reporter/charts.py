@@ -114,6 +114,13 @@ def timeline_chart(report: MonthlyReport, fmt: Formatter) -> Chart:
     return Chart("timeline", title, _png(figure))
 
 
+def hours_axis(hours: Sequence[float]) -> tuple[float, float]:
+    """The downtime axis from 0: a quiet month gets 0–1 h (matplotlib centred an all-zero axis on
+    0 and printed "-0.0" ticks), otherwise a little room after the longest bar."""
+    longest = max(hours, default=0.0)
+    return 0.0, longest * 1.05 if longest > 0 else 1.0
+
+
 def teams_chart(report: MonthlyReport, fmt: Formatter) -> Chart:
     title = fmt.t("chart_teams")
     teams = list(report.teams)[:MAX_BARS]
@@ -122,6 +129,7 @@ def teams_chart(report: MonthlyReport, fmt: Formatter) -> Chart:
     names = [t.team_name or t.team or "—" for t in reversed(teams)]
     hours = [t.downtime.total_seconds() / 3600 for t in reversed(teams)]
     axes.barh(names, hours, color=BAR_COLOUR)
+    axes.set_xlim(*hours_axis(hours))
     axes.xaxis.set_major_formatter(_tick_text(fmt, "{:,.1f}"))
     axes.tick_params(labelsize=8)
     axes.set_title(title, fontsize=10)
