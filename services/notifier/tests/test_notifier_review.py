@@ -106,6 +106,23 @@ def test_the_current_round_is_due_from_its_hour_until_the_quarter_ends() -> None
     assert due_round(bangkok(2026, 10, 10, 8, 0), late) == "2026-Q4"
 
 
+def test_a_half_yearly_or_yearly_review_has_rounds_in_its_quarters_only() -> None:
+    half = ReviewSchedule(quarters=2)
+    assert due_round(bangkok(2026, 1, 1, 10, 0), half) == "2026-Q1"
+    assert due_round(bangkok(2026, 4, 1, 10, 0), half) is None, "no round in April"
+    assert due_round(bangkok(2026, 7, 1, 10, 0), half) == "2026-Q3"
+    assert due_round(bangkok(2026, 12, 31, 23, 0), half) is None
+    yearly = ReviewSchedule(quarters=4)
+    assert [due_round(bangkok(2026, month, 2, 0, 0), yearly) for month in (1, 4, 7, 10)] == [
+        "2026-Q1",
+        None,
+        None,
+        None,
+    ]
+    with pytest.raises(ValueError, match="every 1, 2 or 4 quarters"):
+        ReviewSchedule(quarters=3)
+
+
 @pytest.mark.parametrize(("day", "hour"), [(0, 10), (29, 10), (1, 24), (1, -1)])
 def test_a_schedule_outside_every_month_or_day_is_refused(day: int, hour: int) -> None:
     with pytest.raises(ValueError, match="review day"):
@@ -117,6 +134,17 @@ def test_the_settings_default_to_10_o_clock_on_the_first_day_and_refuse_day_29()
     assert (settings.review_enabled, settings.review_day, settings.review_hour) == (True, 1, 10)
     with pytest.raises(ValueError, match="review_day"):
         NotifierSettings(review_day=29)
+    assert settings.review_every_quarters == 1
+
+
+def test_the_review_may_be_half_yearly_or_yearly_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAO_REVIEW_EVERY_QUARTERS", "2")
+    assert NotifierSettings().review_every_quarters == 2
+    monkeypatch.setenv("FAO_REVIEW_EVERY_QUARTERS", "3")
+    with pytest.raises(ValueError, match="a review every 1, 2 or 4 quarters"):
+        NotifierSettings()
 
 
 # --- the message -------------------------------------------------------------------------------

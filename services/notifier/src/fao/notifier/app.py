@@ -135,7 +135,9 @@ def build(settings: NotifierSettings | None = None) -> ServiceApp:
                 ChannelContext(rt.db, utc_now, settings, line, publish=publish_command)
             ),
             storm=storm,
-            review=ReviewSchedule(settings.review_day, settings.review_hour) if settings.review_enabled else None,
+            review=ReviewSchedule(
+                settings.review_day, settings.review_hour, settings.review_every_quarters
+            ) if settings.review_enabled else None,
             quota=None if quota_api is None else QuotaWatch(
                 rt.db, quota_api, outbox=Outbox(rt.db), catalogue=catalogue, clock=utc_now,
                 refresh_interval=settings.quota_refresh_interval,

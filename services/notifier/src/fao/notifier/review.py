@@ -3,7 +3,9 @@ systems and members Fao has for the team are still right.
 
 **When.** A round is a quarter in Bangkok time, named ``"<year>-Q<n>"``. It is *due* from
 ``FAO_REVIEW_HOUR`` o'clock on day ``FAO_REVIEW_DAY`` of the quarter's first month (January,
-April, July, October) until the quarter ends (``due_round``, pure): a notifier that was not
+April, July, October) until the quarter ends (``due_round``, pure); with
+``FAO_REVIEW_EVERY_QUARTERS`` 2 or 4 only the first and third quarters (January, July), or the
+first (January), have a round: a notifier that was not
 running at that hour sends it when it starts; on a first deployment mid-quarter the current
 round is sent at once. The dispatcher's supervisor calls ``OwnerReview.tick`` every second.
 
@@ -56,14 +58,19 @@ QUARTER_FIRST_MONTHS: Final = (1, 4, 7, 10)
 
 @dataclass(frozen=True)
 class ReviewSchedule:
-    """When a round is due: ``day`` (1–28) and ``hour`` (0–23, Bangkok) of a quarter's first month."""
+    """When a round is due: ``day`` (1–28) and ``hour`` (0–23, Bangkok) of a quarter's first month,
+    every ``quarters`` quarters from the first of the year (1: each quarter, 2: half-yearly, 4:
+    yearly)."""
 
     day: int = 1
     hour: int = 10
+    quarters: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.day <= 28 or not 0 <= self.hour <= 23:
             raise ValueError(f"review day must be 1-28 and hour 0-23, not {self.day} and {self.hour}")
+        if self.quarters not in (1, 2, 4):
+            raise ValueError(f"a review every 1, 2 or 4 quarters, not {self.quarters}")
 
 
 def round_of(at: datetime) -> str:
@@ -82,8 +89,11 @@ def due_at(round_id: str, schedule: ReviewSchedule) -> datetime:
 
 
 def due_round(now: datetime, schedule: ReviewSchedule) -> str | None:
-    """The round to send at ``now``: the current quarter's once its time has come, else None."""
+    """The round to send at ``now``: the current quarter's once its time has come (when it is a
+    quarter with a round), else None."""
     current = round_of(now)
+    if (int(current[-1]) - 1) % schedule.quarters:
+        return None
     return current if now >= due_at(current, schedule) else None
 
 

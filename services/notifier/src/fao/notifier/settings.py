@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from fao.runtime.settings import ServiceSettings
 
@@ -67,7 +67,15 @@ class NotifierSettings(ServiceSettings):
     language: Language = "th"
     # Quarterly owner review (fao.notifier.review): each team's LINE groups are asked to confirm
     # their systems and members at review_hour (Bangkok) on review_day of January, April, July
-    # and October.
+    # and October; review_every_quarters 2: January and July only, 4: January only.
     review_enabled: bool = True
     review_day: int = Field(default=1, ge=1, le=28)
     review_hour: int = Field(default=10, ge=0, le=23)
+    review_every_quarters: int = 1
+
+    @field_validator("review_every_quarters")
+    @classmethod
+    def _every_1_2_or_4(cls, value: int) -> int:
+        if value not in (1, 2, 4):
+            raise ValueError("a review every 1, 2 or 4 quarters")
+        return value
