@@ -125,7 +125,7 @@ async def test_a_long_failing_step_keeps_the_screenshot_path_whole(
 ) -> None:
     """The detail is cut to its limit in the step's text, never in the screenshot's path."""
     text = "Welcome to the e-service of the ministry, " * 10
-    outcome = await checker.run(_journey(site, {"expect_text": text.strip()}), 5.0)
+    outcome = await checker.run(_journey(site, {"expect_text": text.strip()}), 2.5)
     assert outcome.error_kind is ErrorKind.KEYWORD
     assert len(outcome.detail) <= DETAIL_MAX
     [shot] = (tmp_path / "shots").glob("*-step6.png")
