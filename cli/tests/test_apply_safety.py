@@ -427,3 +427,31 @@ def test_duplicate_keys_and_dependency_cycles_are_refused_with_file_and_line(
     assert f"{config / 'extra.yaml'}:2: systems.depends_on: dependency cycle: a -> b -> a" in result.output
     assert "Traceback" not in result.output
     assert ids(stored, mongo_db_name, "systems") == []
+
+
+def drop_monitors(config: Path, count: int) -> list[str]:
+    """Remove the first ``count`` monitors of checks.yaml; return their ids."""
+    path = config / "checks.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    dropped = [m["id"] for m in data["monitors"][:count]]
+    data["monitors"] = data["monitors"][count:]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return dropped
+
+
+def test_the_force_threshold_is_more_than_a_fifth_of_a_kind(
+    env: None, tmp_path: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    """Of 19 monitors, pruning 3 (16 %) needs no --force, pruning 4 more of the 16 left (25 %) does."""
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config)
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    few = drop_monitors(config, 3)
+    pruned = fao("apply", "--yes", "--prune", str(config))
+    assert pruned.exit_code == 0, pruned.output
+    assert not set(few) & set(ids(stored, mongo_db_name, "monitors"))
+    many = drop_monitors(config, 4)
+    refused = fao("apply", "--yes", "--prune", str(config))
+    assert refused.exit_code == 1
+    assert "this would remove 4 of 16 monitors (more than 20%)" in refused.output
+    assert set(many) <= set(ids(stored, mongo_db_name, "monitors"))
