@@ -40,13 +40,14 @@ from pathlib import Path
 import nats
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.*
 
 from bench.correlator_throughput import publish_all
 
-from fao.correlator.app import CorrelatorSettings
+from fao.correlator.app import RESULTS_GROUP, CorrelatorSettings
 from fao.correlator.app import build as build_correlator
 from fao.notifier.app import build as build_notifier
 from fao.notifier.settings import NotifierSettings
@@ -179,6 +180,7 @@ async def storm(args: argparse.Namespace) -> int:
                 mongo_db="bench",
                 http_port=-1,
                 log_level="warning",
+                results_group=args.group,
             )
             t0 = datetime.now(UTC)
             async with serving(build_correlator(settings)):
@@ -220,6 +222,14 @@ async def storm(args: argparse.Namespace) -> int:
                 f"storm: {2 * len(checks):,} failing results ({published:,} messages, published in {publish_s:.2f} s)"
                 f" settled {took:.2f} s after the first publish: {2 * len(checks) / took:,.0f} results/s;"
                 f" correlator CPU {cpu:.1f} s ({cpu / (2 * len(checks)) * 1e6:,.0f} µs/result)",
+                flush=True,
+            )
+            groups = REGISTRY.get_sample_value(
+                "fao_message_groups_total", {"service": "correlator", "outcome": "ok"}
+            )
+            print(
+                f"result messages committed in groups of up to {args.group}: {groups or 0:.0f} groups of several"
+                f" (the rest one by one)",
                 flush=True,
             )
             if decided:
@@ -284,6 +294,12 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=10)
     parser.add_argument("--flat", action="store_true", help="no dependencies: every system its own outage")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=RESULTS_GROUP,
+        help="result messages committed together at most (1: none)",
+    )
     args = parser.parse_args()
     args.monitors = max(PER_SYSTEM * (args.branches + 2), min(args.monitors, 20_000))
     raise SystemExit(asyncio.run(storm(args)))

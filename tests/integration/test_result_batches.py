@@ -167,11 +167,15 @@ class _FailingStore(CorrelatorStore):
 
 
 async def _run_batches(
-    nats_url: str, db: AsyncDatabase[Document], runs: list[tuple[int | None, list[CheckResult]]]
+    nats_url: str,
+    db: AsyncDatabase[Document],
+    runs: list[tuple[int | None, list[CheckResult]]],
+    messages: int = 1,
 ) -> int:
-    """Apply each run's results as one batch in a fresh Correlator (a new process: state recovered
-    from the store), whose store fails after the given number of commits (None: never). Returns
-    the commit steps of the last run. The state bucket is emptied first: ``db`` starts afresh."""
+    """Apply each run's results as one batch (or, with ``messages`` > 1, as that many messages
+    handled as one group) in a fresh Correlator (a new process: state recovered from the store),
+    whose store fails after the given number of commits (None: never). Returns the commit steps of
+    the last run. The state bucket is emptied first: ``db`` starts afresh."""
     settings = CorrelatorSettings(nats_url=nats_url, http_port=-1)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -188,11 +192,13 @@ async def _run_batches(
             store = _FailingStore(db, js, states, fail_after)
             correlator = Correlator(broker, store, catalog, clock=lambda: fixed)
             await correlator.recover()
+            size = -(-len(results) // messages)
+            group = [results[i : i + size] for i in range(0, len(results), size)]
             if fail_after is None:
-                await correlator.apply_all(results)
+                assert await correlator.apply_group(group) == [None] * len(group)
             else:
                 with pytest.raises(ConnectionError):
-                    await correlator.apply_all(results)
+                    await correlator.apply_group(group)
             commits = store.commits
     finally:
         await broker.stop()
@@ -221,6 +227,33 @@ async def test_a_batch_redelivered_after_a_crash_mid_batch_ends_as_an_undisturbe
         assert await _snapshot_of(nats_url, crashed) == expected, f"store failing after {fail_after} steps"
         await client.drop_database(crashed.name)
     await client.drop_database(reference.name)
+    assert await _stream_messages(nats_url, s.INCIDENTS_STREAM) == events_once, "no event twice"
+
+
+async def test_a_group_of_messages_redelivered_after_a_crash_ends_as_an_undisturbed_run(
+    tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """The same results as three messages committed as one group (what the correlator does with
+    messages already waiting): one commit for the group, and for every point of failure in it,
+    the group coming again ends in the documents of one undisturbed batch, no event twice."""
+    await _apply_inventory(tmp_path, nats_url, mongo_url, mongo_db.name)
+    client = mongo_db.client
+    reference = client[f"{mongo_db.name}_ref"]
+    await _run_batches(nats_url, reference, [(None, STORM)])
+    expected = await _snapshot_of(nats_url, reference)
+    events_once = await _stream_messages(nats_url, s.INCIDENTS_STREAM)
+    grouped = client[f"{mongo_db.name}_group"]
+    commits = await _run_batches(nats_url, grouped, [(None, STORM)], messages=3)
+    assert await _snapshot_of(nats_url, grouped) == expected, "a group decides what one batch does"
+    single = await _run_batches(nats_url, client[f"{mongo_db.name}_one"], [(None, STORM)])
+    assert commits == single, "the group commits in as many steps as one batch of the same results"
+    for fail_after in range(commits):
+        crashed = client[f"{mongo_db.name}_k{fail_after}"]
+        await _run_batches(nats_url, crashed, [(fail_after, STORM), (None, STORM)], messages=3)
+        assert await _snapshot_of(nats_url, crashed) == expected, f"store failing after {fail_after} steps"
+        await client.drop_database(crashed.name)
+    for name in (reference.name, grouped.name, f"{mongo_db.name}_one"):
+        await client.drop_database(name)
     assert await _stream_messages(nats_url, s.INCIDENTS_STREAM) == events_once, "no event twice"
 
 

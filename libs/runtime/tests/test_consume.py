@@ -1,18 +1,19 @@
-"""The consumer policy of ``fao.runtime.consume.subscribe`` on a real stream: tolerant reading and a
-bounded number of deliveries for a handler that keeps failing."""
+"""The consumer policy of ``fao.runtime.consume.subscribe`` on a real stream: tolerant reading, a
+bounded number of deliveries for a handler that keeps failing, and groups of pending messages
+(settled per message, one by one again when the group handler fails)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
-from fao.runtime.consume import subscribe
+from fao.runtime.consume import GroupHandler, subscribe
 from fao.schemas import Command
 from fao.schemas import subjects as s
 
@@ -20,13 +21,17 @@ DURABLE = "t-consume"
 
 
 async def start_consumer(
-    nats_url: str, handler: Callable[[Command], Awaitable[None]], max_deliveries: int = 20
+    nats_url: str,
+    handler: Callable[[Command], Awaitable[None]],
+    max_deliveries: int = 20,
+    group: GroupHandler[Command] | None = None,
+    group_max: int = 1,
 ) -> NatsBroker:
     broker = NatsBroker(nats_url)
     subscribe(
         broker, "t-service", subject=s.COMMANDS_SUBJECTS, stream=s.COMMANDS_STREAM, durable=DURABLE,
         model=Command, handler=handler, title="t", description="test consumer",
-        max_deliveries=max_deliveries,
+        max_deliveries=max_deliveries, group=group, group_max=group_max,
     )  # fmt: skip
     await broker.start()
     return broker
@@ -94,3 +99,102 @@ async def test_a_handler_that_keeps_failing_is_given_up_after_max_deliveries(
     finally:
         await broker.stop()
         await dead_letters.unsubscribe()
+
+
+async def test_pending_messages_are_handled_as_groups_in_order_and_settled_one_by_one(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    """Ten messages waiting (one not even a command, one the handler rejects): the group handler
+    sees the valid ones in stream order, never more than ``group_max`` at once; the invalid and the
+    rejected one are dead-lettered with their reasons, every message is acknowledged."""
+    bodies = [command_body(text=f"n{n}") for n in range(10)]
+    bodies[3] = b'{"not": "a command"}'
+    reject = json.loads(bodies[6])["command_id"]
+    for body in bodies:
+        await js.publish(s.command_subject("note"), body, stream=s.COMMANDS_STREAM)
+    groups: list[list[str]] = []
+    singles: list[Command] = []
+
+    async def group(commands: list[Command]) -> Sequence[str | None]:
+        groups.append([c.text for c in commands])
+        return ["not this one" if str(c.command_id) == reject else None for c in commands]
+
+    async def single(command: Command) -> None:
+        singles.append(command)
+
+    dead_letters = await js.subscribe(s.dead_letter_subject("t-service"), stream=s.DEAD_LETTER_STREAM)
+    broker = await start_consumer(nats_url, single, group=group, group_max=4)
+    try:
+        await settled(js)
+        reasons = sorted(
+            [(await dead_letters.next_msg(timeout=5.0)).headers or {} for _ in range(2)],
+            key=lambda h: h["Fao-Reason"],
+        )
+        assert reasons[0]["Fao-Reason"].startswith("command_id: Field required")
+        assert reasons[1]["Fao-Reason"] == "not this one"
+        handled = [text for g in groups for text in g] + [c.text for c in singles]
+        assert sorted(handled) == sorted(f"n{n}" for n in range(10) if n != 3)
+        assert [text for g in groups for text in g] == sorted(
+            (text for g in groups for text in g), key=lambda x: int(x[1:])
+        ), "stream order inside and across groups"
+        assert max(len(g) for g in groups) <= 4
+        assert any(len(g) > 1 for g in groups), f"ten waiting messages taken together: {groups}"
+        info = await js.consumer_info(s.COMMANDS_STREAM, DURABLE)
+        assert info.num_ack_pending == 0
+        assert info.num_redelivered == 0
+    finally:
+        await broker.stop()
+        await dead_letters.unsubscribe()
+
+
+async def test_a_failing_group_is_handled_one_message_at_a_time(nats_url: str, js: JetStreamContext) -> None:
+    """The group handler fails (one poisoned message among them): each message then goes through
+    the single-message path, so the good ones are applied and only the poisoned one is retried
+    and given up."""
+    bodies = [command_body(text=f"n{n}") for n in range(5)]
+    poisoned = json.loads(bodies[2])["command_id"]
+    for body in bodies:
+        await js.publish(s.command_subject("note"), body, stream=s.COMMANDS_STREAM)
+    group_calls: list[int] = []
+    applied: list[str] = []
+
+    async def group(commands: list[Command]) -> Sequence[str | None]:
+        group_calls.append(len(commands))
+        raise RuntimeError("one of them breaks the commit")
+
+    async def single(command: Command) -> None:
+        if str(command.command_id) == poisoned:
+            raise RuntimeError("poisoned")
+        applied.append(command.text)
+
+    dead_letters = await js.subscribe(s.dead_letter_subject("t-service"), stream=s.DEAD_LETTER_STREAM)
+    broker = await start_consumer(nats_url, single, max_deliveries=2, group=group, group_max=8)
+    try:
+        dead = await dead_letters.next_msg(timeout=15.0)
+        assert dead.headers is not None
+        assert dead.headers["Fao-Reason"] == "gave up after 2 deliveries: RuntimeError: poisoned"
+        await settled(js)
+        assert group_calls
+        assert group_calls[0] > 1
+        assert sorted(set(applied)) == ["n0", "n1", "n3", "n4"]
+    finally:
+        await broker.stop()
+        await dead_letters.unsubscribe()
+
+
+async def test_a_message_on_an_idle_stream_is_handled_alone_at_once(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    """Nothing pending behind it: no group is waited for, the single-message handler takes it."""
+    received: asyncio.Queue[Command] = asyncio.Queue()
+
+    async def group(commands: list[Command]) -> Sequence[str | None]:
+        raise AssertionError(f"no group expected, got {len(commands)}")
+
+    broker = await start_consumer(nats_url, received.put, group=group, group_max=8)
+    try:
+        await js.publish(s.command_subject("ack"), command_body(), stream=s.COMMANDS_STREAM)
+        await asyncio.wait_for(received.get(), 10.0)
+        await settled(js)
+    finally:
+        await broker.stop()

@@ -31,19 +31,31 @@ newer producer that adds an optional field never sends an older consumer's messa
 Consumers use a short ``ACK_WAIT`` so a message held by a crashed process is redelivered within
 seconds; while a handler is still working, ``process`` tells the server so (``in_progress``)
 every ``HEARTBEAT`` seconds, so a slow handler is not mistaken for a dead one.
+
+A consumer may also take *groups* (``subscribe(group=..., group_max=N)``): when a message arrives
+and the server says more are pending (``num_pending`` of its delivery), up to ``N - 1`` of them are
+fetched at once (never waited for: an idle stream gives a group of one without delay) and handed
+to the group handler together, in stream order, with one heartbeat for all. The group handler
+makes all their effects durable at once and returns a verdict per message (``None``: applied, or a
+``Rejected`` reason); then every message is acknowledged (or dead-lettered with its reason). If the
+group handler raises, each message of the group goes through ``process`` on its own, so failures,
+retries and giving up stay per message exactly as above: one poisoned message never takes its
+neighbours with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
+import nats.errors
 import structlog
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import INBOX_PREFIX
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
@@ -91,6 +103,14 @@ def ordered_pull() -> PullSub[Literal[False]]:
 
 
 MESSAGES = Counter("fao_messages_total", "Bus messages handled", ["service", "outcome"])
+GROUPS = Counter(
+    "fao_message_groups_total", "Groups of several messages handled at once", ["service", "outcome"]
+)
+# How long fetching the rest of a group may take: the messages are known to be pending, so they
+# come at once; this only bounds a race with another consumer of the same durable.
+GROUP_FETCH_TIMEOUT = 0.2
+
+GroupHandler = Callable[[list[M]], Awaitable[Sequence[str | None]]]
 
 
 def retry_delay(num_delivered: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -135,14 +155,19 @@ async def undecoded(_: object) -> None:
     return
 
 
-async def _heartbeat(msg: Msg) -> None:
-    """Tell the server the message is still being worked on; stops quietly if it cannot."""
+async def _heartbeat(*msgs: Msg) -> None:
+    """Tell the server the messages are still being worked on; stops quietly if it cannot."""
     try:
         while True:
             await asyncio.sleep(HEARTBEAT)
-            await msg.in_progress()
+            for msg in msgs:
+                await msg.in_progress()
     except Exception as exc:  # the handler's own outcome decides ack/nak; this is only a keep-alive
         log.debug("heartbeat_stopped", error=str(exc))
+
+
+def _invalid(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
 
 
 async def process(
@@ -158,8 +183,7 @@ async def process(
     try:
         item = model.model_validate_json(msg.data)
     except ValidationError as exc:
-        reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        await _dead_letter_and_ack(broker, service, msg, reason, "dead_letter", "message_invalid")
+        await _dead_letter_and_ack(broker, service, msg, _invalid(exc), "dead_letter", "message_invalid")
         return
     beat = asyncio.create_task(_heartbeat(msg))
     try:
@@ -183,6 +207,52 @@ async def process(
         beat.cancel()
     await msg.ack()
     MESSAGES.labels(service, "ok").inc()
+
+
+async def process_group(
+    broker: NatsBroker,
+    service: str,
+    msgs: list[Msg],
+    model: type[M],
+    handler: Callable[[M], Awaitable[None]],
+    group: GroupHandler[M],
+    max_deliveries: int = MAX_DELIVERIES,
+) -> None:
+    """Validate ``msgs`` (the invalid ones are dead-lettered), hand the rest to ``group`` at once,
+    and settle each by its verdict; if ``group`` raises, settle each through ``process`` on its own
+    (see the module docstring)."""
+    valid: list[tuple[Msg, M]] = []
+    for msg in msgs:
+        try:
+            valid.append((msg, model.model_validate_json(msg.data)))
+        except ValidationError as exc:
+            await _dead_letter_and_ack(broker, service, msg, _invalid(exc), "dead_letter", "message_invalid")
+    if not valid:
+        return
+    kept = [msg for msg, _ in valid]
+    beat = asyncio.create_task(_heartbeat(*kept))
+    verdicts: list[str | None] | None = None
+    try:
+        verdicts = list(await group([item for _, item in valid]))
+        if len(verdicts) != len(valid):
+            raise RuntimeError(f"{len(verdicts)} verdicts for {len(valid)} messages")
+    except Exception as exc:
+        verdicts = None
+        log.warning("message_group_failed", messages=len(valid), error=f"{type(exc).__name__}: {exc}")
+    finally:
+        beat.cancel()
+    if verdicts is None:
+        GROUPS.labels(service, "one_by_one").inc()
+        for msg in kept:
+            await process(broker, service, msg, model, handler, max_deliveries)
+        return
+    GROUPS.labels(service, "ok").inc()
+    for msg, reason in zip(kept, verdicts, strict=True):
+        if reason is None:
+            await msg.ack()
+            MESSAGES.labels(service, "ok").inc()
+        else:
+            await _dead_letter_and_ack(broker, service, msg, reason, "rejected", "message_rejected")
 
 
 async def _dead_letter_and_ack(
@@ -220,20 +290,26 @@ def subscribe(
     title: str,
     description: str,
     max_deliveries: int = MAX_DELIVERIES,
+    group: GroupHandler[M] | None = None,
+    group_max: int = 1,
 ) -> None:
     """Register a durable, ordered consumer with Fao's whole policy in one place: stream owned by
     ``fao.runtime.bus`` (not declared here), ``ACK_WAIT`` kept alive by the heartbeat, one message
     per pull, manual ack, raw bytes (``undecoded``), and every message settled by ``process``
     (dead-lettered once its handler has failed ``max_deliveries`` times; the server gives up
-    ``MAX_DELIVER_MARGIN`` deliveries later if even that keeps failing). The consumer config is
-    applied when the durable is created: nats-py binds to an existing durable as it is."""
+    ``MAX_DELIVER_MARGIN`` deliveries later if even that keeps failing). With ``group`` and
+    ``group_max`` > 1, messages already pending behind the one pulled are taken with it, up to
+    ``group_max``, and settled by ``process_group``. The consumer config is applied when the
+    durable is created: nats-py binds to an existing durable as it is."""
     if max_deliveries < 1:
         raise ValueError("max_deliveries must be at least 1")
+    if group_max < 1 or (group_max > 1 and group is None):
+        raise ValueError("group_max must be at least 1, and above 1 only with a group handler")
     # A broker connecting as a NATS user takes pull deliveries on that user's own inboxes (the only
     # ones it may subscribe to, ``fao.runtime.auth``); FastStream would otherwise use ``_INBOX.``.
     inbox: str | None = getattr(broker, "inbox_prefix", None)
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         subject,
         stream=JStream(stream, declare=False),
         durable=durable,
@@ -245,5 +321,26 @@ def subscribe(
         title=title,
         description=description,
     )
+
     async def on_message(msg: NatsMessage) -> None:
-        await process(broker, service, msg.raw_message, model, handler, max_deliveries)
+        first: Msg = msg.raw_message
+        pending = first.metadata.num_pending or 0
+        pull = getattr(subscriber, "subscription", None)
+        if (
+            group is None
+            or group_max < 2
+            or pending < 1
+            or not isinstance(pull, JetStreamContext.PullSubscription)
+        ):
+            await process(broker, service, first, model, handler, max_deliveries)
+            return
+        more: list[Msg] = []
+        try:
+            more = await pull.fetch(batch=min(group_max - 1, pending), timeout=GROUP_FETCH_TIMEOUT)
+        except (TimeoutError, nats.errors.TimeoutError):
+            pass  # taken by another consumer meanwhile: a group of one
+        except Exception as exc:  # the bus went away: settle the first one; the rest are redelivered
+            log.warning("message_group_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+        await process_group(broker, service, [first, *more], model, handler, group, max_deliveries)
+
+    subscriber(on_message)

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from faststream.nats import JStream, NatsBroker
 from prometheus_client import Counter, Gauge
+from pydantic import Field
 
 from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState
@@ -97,6 +98,8 @@ IMPLAUSIBLE = {
 }
 # An event whose snapshot would not fit its stream lists at most this many dependants/monitors.
 MAX_LISTED = 2000
+# At most this many result messages are committed together by default (``results_group``).
+RESULTS_GROUP = 32
 
 Clock = Callable[[], datetime]
 
@@ -106,7 +109,13 @@ def utc_now() -> datetime:
 
 
 class CorrelatorSettings(ServiceSettings):
-    """Only the common settings so far; a class of its own so additions have a home."""
+    """The common settings, and how many result messages are committed together at most."""
+
+    # Result messages already waiting behind the one pulled are applied with it and committed
+    # together (``Correlator.apply_group``), up to this many. A storm's messages then cost one
+    # commit per group instead of one each: 10,000 monitors failing at once (bench/correlator_storm.py)
+    # settle in the time of a few FerretDB commits. 1 turns grouping off.
+    results_group: int = Field(default=RESULTS_GROUP, ge=1, le=256)
 
 
 class Correlator:
@@ -241,32 +250,39 @@ class Correlator:
         self._behind = self._evidence is not None and now - self._evidence > LIVE_LAG
 
     async def apply_all(self, results: list[CheckResult]) -> None:
-        """Apply the results of one message in order, each through ``apply``. An implausible
-        result does not stop the others: once they are applied, the message is dead-lettered
-        (``Rejected``) with the reasons.
+        """Apply the results of one message (``apply_group`` of one); raises ``Rejected`` when
+        some were implausible (the message is dead-lettered with the reasons)."""
+        [reason] = await self.apply_group([results])
+        if reason is not None:
+            raise Rejected(reason)
 
-        Group commit: the decisions of one message take effect in memory at once (so the next
-        result sees them) and are committed together before the message is acknowledged — one
+    async def apply_group(self, messages: list[list[CheckResult]]) -> list[str | None]:
+        """Apply the results of several messages (each a list, in stream order), each result
+        through ``apply``, and return per message ``None`` or why some of its results were
+        rejected (implausible: the message is then dead-lettered with the reasons; its other
+        results still count).
+
+        Group commit: the decisions of the group take effect in memory at once (so the next
+        result sees them) and are committed together before the messages are acknowledged — one
         journal entry for all of them, or a plain write of the changed states when no incident
         or event is involved — and before any other decision (a command, a tick), so the order
         of commits is still the order of decisions. A crash before that commit loses only
-        decisions whose results are redelivered (the message was not acknowledged); a failed
-        commit is tried again before anything else is decided."""
-        reasons: list[str] = []
+        decisions whose results are redelivered (no message of the group was acknowledged); a
+        failed commit is tried again before anything else is decided."""
+        verdicts: list[str | None] = []
         try:
-            for result in results:
-                try:
-                    await self.apply(result, defer=True)
-                except Rejected as exc:
-                    reasons.append(exc.reason)
+            for results in messages:
+                reasons: list[str] = []
+                for result in results:
+                    try:
+                        await self.apply(result, defer=True)
+                    except Rejected as exc:
+                        reasons.append(exc.reason)
+                verdicts.append(_verdict(len(results), reasons))
         finally:
             async with self._lock:
                 await self._flush()
-        if not reasons:
-            return
-        if len(results) == 1:
-            raise Rejected(reasons[0])
-        raise Rejected(f"{len(reasons)} of {len(results)} results rejected: " + "; ".join(reasons[:5]))
+        return verdicts
 
     async def apply(self, result: CheckResult, *, defer: bool = False) -> None:
         async with self._lock:
@@ -490,6 +506,15 @@ class Correlator:
                 log.warning("tick_failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _verdict(count: int, reasons: list[str]) -> str | None:
+    """Why a message of ``count`` results is rejected (None: it is not)."""
+    if not reasons:
+        return None
+    if count == 1:
+        return reasons[0]
+    return f"{len(reasons)} of {count} results rejected: " + "; ".join(reasons[:5])
+
+
 def _add_coalesced(events: list[IncidentEvent], event: IncidentEvent) -> None:
     """Append ``event``; monitors joining an incident whose latest event in ``events`` is also a
     join make one event (the first one's id and time, the incident as it is now, every monitor that
@@ -519,12 +544,16 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     async def apply(message: ResultMessage) -> None:
         await ready[SERVICE].apply_all(message.results)
 
+    async def apply_group(messages: list[ResultMessage]) -> list[str | None]:
+        return await ready[SERVICE].apply_group([message.results for message in messages])
+
     async def command(cmd: Command) -> None:
         await ready[SERVICE].command(cmd)
 
     subscribe(
         broker, SERVICE, subject=s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM,
         durable=s.CORRELATOR_RESULTS_CONSUMER, model=ResultMessage, handler=apply,
+        group=apply_group, group_max=settings.results_group,
         title="correlator/results",
         description=(
             "Check results from every prober: ResultBatch messages on fao.results.batch.<zone>.<partition>"
