@@ -27,6 +27,8 @@ from fao.runtime.auth import render_config, write_private
 
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+# Starts of nats-server on a port chosen here before giving up (see ``start_nats``).
+PORT_ATTEMPTS = 3
 
 
 class LaunchError(RuntimeError):
@@ -159,8 +161,11 @@ def start_nats(
 
     With ``users`` (user → password for every user in ``fao.runtime.auth.USERS``) the server
     requires authorization: ``data_dir/auth.conf`` (mode 0600) holds the users and their
-    least-privilege permissions (``fao.runtime.auth``). The URL returned carries no credentials."""
-    port = port or free_port()
+    least-privilege permissions (``fao.runtime.auth``). The URL returned carries no credentials.
+
+    A free port can be taken by another process between ``free_port()`` and the server's bind: a
+    server on a port chosen here that exits before listening is started again on another one
+    (``PORT_ATTEMPTS`` starts in all)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config: list[str] = []
     if users is not None:
@@ -168,13 +173,23 @@ def start_nats(
         write_private(conf, render_config(users))
         config = ["-c", str(conf)]
     command = [str(nats_server_binary()), *config, "-js", "-sd", str(data_dir)]
-    proc = subprocess.Popen(
-        [*command, "-a", "127.0.0.1", "-p", str(port), *args],
-        stdout=log or subprocess.DEVNULL,
-        stderr=log or subprocess.DEVNULL,
-    )
-    _wait_tcp(port, proc, "nats-server", timeout=10)
-    return LocalServer("nats", f"nats://127.0.0.1:{port}", proc, data_dir)
+    attempt = 1
+    while True:
+        chosen = port or free_port()
+        proc = subprocess.Popen(
+            [*command, "-a", "127.0.0.1", "-p", str(chosen), *args],
+            stdout=log or subprocess.DEVNULL,
+            stderr=log or subprocess.DEVNULL,
+        )
+        try:
+            _wait_tcp(chosen, proc, "nats-server", timeout=10)
+        except LaunchError:
+            if port is not None or proc.poll() is None or attempt == PORT_ATTEMPTS:
+                terminate(proc, timeout=5)
+                raise
+            attempt += 1
+            continue
+        return LocalServer("nats", f"nats://127.0.0.1:{chosen}", proc, data_dir)
 
 
 def start_ferretdb(data_dir: Path, port: int | None = None, *, log: IO[bytes] | None = None) -> LocalServer:
