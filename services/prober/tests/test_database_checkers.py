@@ -1,5 +1,6 @@
 """The database checkers against real servers started here: PostgreSQL and MariaDB (Debian packages,
-installed by .ci/run), Redis (the same), and FerretDB for MongoDB (the test plugin's ``mongo_url``).
+installed by .ci/run), Redis (the same), and FerretDB for MongoDB (the test plugin's ``mongo_url``,
+and one of this module's with authentication on).
 
 Each server gets a user ``fao`` whose password the check reads from ``FAO_TEST_DB_PASSWORD``. A
 server whose program is not installed is skipped with the reason.
@@ -25,6 +26,7 @@ import pymysql
 import pytest
 
 from fao.prober.checks.databases import MongoChecker, MysqlChecker, PostgresChecker, RedisChecker
+from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.schemas import ErrorKind, MongoCheck, MysqlCheck, PostgresCheck, RedisCheck
 
 PASSWORD = "s3cret-Fao"
@@ -341,6 +343,43 @@ async def test_mongodb_ping_and_expected_field(mongo_url: str) -> None:
     absent = await MongoChecker().run(spec.model_copy(update={"field": "nothing.here"}), 5.0)
     assert absent.error_kind is ErrorKind.UNEXPECTED_ANSWER
     assert absent.detail == "no 'nothing.here' in the reply"
+
+
+@pytest.fixture(scope="module")
+def mongo_auth_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A FerretDB of its own with authentication on and one user ``fao`` (the session's has none)."""
+    try:
+        binary = ferretdb_binary(build=False)
+    except LaunchError as exc:
+        pytest.skip(str(exc))
+    folder = tmp_path_factory.mktemp("ferretdb-auth")
+    (folder / "sqlite").mkdir()
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(binary), "--handler=sqlite", f"--sqlite-url=file:{folder}/sqlite/", f"--state-dir={folder}",
+         f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable", "--debug-addr=-", "--log-level=error",
+         "--test-enable-new-auth", "--setup-database=admin", "--setup-username=fao",
+         f"--setup-password={PASSWORD}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_listening(port, process)
+        yield port
+    finally:
+        _stop(process)
+
+
+async def test_mongodb_login_and_wrong_password_is_auth(mongo_auth_port: int) -> None:
+    spec = MongoCheck(host="127.0.0.1", port=mongo_auth_port, user="fao", password_env=SECRET)
+    outcome = await MongoChecker().run(spec, 5.0)
+    assert outcome.ok, outcome.detail
+    wrong = await MongoChecker().run(spec.model_copy(update={"password_env": WRONG_SECRET}), 5.0)
+    assert wrong.error_kind is ErrorKind.AUTH, wrong.detail
+    assert "not-the-password" not in wrong.detail
+    anonymous = await MongoChecker().run(
+        MongoCheck(host="127.0.0.1", port=mongo_auth_port, command={"listDatabases": 1}), 5.0
+    )
+    assert anonymous.error_kind is ErrorKind.AUTH, anonymous.detail
 
 
 async def test_mongodb_unknown_command_is_protocol(mongo_url: str) -> None:
