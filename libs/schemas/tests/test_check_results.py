@@ -49,7 +49,7 @@ def test_a_result_without_observations_is_still_valid() -> None:
             "no Authorization header",
         ),
         ({"type": "postgres", "host": "db", "password_env": "the password"}, "pattern"),
-        ({"type": "push", "token_sha256": "abc"}, "pattern"),
+        ({"type": "push", "token_sha256": "abc"}, "fao push-token"),
         ({"type": "tls", "host": "h", "warn_days": 3, "critical_days": 7}, "critical_days"),
         ({"type": "icmp", "host": "h", "count": 2, "min_replies": 3}, "min_replies"),
         ({"type": "redis", "host": "h", "command": []}, "at least 1"),

@@ -403,6 +403,16 @@ class PushCheck(FaoModel):
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     grace: Annotated[Seconds, Field(ge=0, le=86400)] = 60.0
 
+    @field_validator("token_sha256", mode="before")
+    @classmethod
+    def _a_digest(cls, value: object) -> object:
+        if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is None:
+            raise ValueError(
+                "token_sha256 is the token's SHA-256 as `fao push-token` prints it (64 lower-case"
+                " hex digits), never the token itself"
+            )
+        return value
+
     @property
     def target_host(self) -> str:
         return "push"
