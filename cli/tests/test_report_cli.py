@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from nats.js import JetStreamContext
 from typer.testing import CliRunner
 
 from fao.cli.main import app
 from fao.reporter.monthly import produce_report, report_request
 from fao.reporter.read_model import FactStore
+from fao.runtime.launch import free_port
 from fao.runtime.store import connect
 from fao.schemas import Incident, IncidentEvent
 
@@ -180,3 +183,20 @@ def test_rebuild_without_the_stream_says_so(env: None, nats_url: str) -> None:
     assert result.exit_code == 1
     assert "no stream FAO_INCIDENTS on this NATS server" in result.output
     assert "Traceback" not in result.output
+
+
+def test_rebuild_with_nats_down_fails_in_seconds(
+    env: None, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A refused NATS connection is one line within seconds (nats-py's defaults retried for about
+    two minutes and logged a traceback per attempt)."""
+    monkeypatch.setenv("FAO_NATS_URL", f"nats://127.0.0.1:{free_port()}")  # nothing listens there
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["report", "--rebuild"])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "cannot reach MongoDB or NATS (NoServersError): nats: no servers available for connection"
+    ]
+    assert elapsed < 20, elapsed
+    assert "Traceback" not in capfd.readouterr().err

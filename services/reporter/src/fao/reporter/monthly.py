@@ -61,11 +61,20 @@ async def write_report(
     return await produce_report(mongo_url, mongo_db, report_request(month_text), out_dir, now)
 
 
+async def _quiet(_exc: Exception) -> None:
+    """nats-py's default error callback logs a traceback; `fao report` reports the failure itself."""
+
+
 async def rebuild(
     mongo_url: str, mongo_db: str, nats_url: str, progress: ReplayProgress | None = None
 ) -> ReplayResult:
-    """Replay the incident stream into `report_facts` (`fao.reporter.replay`)."""
-    nc = await nats.connect(nats_url)
+    """Replay the incident stream into `report_facts` (`fao.reporter.replay`). A NATS server that
+    cannot be reached fails within seconds (nats-py's defaults retried for two minutes, printing
+    a traceback for each attempt)."""
+    # nats-py waits for ever on a refused first connect unless it may retry at least once.
+    nc = await nats.connect(
+        nats_url, connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=_quiet
+    )
     client = connect(mongo_url)
     try:
         return await replay(nc.jetstream(), FactStore(client[mongo_db]), progress)
