@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from fao.cli.main import app
 from fao.reporter.monthly import produce_report, report_request
-from fao.reporter.read_model import FactStore
+from fao.reporter.read_model import FACTS, FactStore
 from fao.runtime.launch import free_port
 from fao.runtime.store import connect
 from fao.schemas import Incident, IncidentEvent
@@ -98,6 +98,34 @@ def test_maintenance_included_and_thai_digits(
     html = (tmp_path / "fao-report-2026-10.html").read_text()
     assert "ประจำเดือนตุลาคม พ.ศ. ๒๕๖๙" in html
     assert "นับรวมเป็นเวลาหยุดทำงานด้วย" in html
+
+
+async def _insert_broken_fact(mongo_url: str, mongo_db_name: str) -> None:
+    client = connect(mongo_url)
+    try:
+        await client[mongo_db_name][FACTS].insert_one(
+            {"_id": "inc-broken", "system_id": "mail", "started_at": T0}  # no title, severity...
+        )
+    finally:
+        await client.close()
+
+
+def test_a_bad_stored_fact_is_named_on_the_report_and_the_rest_is_counted(
+    env: None, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["apply", "--yes", str(EXAMPLES)]).exit_code == 0
+    asyncio.run(record(mongo_url, mongo_db_name, outage()))
+    asyncio.run(_insert_broken_fact(mongo_url, mongo_db_name))
+    args = ["report", "2026-10", "--format", "json", "--format", "html", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "fao-report-2026-10.json").read_text())
+    [skipped] = document["skipped_facts"]
+    assert skipped.startswith("inc-broken: ")
+    assert [i["incident_id"] for i in document["incidents"]] == ["inc-mail"]
+    html = (tmp_path / "fao-report-2026-10.html").read_text()
+    assert "ข้อมูลเหตุการณ์ 1 รายการอ่านไม่ได้และไม่ได้นับรวม" in html
 
 
 def test_bad_language_and_missing_period_are_one_line(env: None, tmp_path: Path) -> None:
