@@ -132,6 +132,8 @@ def test_pdf_text_extracts_thai_marks_and_names_exactly(
     assert unspaced("เวลาหยุดทำงานในช่วงบำรุงรักษาตามแผนไม่นับเป็นเวลาหยุดทำงาน (แสดงแยกไว้)") in unspaced(text)
     assert "ประจา" not in text
     assert "้ำา" not in text
+    # The heading wraps before "พ.ศ. 2569", never between the era and its year.
+    assert not re.search(r"พ\.ศ\.\s*\n", pdf_text(data, tmp_path, "-l", "1"))
 
 
 def test_pdf_is_a4_in_sarabun_and_its_first_page_is_kept_as_png(

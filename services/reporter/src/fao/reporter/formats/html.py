@@ -7,17 +7,21 @@ installed font files, the incident list cut to the longest ones).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from fao.reporter.availability import KNOWN_KINDS, SEVERITIES
 from fao.reporter.fonts import font_face_css
 from fao.reporter.formats.contract import RenderContext
 
 _TEMPLATE: Final = "report.html.j2"
+# "พ.ศ. 2569" in the heading: kept on one line (WeasyPrint breaks after a no-break space).
+_ERA_YEAR: Final = re.compile(r"พ\.ศ\. [0-9๐-๙]+")
 
 _environment = Environment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
@@ -51,10 +55,15 @@ def render_page(context: RenderContext, *, for_print: bool) -> str:
         (chart.name, chart.title, "data:image/png;base64," + base64.b64encode(chart.png).decode("ascii"))
         for chart in context.charts
     ]
+    title = fmt.title(report.report_period)
+    title_markup = Markup(
+        _ERA_YEAR.sub(lambda m: f'<span class="era">{m.group(0)}</span>', str(escape(title)))
+    )
     return _environment.get_template(_TEMPLATE).render(
         r=report,
         f=fmt,
-        title=fmt.title(report.report_period),
+        title=title,
+        title_markup=title_markup,
         systems={row.system_id: row for row in report.systems},
         severity_counts=_counts(report.totals.by_severity, SEVERITIES),
         kind_counts=_counts(report.totals.by_kind, KNOWN_KINDS),
