@@ -409,6 +409,11 @@ async def _write_plan(db: AsyncDatabase[Document], the_plan: Plan, doc_undo: Doc
                 raise
 
 
+async def quiet(_exc: Exception) -> None:
+    """A CLI's NATS error callback: connection errors are raised to the command and reported
+    there in one line, not logged by nats-py with a traceback."""
+
+
 async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, source: Path) -> None:
     """Write the plan: KV first (probers follow it), then documents, then the audit entry; a
     failure undoes what was written and raises.
@@ -424,7 +429,12 @@ async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, so
     windows = window_values(the_plan.windows)
     # Made before anything is written: an entry that could not be stored would undo the apply.
     entries = _audit_entries(the_plan, source) if the_plan.changes else []
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise ApplyRefusedError(
+            f"cannot reach NATS ({type(exc).__name__}: {exc}); nothing was changed"
+        ) from exc
     try:
         check_value_sizes({**monitors, **windows}, server_max_payload(nc.jetstream()))
         js = nc.jetstream()

@@ -35,7 +35,7 @@ import nats
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.cli.apply import DEPARTED
+from fao.cli.apply import DEPARTED, quiet
 from fao.runtime.inventory import (
     MAINTENANCE,
     MONITORS,
@@ -381,7 +381,11 @@ async def snapshot(db: AsyncDatabase[Document], states: Mapping[str, Document]) 
 async def run(
     mongo_url: str, mongo_db: str, nats_url: str, now: datetime, retention: timedelta
 ) -> list[Finding]:
-    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=5)
+    # nats-py waits for ever on a refused first connect unless it may retry at least once; its
+    # default error callback would print a traceback per try (the command reports the failure).
+    nc = await nats.connect(
+        nats_url, connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet
+    )
     try:
         states = await state_docs(nc.jetstream())
     finally:

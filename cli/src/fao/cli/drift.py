@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from fao.cli.apply import SINGULAR, plan, read_current
+from fao.cli.apply import SINGULAR, plan, quiet, read_current
 from fao.cli.kv_sync import bucket_values
 from fao.runtime.inventory import MAINTENANCE, MONITORS, from_doc, maintenance_from_doc
 from fao.runtime.store import Document, connect
@@ -158,10 +158,6 @@ async def _read_bucket(nc: NatsClient, bucket: str, prefix: str, kind: type[Base
     return result
 
 
-async def _quiet(_exc: Exception) -> None:
-    """nats-py's default error callback logs a traceback; a CLI reports the failure itself."""
-
-
 async def _read_kv(nats_url: str) -> tuple[Bucket, Bucket]:
     # nats-py waits for ever on a refused first connect unless it may retry at least once.
     try:
@@ -170,7 +166,7 @@ async def _read_kv(nats_url: str) -> tuple[Bucket, Bucket]:
             connect_timeout=5,
             max_reconnect_attempts=1,
             reconnect_time_wait=0.5,
-            error_cb=_quiet,
+            error_cb=quiet,
         )
     except Exception as exc:  # nats-py raises OSError, NoServersError, TimeoutError...
         raise UnreachableError(f"cannot reach NATS ({_one_line(exc)})") from exc
