@@ -57,7 +57,7 @@ from fao.runtime.auth import (
     render_config,
     with_credentials,
 )
-from fao.runtime.bus import STREAMS, ensure_bus
+from fao.runtime.bus import STREAMS, ensure_bus, screenshots_bucket
 from fao.runtime.launch import LocalServer, free_port, start_nats
 from fao.runtime.settings import ServiceSettings
 from fao.runtime.setup_bus import setup
@@ -403,6 +403,35 @@ async def test_the_gateway_user_publishes_commands_and_hears_rejections_and_noth
         assert (await ajs.stream_info(s.INCIDENTS_STREAM)).state.messages == 0
         assert (await ajs.stream_info(s.RESULTS_STREAM)).state.messages == 1, "the heartbeat only"
     finally:
+        await gateway.close()
+
+
+async def test_the_prober_puts_screenshots_and_the_gateway_reads_them_and_neither_more(
+    auth_nats: AuthNats, admin: NatsClient
+) -> None:
+    await ensure_bus(admin.jetstream())
+    prober_errors: list[str] = []
+    gateway_errors: list[str] = []
+    prober = await auth_nats.connect("prober", prober_errors)
+    gateway = await auth_nats.connect("gateway", gateway_errors)
+    try:
+        pjs, gjs = prober.jetstream(timeout=2), gateway.jetstream(timeout=2)
+        name = "portal-login/20261130T010203000000Z.png"
+        await (await screenshots_bucket(pjs, create=False)).put(name, b"\x89PNG shot")
+        got = await (await screenshots_bucket(gjs, create=False)).get(name)
+        assert got.data == b"\x89PNG shot"
+        # the gateway writes nothing there; the prober neither reads chunks back nor deletes the bucket
+        with pytest.raises(nats.errors.TimeoutError):
+            await gjs.publish(f"$O.{s.SCREENSHOTS_BUCKET}.M.forged", b"{}", timeout=1)
+        await _violation(gateway_errors, f"$O.{s.SCREENSHOTS_BUCKET}.M.forged")
+        with pytest.raises(nats.errors.TimeoutError):
+            await pjs.delete_object_store(s.SCREENSHOTS_BUCKET)
+        await _violation(prober_errors, f"STREAM.DELETE.OBJ_{s.SCREENSHOTS_BUCKET}")
+        with pytest.raises(nats.errors.TimeoutError):
+            await (await screenshots_bucket(pjs, create=False)).get(name)
+        await _violation(prober_errors, "$JS.API.STREAM.NAMES")
+    finally:
+        await prober.close()
         await gateway.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from fao.prober.checks.browser import BrowserChecker, chromium_path
 from fao.prober.checks.contract import DETAIL_MAX
+from fao.prober.screenshots import ScreenshotKeeper
 from fao.schemas import BrowserCheck, ErrorKind
 
 pytestmark = pytest.mark.skipif(
@@ -114,23 +116,29 @@ async def test_wrong_password_fails_at_the_expected_text_with_a_screenshot(
     monkeypatch.setenv("FAO_TEST_BROWSER_PASSWORD", "wrong")
     outcome = await checker.run(_journey(site), 2.5)
     assert outcome.error_kind is ErrorKind.KEYWORD
-    assert outcome.detail.startswith("step 5 (welcome): text 'Welcome, monitor' not found (screenshot ")
-    shots = list((tmp_path / "shots").glob("*-step5.png"))
-    assert len(shots) == 1
-    assert shots[0].read_bytes().startswith(b"\x89PNG")
+    assert outcome.detail == "step 5 (welcome): text 'Welcome, monitor' not found"
+    assert outcome.screenshot is not None
+    assert outcome.screenshot.extension == "png"
+    assert outcome.screenshot.data.startswith(b"\x89PNG")
+    assert not (tmp_path / "shots").exists(), "the checker writes no file: the runner keeps the image"
 
 
 async def test_a_long_failing_step_keeps_the_screenshot_path_whole(
     checker: BrowserChecker, site: str, tmp_path: Path
 ) -> None:
-    """The detail is cut to its limit in the step's text, never in the screenshot's path."""
+    """Kept as a file (no object store), the detail is cut in the step's text, never in the path."""
     text = "Welcome to the e-service of the ministry, " * 10
     outcome = await checker.run(_journey(site, {"expect_text": text.strip()}), 2.5)
     assert outcome.error_kind is ErrorKind.KEYWORD
     assert len(outcome.detail) <= DETAIL_MAX
-    [shot] = (tmp_path / "shots").glob("*-step6.png")
-    assert outcome.detail.startswith("step 6 (expect_text Welcome to the e-service")
-    assert outcome.detail.endswith(f"… (screenshot {shot})")
+    started = datetime(2026, 11, 30, 1, 2, 3, 456789, tzinfo=UTC)
+    kept = await ScreenshotKeeper(None).keep("portal-login", started, outcome)
+    [shot] = (tmp_path / "shots").glob("*.png")
+    assert shot.name == "portal-login-20261130T010203456789Z.png"
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert kept.screenshot is None
+    assert kept.detail.startswith("step 6 (expect_text Welcome to the e-service")
+    assert kept.detail.endswith(f"… (screenshot {shot})")
 
 
 async def test_missing_element_status_and_refusal(

@@ -8,12 +8,14 @@ what the check observed (phase timings, certificate expiry, answers, steps).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from fao.prober.checks.contract import Outcome
 from fao.prober.checks.registry import CheckerRegistry
+from fao.prober.screenshots import ScreenshotKeeper
 from fao.schemas import PROBER_SKIPS, Monitor, Observations
 from fao.schemas.loader import load_inventory
 
@@ -55,10 +57,13 @@ async def run_check(monitor: Monitor) -> Outcome:
             " nothing can be checked from here"
         )
     registry = CheckerRegistry.builtin()
+    started_at = datetime.now(UTC)
     try:
-        return await registry.run(monitor.check, monitor.timeout)
+        outcome = await registry.run(monitor.check, monitor.timeout)
     finally:
         await registry.aclose()
+    # a failing browser check's screenshot: a file, as a prober without its object store keeps it
+    return await ScreenshotKeeper(None).keep(monitor.id, started_at, outcome)
 
 
 def describe(monitor: Monitor, outcome: Outcome) -> str:

@@ -12,7 +12,8 @@ do and what it cannot):
   creates, changes or deletes a Fao stream or config bucket (``FAO_NATS_MANAGE_STREAMS=false``);
 - ``prober``: publishes ``fao.results.>``, reads/watches the ``fao-monitors`` bucket, writes its
   heartbeat in ``fao-probers`` and watches the others' (every prober is the same user, so it may
-  write any key of that bucket, nothing else);
+  write any key of that bucket, nothing else), and puts failing browser checks' screenshots in the
+  ``fao-screenshots`` object store (neither purges nor deletes it);
 - ``correlator``: consumes results and commands (its two durables), publishes
   ``fao.incidents.v1.>`` and ``fao.command-outcomes.v1.>``, reads the ``fao-monitors`` and
   ``fao-maintenance`` buckets, holds its lease in ``fao-leases`` (which it may create; it
@@ -24,7 +25,8 @@ do and what it cannot):
 - ``reporter``: consumes incident events (its durable);
 - ``gateway``: publishes commands (``fao.commands.v1.>``) and listens (a core subscription) for
   the correlator's refusals (``fao.command-outcomes.v1.rejected``), to tell the person in LINE;
-  it reads the monitor states (``fao-monitor-state``) for the dashboard and the status page;
+  it reads the monitor states (``fao-monitor-state``) for the dashboard and the status page, and
+  the screenshots (``fao-screenshots``) an incident names, for the dashboard's incident page;
 - each consumer dead-letters on its own ``fao.deadletter.<service>`` only.
 
 ``render_config`` writes the ``authorization`` block for nats-server: with the passwords themselves
@@ -93,6 +95,33 @@ def kv_own(bucket: str, key: str) -> list[str]:
     ]
 
 
+def _obj_stream(bucket: str) -> str:
+    return f"OBJ_{bucket}"
+
+
+def obj_write(bucket: str) -> list[str]:
+    """Put objects in an object store (its chunk and meta subjects; the meta look-up before a
+    put); neither create, purge nor delete it."""
+    stream = _obj_stream(bucket)
+    return [*stream_info(stream), f"{API}.STREAM.MSG.GET.{stream}", f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"]
+
+
+def obj_read(bucket: str) -> list[str]:
+    """Get objects from an object store: the meta look-up, then an ordered consumer over the
+    object's chunks (nats-py finds its stream by subject: ``STREAM.NAMES``)."""
+    stream = _obj_stream(bucket)
+    return [
+        *stream_info(stream),
+        f"{API}.STREAM.MSG.GET.{stream}",
+        f"{API}.STREAM.NAMES",
+        f"{API}.CONSUMER.CREATE.{stream}",
+        f"{API}.CONSUMER.CREATE.{stream}.>",
+        f"{API}.CONSUMER.DELETE.{stream}.>",
+        f"{API}.CONSUMER.INFO.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
 def consume(stream: str, durable: str) -> list[str]:
     """Create or bind the durable pull consumer ``durable`` on ``stream``, fetch and acknowledge."""
     return [
@@ -137,6 +166,7 @@ PERMISSIONS: dict[str, Permissions] = {
             *kv_read(s.MONITORS_BUCKET),
             *kv_read(s.PROBERS_BUCKET),
             f"$KV.{s.PROBERS_BUCKET}.>",
+            *obj_write(s.SCREENSHOTS_BUCKET),
         ],
     ),
     "correlator": _service(
@@ -179,6 +209,7 @@ PERMISSIONS: dict[str, Permissions] = {
             "fao.results.*",
             *kv_read(s.MONITORS_BUCKET),
             *kv_read(s.STATE_BUCKET),
+            *obj_read(s.SCREENSHOTS_BUCKET),
         ],
         subscribe=[s.command_rejected_subject(), s.RESULTS_SUBJECTS],
     ),

@@ -1,4 +1,4 @@
-"""JetStream streams and KV buckets, created idempotently at start-up by every service.
+"""JetStream streams, KV buckets and the screenshots object store, created idempotently at start-up by every service.
 
 Creating is safe to repeat: an existing stream with a different configuration is updated to this
 one (so a new release can change retention or limits), never deleted.
@@ -20,9 +20,17 @@ from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from fao.schemas import subjects
 
@@ -244,6 +252,39 @@ async def state_bucket(js: JetStreamContext) -> KeyValue:
             return await js.key_value(subjects.STATE_BUCKET)
 
 
+# The screenshots of failing browser checks: kept 35 days (past a month's report), 1 GiB at most
+# (the oldest go first); a screenshot is at most SCREENSHOT_MAX_BYTES (the prober refuses larger).
+SCREENSHOTS_MAX_AGE = 35 * DAY
+SCREENSHOTS_MAX_BYTES = 1024 * 1024 * KIB
+SCREENSHOT_MAX_BYTES = 512 * KIB
+
+
+async def screenshots_bucket(js: JetStreamContext, *, create: bool = True) -> ObjectStore:
+    """The ``fao-screenshots`` object store, created when missing (``create``; else
+    ``BucketNotFoundError``). Old objects are removed first when it is full."""
+    try:
+        return await js.object_store(subjects.SCREENSHOTS_BUCKET)
+    except BucketNotFoundError:
+        if not create:
+            raise
+    config = ObjectStoreConfig(
+        bucket=subjects.SCREENSHOTS_BUCKET,
+        description="screenshots of failing browser checks",
+        ttl=SCREENSHOTS_MAX_AGE,
+        max_bytes=SCREENSHOTS_MAX_BYTES,
+        storage=StorageType.FILE,
+    )
+    try:
+        store = await js.create_object_store(subjects.SCREENSHOTS_BUCKET, config)
+    except BadRequestError:  # created at the same moment by another process
+        return await js.object_store(subjects.SCREENSHOTS_BUCKET)
+    info = await js.stream_info(f"OBJ_{subjects.SCREENSHOTS_BUCKET}")
+    if info.config.discard != DiscardPolicy.OLD:  # nats-py makes object stores refuse new objects when full
+        info.config.discard = DiscardPolicy.OLD
+        await js.update_stream(info.config)
+    return store
+
+
 CONFIG_BUCKETS = (subjects.MONITORS_BUCKET, subjects.MAINTENANCE_BUCKET)
 # Every bucket a service may find missing at start-up and wait for (``verify_bus``).
 BUCKETS = (*CONFIG_BUCKETS, subjects.PROBERS_BUCKET)
@@ -292,6 +333,7 @@ async def ensure_bus(js: JetStreamContext) -> None:
     await maintenance_bucket(js)
     await probers_bucket(js)
     await state_bucket(js)
+    await screenshots_bucket(js)
 
 
 # How long one key listing waits for the next key before giving up (a server that stopped answering).

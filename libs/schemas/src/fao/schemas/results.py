@@ -63,6 +63,9 @@ class Observations(BusModel):
     packets_received: int | None = None
     rtt_ms: float | None = None
     steps: list[StepTiming] = Field(default_factory=list, max_length=50)
+    screenshot: str | None = Field(default=None, max_length=120)
+    """A failing browser check's screenshot: its object name in the ``fao-screenshots`` object
+    store (``subjects.screenshot_name``); absent when none was taken or it could not be stored."""
 
 
 Attempt = Literal["scheduled", "recheck"]

@@ -6,7 +6,9 @@ Internal: results, commands, dead letters, and the KV buckets.
 
 from __future__ import annotations
 
+import re
 import zlib
+from datetime import UTC, datetime
 from typing import Final
 
 RESULTS_STREAM: Final = "FAO_RESULTS"
@@ -90,6 +92,19 @@ STATE_BUCKET: Final = "fao-monitor-state"
 def state_key(monitor_id: str) -> str:
     """KV key of a monitor's state in ``STATE_BUCKET``."""
     return f"state.{monitor_id}"
+
+
+# Screenshots of failing browser checks (a JetStream Object Store): written by the prober, read by
+# the gateway for the dashboard's incident page. Object names: ``screenshot_name``.
+SCREENSHOTS_BUCKET: Final = "fao-screenshots"
+SCREENSHOT_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}/\d{8}T\d{12}Z\.(png|jpg)$")
+"""What ``screenshot_name`` makes (a reader checks a name against it before using it)."""
+
+
+def screenshot_name(monitor_id: str, started_at: datetime, extension: str) -> str:
+    """Object name of the screenshot of ``monitor_id``'s check started at ``started_at`` (UTC):
+    ``<monitor>/<YYYYMMDDTHHMMSSffffff>Z.<png|jpg>``, the same for a check stored twice."""
+    return f"{monitor_id}/{started_at.astimezone(UTC):%Y%m%dT%H%M%S%f}Z.{extension}"
 
 
 def command_rejected_subject() -> str:

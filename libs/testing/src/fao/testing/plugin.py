@@ -67,6 +67,8 @@ async def _reset_shared_nats(url: str) -> None:
         ):
             with contextlib.suppress(NotFoundError):
                 await js.delete_key_value(bucket)
+        with contextlib.suppress(NotFoundError):
+            await js.delete_object_store(subjects.SCREENSHOTS_BUCKET)
     finally:
         await nc.close()
 

@@ -30,6 +30,7 @@ from fao.prober.clock import Clock, SystemClock
 from fao.prober.membership import Membership
 from fao.prober.runner import ProbeRunner
 from fao.prober.scheduler import Scheduler
+from fao.prober.screenshots import ScreenshotKeeper
 from fao.prober.sink import BatchingSink
 from fao.runtime.inventory import MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
@@ -120,10 +121,12 @@ class Prober:
             max_count=settings.batch_max_results, max_delay=settings.batch_max_delay,
         )  # fmt: skip
         self.sink = BatchingSink(self.batcher, self._publish)
+        self.screenshots = ScreenshotKeeper(js)
         cadence = SharedCadence(epoch=clock.monotonic() - started.timestamp())
         self.runner = ProbeRunner(
             Scheduler(cadence), self.registry, self.sink, zone=settings.zone, prober_id=settings.prober_id,
             concurrency=settings.concurrency, clock=clock, max_per_host=settings.max_checks_per_host,
+            screenshots=self.screenshots,
         )  # fmt: skip
         self.membership = Membership(
             js, zone=settings.zone, prober_id=settings.prober_id, started_at=started,

@@ -11,7 +11,7 @@ together share one wake-up (a prober paced at hundreds of checks a second would 
 per check); a config change or an earlier re-check still wakes it at once.
 
 Each check runs in its own task: ``registry.run`` (never raises) → ``scheduler.record`` (re-arms the
-monitor) → ``CheckResult`` → ``sink.submit``. ``stop()`` lets in-flight checks finish (up to
+monitor) → a failure's screenshot kept (``ScreenshotKeeper``) → ``CheckResult`` → ``sink.submit``. ``stop()`` lets in-flight checks finish (up to
 ``drain_timeout``); cancelling ``run()`` cancels them, and their monitors are re-armed without a result.
 
 Politeness: at most ``max_per_host`` checks run against one target host at once (each check type's
@@ -33,6 +33,7 @@ import structlog
 from fao.prober.checks.registry import CheckerRegistry
 from fao.prober.clock import Clock, SystemClock
 from fao.prober.scheduler import Due, Scheduler
+from fao.prober.screenshots import ScreenshotKeeper
 from fao.prober.sink import ResultSink
 from fao.schemas import CheckResult, CheckSpec, Monitor
 
@@ -59,8 +60,10 @@ class ProbeRunner:
         clock: Clock | None = None,
         drain_timeout: float = 10.0,
         max_per_host: int | None = None,
+        screenshots: ScreenshotKeeper | None = None,
     ) -> None:
-        """``max_per_host``: checks at once against one host (``None``: only ``concurrency``)."""
+        """``max_per_host``: checks at once against one host (``None``: only ``concurrency``);
+        ``screenshots``: where failing checks' screenshots go (``None``: files on this host)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if max_per_host is not None and max_per_host < 1:
@@ -77,6 +80,7 @@ class ProbeRunner:
         self._sleep_until = -math.inf  # when the loop sleeps: the time it will wake up by itself
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_per_host = max_per_host
+        self._screenshots = screenshots if screenshots is not None else ScreenshotKeeper(None)
         self._hosts: dict[str, tuple[CheckSpec, str | None]] = {}  # monitor → (its check, its host)
         self._host_busy: dict[str, int] = {}  # host → checks running against it
         self._host_queue: dict[str, deque[Due]] = {}  # host → due runs waiting for it
@@ -242,6 +246,8 @@ class ProbeRunner:
             recorded = True
             if next_due is not None and next_due < self._sleep_until:
                 self._wake.set()
+            if outcome.screenshot is not None:
+                outcome = await self._screenshots.keep(monitor.id, started_at, outcome)
             result = CheckResult(
                 monitor_id=monitor.id,
                 system_id=monitor.system,

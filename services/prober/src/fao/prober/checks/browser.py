@@ -4,8 +4,9 @@ One headless chromium per prober process, started on the first browser check (�
 kept; each check gets a fresh browser context (its own cookies and storage), closed afterwards.
 The browser is ``FAO_CHROMIUM`` or ``/usr/bin/chromium`` (Debian's package ``chromium``): Fao never
 downloads a browser. Steps run in order, each timed; the first failing one is the detail
-(``step 3 (click #login): …``) and a screenshot of the page at that moment is written to
-``FAO_SCREENSHOT_DIR`` (default ``~/.cache/fao/screenshots``), its path added to the detail.
+(``step 3 (click #login): …``) and the outcome carries a screenshot of the page at that moment
+(a PNG, or a JPEG when the PNG is over 512 KiB; none, logged, when that is too): the runner keeps
+it in the ``fao-screenshots`` object store, else as a file (``fao.prober.screenshots``).
 
 =============================================  ======================
 outcome                                        ErrorKind
@@ -26,9 +27,8 @@ import asyncio
 import os
 import re
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
+import structlog
 from playwright.async_api import Browser, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
@@ -37,14 +37,20 @@ from fao.prober.checks.contract import (
     DETAIL_MAX,
     MissingSecretError,
     Outcome,
+    Screenshot,
     describe_exception,
     elapsed_ms,
     secret,
     short_detail,
 )
+from fao.runtime.bus import SCREENSHOT_MAX_BYTES
 from fao.schemas import BrowserCheck, BrowserStep, ErrorKind, Observations, StepTiming
 
+log = structlog.get_logger()
+
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
+JPEG_QUALITY = 60
+"""The quality of the JPEG taken instead of a PNG over ``SCREENSHOT_MAX_BYTES``."""
 _ENV = re.compile(r"\$\{env:([A-Z][A-Z0-9_]*)\}")
 _NET_ERRORS: tuple[tuple[str, ErrorKind], ...] = (
     ("ERR_CONNECTION_REFUSED", ErrorKind.CONNECTION_REFUSED),
@@ -67,10 +73,6 @@ def chromium_path() -> str | None:
     """The chromium this prober would use, or ``None`` when it is not installed."""
     path = os.environ.get("FAO_CHROMIUM", DEFAULT_CHROMIUM)
     return path if os.access(path, os.X_OK) else None
-
-
-def screenshot_dir() -> Path:
-    return Path(os.environ.get("FAO_SCREENSHOT_DIR", Path.home() / ".cache" / "fao" / "screenshots"))
 
 
 def _fill_secrets(text: str) -> str:
@@ -152,22 +154,27 @@ class BrowserChecker:
         status: int | None,
     ) -> Outcome:
         number = max(1, len(steps))
-        saved = ""
+        shot: Screenshot | None = None
+        note = ""
         if page is not None:
-            folder = screenshot_dir()
-            path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-step{number}.png"
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                await page.screenshot(path=str(path), timeout=1000)
-                saved = f" (screenshot {path})"
-            except (OSError, PlaywrightError):
-                saved = " (no screenshot)"
-        # a long step or reason is cut, never the screenshot's path after it
+                shot = await _capture(page)
+            except PlaywrightError:
+                note = " (no screenshot)"
+            else:
+                if shot is None:
+                    note = f" (screenshot over {SCREENSHOT_MAX_BYTES // 1024} KiB, not kept)"
+        # a long step or reason is cut, never the note after it
         failed = short_detail(
-            f"step {number} ({spec.steps[number - 1].label}): {reason}", max(40, DETAIL_MAX - len(saved))
+            f"step {number} ({spec.steps[number - 1].label}): {reason}", max(40, DETAIL_MAX - len(note))
         )
         return Outcome.failure(
-            kind, failed + saved, elapsed_ms(started), status, observations=Observations(steps=steps)
+            kind,
+            failed + note,
+            elapsed_ms(started),
+            status,
+            observations=Observations(steps=steps),
+            screenshot=shot,
         )
 
     async def aclose(self) -> None:
@@ -202,6 +209,26 @@ async def _run_step(page: Page, step: BrowserStep, timeout_ms: float) -> int | N
             await page.wait_for_selector(selector, timeout=timeout_ms)
     except PlaywrightTimeoutError:
         raise _StepFailedError(ErrorKind.UNEXPECTED_ANSWER, f"no element {selector!r} on the page") from None
+    return None
+
+
+async def _capture(page: Page) -> Screenshot | None:
+    """The visible page as a PNG, or a JPEG when the PNG is over ``SCREENSHOT_MAX_BYTES``;
+    ``None`` (logged) when even the JPEG is."""
+    png = await page.screenshot(type="png", timeout=1000)
+    if len(png) <= SCREENSHOT_MAX_BYTES:
+        return Screenshot(png, "png")
+    jpeg = await page.screenshot(type="jpeg", quality=JPEG_QUALITY, timeout=1000)
+    if len(jpeg) <= SCREENSHOT_MAX_BYTES:
+        return Screenshot(jpeg, "jpg")
+    log.warning(
+        "screenshot_too_large",
+        url=page.url,
+        png_bytes=len(png),
+        jpeg_bytes=len(jpeg),
+        limit=SCREENSHOT_MAX_BYTES,
+        hint="the failure is reported without its screenshot",
+    )
     return None
 
 

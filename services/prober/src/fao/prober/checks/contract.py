@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from fao.schemas import ErrorKind, Observations
 
@@ -27,8 +27,17 @@ SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
+class Screenshot:
+    """An image of the page a check failed on (``png``, or ``jpg`` when the PNG was too large)."""
+
+    data: bytes
+    extension: Literal["png", "jpg"]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """The result of one check, before the runner stamps it with monitor, zone and time."""
+    """The result of one check, before the runner stamps it with monitor, zone and time.
+    ``screenshot`` never travels on the bus: the runner keeps it (``fao.prober.screenshots``)."""
 
     ok: bool
     latency_ms: float
@@ -36,6 +45,7 @@ class Outcome:
     detail: str = ""
     http_status: int | None = None
     observations: Observations | None = None
+    screenshot: Screenshot | None = None
 
     @classmethod
     def success(
@@ -58,8 +68,9 @@ class Outcome:
         http_status: int | None = None,
         *,
         observations: Observations | None = None,
+        screenshot: Screenshot | None = None,
     ) -> Outcome:
-        return cls(False, latency_ms, kind, short_detail(detail), http_status, observations)
+        return cls(False, latency_ms, kind, short_detail(detail), http_status, observations, screenshot)
 
 
 class MissingSecretError(LookupError):
