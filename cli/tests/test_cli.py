@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from fao.cli.demo_target import DemoTarget
 from fao.cli.main import app
 from fao.runtime.launch import free_port
+from fao.runtime.store import Document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
 
@@ -61,6 +65,38 @@ def test_unreachable_database_is_one_clear_line(
         assert result.exit_code == 1, args
         assert "cannot reach" in result.output
         assert "Traceback" not in result.output
+
+
+def test_an_unreachable_nats_is_one_line_without_a_traceback(
+    env: None, monkeypatch: pytest.MonkeyPatch, mongo_url: str, mongo_db_name: str, tmp_path: Path
+) -> None:
+    """As processes, stderr included (nats-py logs each failed connect with its traceback unless
+    told not to): no hang, no traceback; commands that need NATS exit 1 and change nothing."""
+    assert CliRunner().invoke(app, ["apply", "--yes", str(EXAMPLES)]).exit_code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.yaml").write_text("", encoding="utf-8")
+    monkeypatch.setenv("FAO_NATS_URL", f"nats://127.0.0.1:{free_port()}")
+    for args in (
+        ["doctor"],
+        ["apply", "--yes", "--prune", "--force", str(empty)],
+        ["incidents", "ack", "inc-1"],
+        ["people", "forget", "malee", "--yes"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "fao.cli", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert "Traceback" not in done.stdout + done.stderr, (args, done.stderr)
+        if args[0] == "people":  # erased in MongoDB; only the count of bus events is unknown
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        else:
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            assert "cannot reach" in done.stderr, (args, done.stderr)
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        assert client[mongo_db_name]["monitors"].count_documents({}) == 19, "apply --prune wrote nothing"
+    finally:
+        client.close()
 
 
 def test_report_rejects_a_bad_month_clearly(env: None, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from fao.cli.kv_sync import KvUndo, restore, sync_bucket
+from fao.cli.nats_errors import quiet
 from fao.runtime import audit
 from fao.runtime.bus import (
     PAYLOAD_HEADROOM,
@@ -407,11 +408,6 @@ async def _write_plan(db: AsyncDatabase[Document], the_plan: Plan, doc_undo: Doc
                     u for u in doc_undo[recorded:] if not (u[0] == collection and u[1] in theirs)
                 ]
                 raise
-
-
-async def quiet(_exc: Exception) -> None:
-    """A CLI's NATS error callback: connection errors are raised to the command and reported
-    there in one line, not logged by nats-py with a traceback."""
 
 
 async def execute(db: AsyncDatabase[Document], nats_url: str, the_plan: Plan, source: Path) -> None:

@@ -35,7 +35,8 @@ import nats
 from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.cli.apply import DEPARTED, quiet
+from fao.cli.apply import DEPARTED
+from fao.cli.nats_errors import quiet
 from fao.runtime.inventory import (
     MAINTENANCE,
     MONITORS,

@@ -33,8 +33,9 @@ from pydantic import BaseModel, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from fao.cli.apply import SINGULAR, plan, quiet, read_current
+from fao.cli.apply import SINGULAR, plan, read_current
 from fao.cli.kv_sync import bucket_values
+from fao.cli.nats_errors import quiet
 from fao.runtime.inventory import MAINTENANCE, MONITORS, from_doc, maintenance_from_doc
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow, Monitor

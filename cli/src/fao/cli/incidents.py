@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 
+from fao.cli.nats_errors import quiet
 from fao.runtime import audit
 from fao.runtime.bus import ensure_streams
 from fao.runtime.inventory import SYSTEMS, from_doc
@@ -159,7 +160,7 @@ async def send_command(nats_url: str, command: Command, timeout: float = ANSWER_
     """Publish ``command`` to the commands stream and wait up to ``timeout`` seconds for the
     correlator's answer: the incident event it produced, or its rejection. None: no answer yet
     (the command stays queued in the stream and is applied when the correlator gets to it)."""
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet)
     try:
         answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
 

@@ -37,6 +37,7 @@ from nats.js.api import DeliverPolicy
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.cli.apply import DEPARTED, FORGOTTEN
+from fao.cli.nats_errors import quiet
 from fao.runtime import audit
 from fao.runtime.inventory import PEOPLE, from_doc
 from fao.runtime.owner_review import REVIEWS
@@ -159,7 +160,7 @@ async def export_person(mongo_url: str, mongo_db: str, person_id: str) -> str:
 
 async def _bus_mentions(nats_url: str, needles: list[str]) -> int:
     """Incident events on the bus naming the person (read-only; an ordered consumer)."""
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet)
     try:
         js = nc.jetstream()
         info = await js.stream_info(s.INCIDENTS_STREAM)
