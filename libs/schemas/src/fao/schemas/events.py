@@ -39,6 +39,8 @@ MuteReason = Literal["dependency", "maintenance"]
 # Zone and prober problems belong to the platform that runs Fao, not to a ministry system; their
 # incidents carry this system id and are routed to the teams marked ``platform: true``.
 PLATFORM_SYSTEM: Final = "fao-platform"
+# The most screenshots an incident keeps (the newest of each monitor that joined it).
+MAX_SCREENSHOTS: Final = 20
 
 
 class TimeSpan(BusModel):
@@ -73,6 +75,9 @@ class Incident(BusModel):
     dependants: list[Identifier] = Field(default_factory=list)  # systems suppressed under this one
     maintenance: list[TimeSpan] = Field(default_factory=list)  # parts inside maintenance windows
     reopened: int = 0  # times it failed again before its recovery was confirmed
+    # Added in 1.4 (optional, compatible): screenshots of its monitors' failing browser checks,
+    # object names in the ``fao-screenshots`` object store (``subjects.screenshot_name``).
+    screenshots: list[str] = Field(default_factory=list, max_length=MAX_SCREENSHOTS)
 
 
 class IncidentEvent(BusModel):

@@ -49,6 +49,8 @@ class MonitorState(BaseModel):
     slow_window: tuple[bool, ...] = ()
     slow: bool = False
     expiring: bool = False  # a TLS check's certificate has fewer than warn_days left
+    # The newest failing result's screenshot (an object name in fao-screenshots), until it is up.
+    screenshot: str | None = None
 
     @property
     def problem(self) -> bool:
@@ -67,6 +69,7 @@ class MonitorState(BaseModel):
             self.silenced,
             self.slow,
             self.expiring,
+            self.screenshot,
             self.problem_since,
             self.clear_since,
             self.down_since,

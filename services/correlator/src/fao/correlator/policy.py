@@ -61,6 +61,7 @@ from fao.schemas import (
     command_event_id,
     occurrence_at,
 )
+from fao.schemas.events import MAX_SCREENSHOTS
 
 NAMESPACE: Final = UUID("3f1c1f7e-52a4-4c1e-9f57-6a0e8f0c7a11")
 FUTURE_TOLERANCE: Final = timedelta(seconds=60)  # results dated later than now + this are refused
@@ -158,6 +159,14 @@ class Outcome:
 
 JOINED_NAMED: Final = 20
 """A join's text names at most this many monitors (the event's ``joined`` lists them all)."""
+
+
+def with_screenshots(screenshots: Sequence[str], states: Iterable[MonitorState]) -> list[str]:
+    """``screenshots`` and then the screenshots of ``states`` (their newest failure's) not in it
+    yet, by monitor; the newest ``MAX_SCREENSHOTS`` when there are more."""
+    added = [st.screenshot for st in sorted(states, key=lambda st: st.monitor_id) if st.screenshot]
+    merged = list(dict.fromkeys([*screenshots, *added]))
+    return merged[-MAX_SCREENSHOTS:]
 
 
 def joined_text(joined: Sequence[str]) -> str:
@@ -350,6 +359,7 @@ class _Decision:
             started_at=since,
             zones=sorted({z for st in problems for z, zs in st.zones.items() if not zs.settled}),
             kind="flapping" if flapping else "outage",
+            screenshots=with_screenshots([], problems),
         )
         root = self.root_cause(system_id)
         if root is not None:
@@ -372,11 +382,19 @@ class _Decision:
         changed = self.track_maintenance(incident)
         joined = sorted({st.monitor_id for st in problems} - set(changed.monitor_ids))
         if joined:
-            changed = changed.model_copy(update={"monitor_ids": sorted({*changed.monitor_ids, *joined})})
+            shots = with_screenshots(changed.screenshots, [st for st in problems if st.monitor_id in joined])
+            changed = changed.model_copy(
+                update={"monitor_ids": sorted({*changed.monitor_ids, *joined}), "screenshots": shots}
+            )
             self.emit("noted", changed, key=",".join(joined), text=joined_text(joined))
             self.pending[-1].joined = tuple(joined)
         if incident.id in self.reopened:
-            changed = changed.model_copy(update={"reopened": changed.reopened + 1})
+            changed = changed.model_copy(
+                update={
+                    "reopened": changed.reopened + 1,
+                    "screenshots": with_screenshots(changed.screenshots, problems),
+                }
+            )
             self.emit("reopened", changed)
         flapping = any(st.flapping for st in problems) or changed.reopened >= REOPENS_TO_FLAPPING
         if flapping and changed.kind == "outage":
@@ -624,6 +642,11 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
         }
     )
     after = combine(after, monitor, result.started_at)
+    shot = result.observations.screenshot if result.observations else None
+    if not result.ok and shot is not None:
+        after = after.model_copy(update={"screenshot": shot})
+    elif after.status == "up" and after.screenshot is not None:
+        after = after.model_copy(update={"screenshot": None})
     rule = getattr(monitor.check, "max_latency", None)
     if rule is not None and result.ok:
         window = (*after.slow_window, result.latency_ms > rule.max_ms)[-rule.of :]
