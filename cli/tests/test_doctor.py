@@ -10,7 +10,7 @@ import nats
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from fao.cli.doctor import MonitorSeen, Snapshot, diagnose
+from fao.cli.doctor import Broken, MonitorSeen, Snapshot, diagnose
 from fao.cli.main import app
 from fao.runtime.bus import state_bucket
 from fao.runtime.owner_review import REVIEWS, ROUNDS, ReviewAnswer, ReviewRound
@@ -125,8 +125,8 @@ def test_systems_of_a_team_nothing_reaches_are_named_as_without_a_reachable_owne
     found = {(f.subject, f.what) for f in diagnose(snap, NOW)}
     assert (
         "team apps",
-        "the bot has left every LINE group of the team and it has no e-mail or webhook;"
-        " systems without a reachable owner: apps-00, apps-01",
+        "none of its LINE groups, e-mail addresses or webhooks works; systems without a reachable owner:"
+        " apps-00, apps-01",
     ) in found
     assert (
         "team silent",
@@ -152,6 +152,36 @@ def test_an_escalation_step_naming_someone_no_longer_stored_is_found() -> None:
     snap.teams.append(Team(id="exec", name="Exec", email=["exec@example.go.th"]))
     snap.people.append(Person(id="gone", name="Gone", line_user_id="U" + "5" * 32))
     assert diagnose(snap, NOW) == []
+
+
+def test_targets_the_notifier_marked_broken_are_found_and_count_as_not_working() -> None:
+    snap = healthy()
+    group = "C" + "1" * 32
+    snap.teams[0] = Team(
+        id="noc",
+        name="NOC",
+        line_groups=[group],
+        email=["noc@example.go.th"],
+        webhooks=[{"url": "https://itsm.example.go.th/hook"}],
+    )
+    since = NOW - timedelta(days=2)
+    snap.broken = {
+        f"line:{group}": Broken(since, "LINE 400: Failed to send messages"),
+        "email:noc@example.go.th": Broken(since, "550 mailbox unavailable"),
+    }
+    found = diagnose(snap, NOW)
+    assert [f.what.split(" (")[0] for f in found] == [
+        f"its LINE group {group} refused for good on 2026-11-27",
+        "its e-mail address noc@example.go.th refused for good on 2026-11-27",
+    ], "the webhook still works: the system has an owner"
+    assert found[0].fix.startswith("check the group id (fao line groups)")
+    assert "550 mailbox unavailable" in found[1].what
+    snap.broken["webhook:https://itsm.example.go.th/hook"] = Broken(since, "HTTP 410")
+    last = diagnose(snap, NOW)[-1]
+    assert (
+        last.what
+        == "none of its LINE groups, e-mail addresses or webhooks works; systems without a reachable owner: web"
+    )
 
 
 def test_a_zone_silent_for_long_is_found_and_a_finished_window_is_not() -> None:
@@ -236,6 +266,16 @@ def test_doctor_reads_the_applied_inventory_and_exits_1_on_problems(
     again = runner.invoke(app, ["doctor"])
     assert "no result recorded" not in again.output
     assert "zone " not in again.output
+    group = "C0123456789abcdef0123456789abcdef"  # noc's, in examples/config/teams.yaml
+    client = MongoClient(mongo_url)
+    try:
+        client[mongo_db_name]["broken_targets"].insert_one(
+            {"_id": f"line:{group}", "channel": "line", "target": group, "since": NOW, "error": "LINE 400"}
+        )  # as the notifier marks it
+    finally:
+        client.close()
+    marked = runner.invoke(app, ["doctor"])
+    assert f"✗ team noc: its LINE group {group} refused for good on 2026-11-29 (LINE 400)" in marked.output
 
 
 def test_doctor_reads_the_latest_review_round_and_the_answers(

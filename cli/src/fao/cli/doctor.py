@@ -10,8 +10,9 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
 - a zone that monitors need and no prober reports from (silent for ``SILENT_AFTER``);
 - a team nobody can reach: no LINE group, e-mail or webhook; a team whose LINE group the bot has
   left (``line_groups``, recorded by the gateway), or was never seen in while it is seen in others;
-  the systems of a team that cannot be reached at all (no channel, or the bot has left every one of
-  its LINE groups and it has no e-mail or webhook) are named: they have no reachable owner;
+  a LINE group, e-mail address or webhook the notifier marked broken (``broken_targets``: it refused
+  for good, deliveries to it are skipped); the systems of a team none of whose channels works are
+  named: they have no reachable owner;
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
 - an escalation step naming a person or team no longer stored (erased with ``fao people forget``,
   or a document edited by hand): the step skips them, and the config files that still name them
@@ -53,6 +54,8 @@ from fao.runtime.thai import BANGKOK
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
 LINE_GROUPS: Final = "line_groups"  # the gateway's record of the groups the bot is in
+BROKEN_TARGETS: Final = "broken_targets"  # the notifier's targets that refused for good
+CHANNEL_NAMES: Final = {"line": "LINE group", "email": "e-mail address", "webhook": "webhook"}
 LONG_WINDOW: Final = timedelta(days=7)
 # Systems named in one finding; more are counted.
 LISTED: Final = 10
@@ -83,6 +86,14 @@ class MonitorSeen:
     outcomes: tuple[bool, ...] = ()
 
 
+@dataclass(frozen=True)
+class Broken:
+    """A target the notifier marked broken (``fao.notifier.broken``): since when, and why."""
+
+    since: datetime
+    error: str
+
+
 @dataclass
 class Snapshot:
     teams: list[Team] = field(default_factory=list)
@@ -95,6 +106,8 @@ class Snapshot:
     """People removed from the config, and when."""
     groups: dict[str, bool] = field(default_factory=dict)
     """LINE group id → whether the bot is in it (as the gateway last saw)."""
+    broken: dict[str, Broken] = field(default_factory=dict)
+    """``"<channel>:<target>"`` → the notifier's mark of a target that refused for good."""
     review: ReviewRound | None = None
     """The latest owner review round sent, with the teams' answers (None before the first)."""
     unreadable: list[str] = field(default_factory=list)
@@ -170,9 +183,20 @@ def _listed(ids: list[str]) -> str:
     return ", ".join(ids[:LISTED]) + more
 
 
-def _team_findings(team: Team, systems: list[str], groups: Mapping[str, bool]) -> list[Finding]:
-    """A team with no channel, or whose LINE groups the bot has left or was never seen in;
-    ``systems`` (the team's) are named when nothing reaches the team at all."""
+def _broken_fix(channel: str) -> str:
+    if channel == "line":
+        return (
+            "check the group id (fao line groups): invite the bot back, or correct line_groups and run:"
+            " fao apply DIR (the next alert tries it again)"
+        )
+    return f"correct the team's {CHANNEL_NAMES[channel]} in the config and run: fao apply DIR (the next alert tries it again)"
+
+
+def _team_findings(
+    team: Team, systems: list[str], groups: Mapping[str, bool], broken: Mapping[str, Broken]
+) -> list[Finding]:
+    """A team with no channel; a LINE group the bot has left or was never seen in; a target the
+    notifier marked broken. ``systems`` (the team's) are named when no channel works at all."""
     unowned = f"; systems without a reachable owner: {_listed(systems)}" if systems else ""
     if not (team.line_groups or team.email or team.webhooks):
         return [
@@ -184,35 +208,51 @@ def _team_findings(team: Team, systems: list[str], groups: Mapping[str, bool]) -
             )
         ]
     found: list[Finding] = []
-    for group in team.line_groups:
-        if group[0] not in "CR":
-            continue
-        if groups.get(group) is False:
+    working = 0
+    targets = [
+        *(("line", target) for target in team.line_groups),
+        *(("email", address) for address in team.email),
+        *(("webhook", hook.url) for hook in team.webhooks),
+    ]
+    for channel, target in targets:
+        mark = broken.get(f"{channel}:{target}")
+        if channel == "line" and groups.get(target) is False:
             found.append(
                 Finding(
                     "problem",
                     f"team {team.id}",
-                    f"the bot has left its LINE group {group}: alerts to it fail",
+                    f"the bot has left its LINE group {target}: alerts to it fail",
                     "invite the bot back into the group, or set the team's line_groups (see: fao line groups)",
                 )
             )
-        elif groups and group not in groups:
+        elif mark is not None:
             found.append(
                 Finding(
-                    "warning",
+                    "problem",
                     f"team {team.id}",
-                    f"the bot was never seen in its LINE group {group}",
-                    "invite the bot into the group (its id then shows in: fao line groups)",
+                    f"its {CHANNEL_NAMES[channel]} {target} refused for good on {_day(mark.since)}"
+                    f" ({mark.error[:120]}): deliveries to it are skipped",
+                    _broken_fix(channel),
                 )
             )
-    left_everywhere = all(groups.get(group) is False for group in team.line_groups)
-    if systems and left_everywhere and not (team.email or team.webhooks):
+        else:
+            working += 1
+            if channel == "line" and target[0] in "CR" and groups and target not in groups:
+                found.append(
+                    Finding(
+                        "warning",
+                        f"team {team.id}",
+                        f"the bot was never seen in its LINE group {target}",
+                        "invite the bot into the group (its id then shows in: fao line groups)",
+                    )
+                )
+    if systems and not working:
         found.append(
             Finding(
                 "problem",
                 f"team {team.id}",
-                f"the bot has left every LINE group of the team and it has no e-mail or webhook{unowned}",
-                "invite the bot back into one of its groups, or add email or webhooks to the team",
+                f"none of its LINE groups, e-mail addresses or webhooks works{unowned}",
+                "make one of its channels work (see above), or add another",
             )
         )
     return found
@@ -300,7 +340,7 @@ def diagnose(snap: Snapshot, now: datetime, retention: timedelta = timedelta(day
         owned.setdefault(system.team, []).append(system.id)
     people, teams = {p.id for p in snap.people}, {t.id for t in snap.teams}
     for team in sorted(snap.teams, key=lambda t: t.id):
-        found.extend(_team_findings(team, owned.get(team.id, []), snap.groups))
+        found.extend(_team_findings(team, owned.get(team.id, []), snap.groups, snap.broken))
         found.extend(_escalation_findings(team, people, teams))
     for person in sorted(snap.people, key=lambda p: p.id):
         if person.line_user_id is None:
@@ -369,6 +409,11 @@ async def snapshot(db: AsyncDatabase[Document], states: Mapping[str, Document]) 
             snap.unreadable.append(f"maintenance/{doc.get('_id')}: {exc}")
     async for doc in db[LINE_GROUPS].find({}):
         snap.groups[str(doc["_id"])] = doc.get("in_group") is not False
+    async for doc in db[BROKEN_TARGETS].find({}):
+        since = doc.get("since")
+        if isinstance(since, datetime):
+            aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+            snap.broken[str(doc["_id"])] = Broken(aware, str(doc.get("error") or ""))
     async for doc in db[DEPARTED].find({}):
         at = doc.get("departed_at")
         if isinstance(at, datetime):
