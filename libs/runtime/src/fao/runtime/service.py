@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import Gauge
+from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -508,10 +510,17 @@ def run(build: Callable[[], ServiceApp]) -> None:
     """Entry point of ``python -m fao.<service>``: a ``ProcessGuard`` first (signals, grace period,
     closed connections: see ``fao.runtime.guard``), uvloop when available, then ``serve``. Exits
     with status 1 when the service stopped because it could not go on (lost lease, NATS connection
-    closed for good): its supervisor restarts it."""
+    closed for good): its supervisor restarts it; with status 2 and one line per problem when a
+    setting (``FAO_*``) is not valid."""
     guard = ProcessGuard()
     guard.install()  # before anything starts a thread: every thread inherits the blocked signals
-    svc = build()
+    try:
+        svc = build()
+    except ValidationError as exc:  # a FAO_* setting that is not valid: say which, no traceback
+        for error in exc.errors():
+            name = "FAO_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"{name}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+        raise SystemExit(2) from None
     guard.service, guard.grace = svc.name, svc.settings.stop_grace
     try:
         import uvloop  # optional speed-up, not a hard dependency

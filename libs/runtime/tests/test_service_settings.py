@@ -1,0 +1,28 @@
+"""A service started with a setting that is not valid says which one in a line and exits 2,
+without a traceback (``fao.runtime.service.run``), before it connects to anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_a_setting_that_is_not_valid_is_named_in_one_line_and_exit_2() -> None:
+    env = {**os.environ, "FAO_LEASE_TTL": "soon", "FAO_RESULTS_GROUP": "0", "FAO_HTTP_PORT": "-1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "fao.correlator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert (
+        "FAO_LEASE_TTL: Input should be a valid number, unable to parse string as a number (got 'soon')"
+        in lines
+    )
+    assert "FAO_RESULTS_GROUP: Input should be greater than or equal to 1 (got '0')" in lines
