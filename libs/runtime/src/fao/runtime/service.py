@@ -519,7 +519,9 @@ def run(build: Callable[[], ServiceApp]) -> None:
     except ValidationError as exc:  # a FAO_* setting that is not valid: say which, no traceback
         for error in exc.errors():
             name = "FAO_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"{name}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+            secret = any(word in name for word in ("SECRET", "PASSWORD", "TOKEN"))
+            got = "" if secret else f" (got {error.get('input')!r})"
+            print(f"{name}: {error['msg']}{got}", file=sys.stderr)
         raise SystemExit(2) from None
     guard.service, guard.grace = svc.name, svc.settings.stop_grace
     try:
