@@ -28,6 +28,7 @@ from fao.gateway.commands import StreamCommands
 from fao.gateway.guard import WebContext
 from fao.gateway.outcomes import CommandOutcomes
 from fao.gateway.results_feed import RecentResults
+from fao.gateway.screenshots import ScreenshotStore
 from fao.gateway.sessions import LoginLimiter, Signer
 from fao.gateway.settings import GatewaySettings
 from fao.runtime.bus import ensure_bus, maintenance_bucket, state_bucket
@@ -202,6 +203,7 @@ async def web_stack(
         db=db, settings=settings, signer=Signer(b"test-signing-secret"),
         limiter=LoginLimiter(db, settings.login_limit, timedelta(seconds=settings.login_window)),
         outcomes=outcomes, results=results, publish_maintenance=publish, states=followed.states,
+        read_screenshot=ScreenshotStore(js).read,
     )  # fmt: skip
     tokens: dict[str, str] = {}
     for role in ROLES:

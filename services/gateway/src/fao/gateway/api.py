@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,7 @@ from fao.gateway.access import Principal
 from fao.gateway.guard import ContextGetter, api_role, context_of
 from fao.gateway.outcomes import CommandOutcome, api_command
 from fao.gateway.problems import Problem, ProblemDetails, install
+from fao.gateway.screenshots import screenshot_response
 from fao.runtime import audit
 from fao.runtime import maintenance_windows as windows
 from fao.runtime.maintenance_windows import MaintenanceError, UnknownWindowError
@@ -262,6 +263,19 @@ def build_api(getter: ContextGetter) -> FastAPI:
         if detail is None:
             raise Problem(404, f"no incident {incident_id!r}")
         return detail
+
+    @api.get(
+        "/incidents/{incident_id}/screenshots/{number}",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The image"},
+            503: ERRORS[503],
+        },
+        summary="A screenshot of a failing browser check the incident names (its `screenshots[number]`)",
+    )
+    async def incident_screenshot(incident_id: str, number: str, principal: Principal = viewer) -> Response:
+        ctx = context_of(getter)
+        return await screenshot_response(ctx.db, ctx.read_screenshot, incident_id, number)
 
     async def _command(
         action: CommandAction, incident_id: str, text: str, principal: Principal

@@ -58,6 +58,7 @@ from fao.gateway.rejections import RejectionWatch
 from fao.gateway.replies import load_replies
 from fao.gateway.reports import Reports
 from fao.gateway.results_feed import RecentResults
+from fao.gateway.screenshots import ScreenshotStore
 from fao.gateway.sessions import LOGIN_SLOTS, LoginLimiter, Signer, signing_secret
 from fao.gateway.settings import GatewaySettings
 from fao.gateway.signature import valid_signature
@@ -357,7 +358,7 @@ def build(settings: GatewaySettings | None = None) -> ServiceApp:
         web[SERVICE] = WebContext(
             db=rt.db, settings=settings, signer=Signer(await signing_secret(rt.db, configured)),
             limiter=limiter, outcomes=command_outcomes, results=results, publish_maintenance=publish_window,
-            states=monitor_states.states,
+            states=monitor_states.states, read_screenshot=ScreenshotStore(rt.js).read,
         )  # fmt: skip
         tasks.append(
             asyncio.create_task(_housekeeping(store, reports, settings, limiter), name="gateway-housekeeping")

@@ -44,6 +44,9 @@ class WebContext:
     # The monitor states, followed live from the correlator's state bucket (``StateCatalog``).
     states: Mapping[str, Document]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Reads a failing browser check's screenshot by its object name (``fao.gateway.screenshots``);
+    # None: not available (pages show none).
+    read_screenshot: Callable[[str], Awaitable[bytes | None]] | None = None
 
     @property
     def session_ttl(self) -> timedelta:

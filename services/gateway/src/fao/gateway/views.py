@@ -15,6 +15,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -357,10 +358,23 @@ class DeliveryView(View):
     fallback_of: str | None = None
 
 
+class ScreenshotLink(View):
+    """A screenshot the incident names (a failing browser check's) and where the API serves it."""
+
+    name: str
+    url: str
+
+
 class IncidentDetail(View):
     incident: Incident
     timeline: list[TimelineEntry]
     deliveries: list[DeliveryView]
+    screenshots: list[ScreenshotLink] = Field(default_factory=list)
+
+
+def screenshot_links(incident: Incident, prefix: str = "/api/v1") -> list[ScreenshotLink]:
+    base = f"{prefix}/incidents/{quote(incident.id, safe='')}/screenshots"
+    return [ScreenshotLink(name=name, url=f"{base}/{i}") for i, name in enumerate(incident.screenshots)]
 
 
 async def get_incident(db: AsyncDatabase[Document], incident_id: str) -> Incident | None:
@@ -422,6 +436,7 @@ async def incident_detail(db: AsyncDatabase[Document], incident_id: str) -> Inci
         incident=incident,
         timeline=await timeline(db, incident_id),
         deliveries=await deliveries(db, incident_id),
+        screenshots=screenshot_links(incident),
     )
 
 

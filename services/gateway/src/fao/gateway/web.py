@@ -27,6 +27,7 @@ from fao.gateway.guard import PUBLIC, ContextGetter, SignedIn, WebContext, conte
 from fao.gateway.i18n import LANGUAGES, catalogue, format_day, format_duration, format_time, language_of
 from fao.gateway.outcomes import api_command
 from fao.gateway.problems import ErrorPage, Problem
+from fao.gateway.screenshots import screenshot_response
 from fao.gateway.sessions import LANGUAGE_COOKIE, PRESESSION_COOKIE, SESSION_COOKIE, new_nonce
 from fao.gateway.sparkline import sparkline
 from fao.runtime import maintenance_windows as windows
@@ -242,6 +243,11 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
             done=done if done in ("applied", "rejected", "queued") else None,
             **values,
         )
+
+    @router.get("/incidents/{incident_id}/screenshots/{number}")
+    async def incident_screenshot(incident_id: str, number: str, signed: SignedIn = viewer) -> Response:
+        ctx = context_of(getter)
+        return await screenshot_response(ctx.db, ctx.read_screenshot, incident_id, number)
 
     @router.get("/fragments/incidents/{incident_id}")
     async def incident_fragment(
