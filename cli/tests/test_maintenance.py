@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from fao.cli.main import app
 from fao.cli.maintenance import add_window, build_window, end_window, format_line
 from fao.runtime.bus import kv_keys, maintenance_bucket
 from fao.runtime.inventory import MaintenanceCatalog
-from fao.runtime.launch import free_port
+from fao.runtime.launch import free_port, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import MaintenanceWindow
 from fao.schemas.maintenance import BANGKOK
@@ -352,3 +354,44 @@ async def test_the_live_catalog_sees_windows_added_and_ended(
     finally:
         await catalog.stop()
         await nc.close()
+
+
+def test_with_nats_stopped_add_and_end_change_nothing_and_say_so_in_one_line(
+    mongo_url: str, mongo_db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As processes against a nats-server that is stopped: exit 1, one line on stderr, no
+    traceback; started again, its bucket holds only what was there before, and MongoDB (windows
+    and audit) too."""
+    port = free_port()
+    server = start_nats(tmp_path / "nats", port)
+    try:
+        monkeypatch.setenv("FAO_NATS_URL", server.url)
+        monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
+        monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+        add = ["maintenance", "add", "--system", "e-service", "--reason", "x", "--duration", "1h"]
+        first = CliRunner().invoke(app, [*add, "--id", "before"])
+        assert first.exit_code == 0, first.output
+        server.stop()
+        for args in ([*add, "--id", "during"], add, ["maintenance", "end", "before"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "fao.cli", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            assert done.stdout == ""
+            [line] = done.stderr.strip().splitlines()
+            assert line.startswith("cannot reach NATS"), line
+            assert line.endswith("nothing was changed"), line
+        server = start_nats(tmp_path / "nats", port)
+        assert set(kv_windows(server.url)) == {maintenance_key("before")}
+        assert kv_windows(server.url)[maintenance_key("before")].ended_at is None
+    finally:
+        server.stop()
+    [doc] = find(mongo_url, mongo_db_name, "maintenance")
+    assert doc["_id"] == "before"
+    assert doc.get("ended_at") is None
+    audit = find(mongo_url, mongo_db_name, "audit")
+    assert [(a["action"], a["window_id"]) for a in audit] == [("maintenance.add", "before")]

@@ -22,9 +22,10 @@ from services.gateway.tests.webstack import (
 )
 
 from fao.gateway.access import revoke_token
-from fao.runtime.bus import maintenance_bucket
+from fao.runtime.bus import kv_keys, maintenance_bucket
+from fao.runtime.launch import free_port, start_nats
 from fao.runtime.store import Document
-from fao.schemas import CheckResult, Command, CommandRejected, command_event_id
+from fao.schemas import CheckResult, Command, CommandRejected, MaintenanceWindow, command_event_id
 from fao.schemas import subjects as s
 from fao.schemas.results import Observations
 from fao.schemas.subjects import maintenance_key
@@ -445,3 +446,46 @@ async def test_the_openapi_document_is_published_without_a_token(web: WebStack) 
     assert "/incidents/{incident_id}/acknowledge" in doc["paths"]
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert doc["paths"]["/incidents"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+async def test_with_nats_stopped_a_maintenance_window_is_503_and_nothing_is_stored(
+    mongo_db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    """The KV write fails, so the MongoDB write is undone: no window in either store, no audit."""
+    port = free_port()
+    server = start_nats(tmp_path / "nats", port)
+    try:
+        async with web_stack(server.url, mongo_db, web_settings(reports_dir=tmp_path / "reports")) as web:
+            headers = web.auth("operator")
+            made = await web.client.post(
+                "/api/v1/maintenance", json={"id": "before", "reason": "x", "systems": ["e-service"],
+                                             "duration": "1h"}, headers=headers,
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            audit_before = await web.db["audit"].count_documents({})
+            server.stop()
+            refused = await web.client.post(
+                "/api/v1/maintenance",
+                json={"id": "during", "reason": "x", "systems": ["e-service"], "duration": "1h"},
+                headers=headers,
+            )
+            ended = await web.client.post("/api/v1/maintenance/before/end", headers=headers)
+            for answer in (refused, ended):
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["content-type"] == PROBLEM
+                assert answer.json()["detail"].startswith("cannot reach NATS")
+                assert answer.json()["detail"].endswith("nothing was changed")
+            assert [doc["_id"] for doc in await web.db["maintenance"].find({}).to_list()] == ["before"]
+            stored = await web.db["maintenance"].find_one({"_id": "before"})
+            assert stored is not None
+            assert stored.get("ended_at") is None
+            assert await web.db["audit"].count_documents({}) == audit_before
+            server = start_nats(tmp_path / "nats", port)
+            kv = await maintenance_bucket(web.js)
+            assert set(await kv_keys(web.js, s.MAINTENANCE_BUCKET)) == {maintenance_key("before")}
+            window = MaintenanceWindow.model_validate_json(
+                (await kv.get(maintenance_key("before"))).value or b""
+            )
+            assert window.ended_at is None
+    finally:
+        server.stop()

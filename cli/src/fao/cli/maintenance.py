@@ -1,7 +1,8 @@
 """``fao maintenance add|list|end``: maintenance windows made by hand (``source: cli``).
 
 Adding and ending are ``fao.runtime.maintenance_windows`` (shared with the gateway's API and
-dashboard): MongoDB, then the ``fao-maintenance`` KV bucket, then ``audit`` (source ``cli``).
+dashboard): MongoDB, then the ``fao-maintenance`` KV bucket, then ``audit`` (source ``cli``);
+with NATS down the MongoDB write is undone and the command fails in one line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Final, Literal
 
 import nats
 
+from fao.cli.nats_errors import quiet
 from fao.runtime import maintenance_windows as windows
 from fao.runtime.bus import maintenance_bucket
 from fao.runtime.inventory import MAINTENANCE, MaintenanceSource, maintenance_from_doc
@@ -42,7 +44,7 @@ __all__ = [
 
 
 async def _publish(nats_url: str, window: MaintenanceWindow) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2)
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet)
     try:
         kv = await maintenance_bucket(nc.jetstream())
         await kv.put(maintenance_key(window.id), window.model_dump_json().encode())

@@ -2,7 +2,9 @@
 
 Each change is written to MongoDB (``maintenance``, the record), then put in the
 ``fao-maintenance`` KV bucket by ``publish`` (the correlator follows it live), then recorded in
-``audit``. ``fao apply`` never removes a window made here. Times without an offset are Bangkok time.
+``audit``. When the KV write fails (NATS down), the MongoDB write is undone and
+``UnavailableError`` says so in one line: a change is in both stores or in neither.
+``fao apply`` never removes a window made here. Times without an offset are Bangkok time.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, NoReturn
 
+from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fao.runtime import audit
 from fao.runtime.inventory import MAINTENANCE, SYSTEMS, TEAMS, maintenance_from_doc, maintenance_to_doc
@@ -32,10 +35,16 @@ GENERATED_ID_ATTEMPTS: Final = 5
 FARTHEST: Final = timedelta(days=36525)
 
 Publish = Callable[[MaintenanceWindow], Awaitable[None]]
+# What a ``publish`` raises when NATS or its KV bucket does not take the window.
+PUBLISH_FAILURES: Final = (OSError, TimeoutError, NatsError)
 
 
 class MaintenanceError(Exception):
     """Bad input or an impossible change: the message is one line for the user."""
+
+
+class UnavailableError(MaintenanceError):
+    """NATS did not take the change, so it was not made (the API answers 503)."""
 
 
 def parse_time(text: str) -> datetime:
@@ -187,9 +196,34 @@ async def add(
                 raise MaintenanceError("could not find a free window id; give one with --id") from None
             assert window.start is not None
             window = window.model_copy(update={"id": new_window_id(window.start)})
-    await publish(window)
+    failure = await _published(publish, window)
+    if failure is not None:
+        await _undo(db, window.id, failure, "added", db[MAINTENANCE].delete_one({"_id": window.id}))
     await _audit(db, "maintenance.add", window, actor, source, now)
     return window
+
+
+async def _published(publish: Publish, window: MaintenanceWindow) -> str | None:
+    """None once ``window`` is in the KV bucket, else why it is not (one line)."""
+    try:
+        await publish(window)
+    except PUBLISH_FAILURES as exc:
+        return f"cannot reach NATS ({type(exc).__name__}: {exc or 'no answer'})"
+    return None
+
+
+async def _undo(
+    db: AsyncDatabase[Document], window_id: str, failure: str, verb: str, undo: Awaitable[object]
+) -> NoReturn:
+    """Take back the MongoDB write of a change NATS did not take; raises ``UnavailableError``."""
+    try:
+        await undo
+    except PyMongoError:
+        raise UnavailableError(
+            f"{failure}; {window_id} is {verb} in MongoDB but not in the KV bucket"
+            " (fao apply --check names it; run the command again when NATS is back)"
+        ) from None
+    raise UnavailableError(f"{failure}; the window was not {verb}, nothing was changed")
 
 
 @dataclass(frozen=True)
@@ -235,6 +269,8 @@ async def end(
         return Ended(window, changed=False, message=_over_message(window))
     ended = window.model_copy(update={"ended_at": now})
     await db[MAINTENANCE].replace_one({"_id": window.id}, maintenance_to_doc(ended, origin))
-    await publish(ended)
+    failure = await _published(publish, ended)
+    if failure is not None:
+        await _undo(db, window.id, failure, "ended", db[MAINTENANCE].replace_one({"_id": window.id}, doc))
     await _audit(db, "maintenance.end", ended, actor, source, now, before=doc)
     return Ended(ended, changed=True, message=message)

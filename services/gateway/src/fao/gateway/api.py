@@ -364,6 +364,8 @@ def build_api(getter: ContextGetter) -> FastAPI:
                 ctx.db, ctx.publish_maintenance, window, generated_id=body.id is None,
                 actor=principal.name, source="api", now=now,
             )  # fmt: skip
+        except windows.UnavailableError as exc:
+            raise Problem(503, str(exc)) from None
         except MaintenanceError as exc:
             raise Problem(422, str(exc)) from None
 
@@ -383,6 +385,8 @@ def build_api(getter: ContextGetter) -> FastAPI:
             )
         except UnknownWindowError as exc:
             raise Problem(404, str(exc)) from None
+        except windows.UnavailableError as exc:
+            raise Problem(503, str(exc)) from None
         except MaintenanceError as exc:
             raise Problem(422, str(exc)) from None
         return MaintenanceEnded(changed=ended.changed, message=ended.message, window=ended.window)

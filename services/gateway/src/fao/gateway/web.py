@@ -349,7 +349,8 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
                 source="gateway", now=now,
             )  # fmt: skip
         except MaintenanceError as exc:
-            return await maintenance_page(request, signed, 422, error=str(exc))
+            status = 503 if isinstance(exc, windows.UnavailableError) else 422
+            return await maintenance_page(request, signed, status, error=str(exc))
         return RedirectResponse(f"/maintenance?added={quote(added.id)}", status_code=303)
 
     @router.post("/maintenance/{window_id}/end")
@@ -363,6 +364,8 @@ def build_dashboard(getter: ContextGetter) -> APIRouter:
             )  # fmt: skip
         except UnknownWindowError as exc:
             raise Problem(404, str(exc)) from None
+        except windows.UnavailableError as exc:
+            raise Problem(503, str(exc)) from None
         return RedirectResponse("/maintenance", status_code=303)
 
     # --- reports and outbox -----------------------------------------------------------------------
