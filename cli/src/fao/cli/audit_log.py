@@ -41,6 +41,8 @@ def format_entry(doc: Document) -> list[str]:
     extra = f" {doc['folder']}" if doc.get("folder") else ""
     if doc.get("git_revision"):
         extra += f" @ {doc['git_revision']}"
+    if doc.get("reference"):
+        extra += f" {doc['reference']}"
     if doc.get("incident_id"):
         extra += f" {doc['incident_id']}"
     if doc.get("outcome"):

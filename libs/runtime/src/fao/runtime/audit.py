@@ -8,7 +8,9 @@ an entry (``fao audit`` only reads). Every writer goes through ``record``:
 - ``fao incidents ack|resolve|note|open`` (source ``cli``: the command and the correlator's answer);
 - ``fao people forget`` and ``fao tokens|users`` (source ``cli``);
 - the gateway: API and dashboard commands, maintenance windows, report requests, tokens and users
-  (source ``api`` / ``gateway``), and owner review answers tapped in LINE (source ``line``).
+  (source ``api`` / ``gateway``), and what people do in LINE (source ``line``,
+  ``fao.gateway.line_audit``): Acknowledge / Resolve taps, Official Account reports sent to the
+  correlator, owner review answers.
 
 Personal data stays out of the log, so an erasure request (PDPA) never needs an entry changed: a
 change to a person (``people``) records which fields changed, not their values.

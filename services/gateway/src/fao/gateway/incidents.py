@@ -4,15 +4,21 @@ Who tapped must be a known person (config ``people``, by LINE user id) in the te
 incident (``fao.gateway.membership``); otherwise, and when LINE gives no user id (users who have
 not consented), the person gets a polite Thai reply and nothing changes. An incident already
 resolved (or, for Acknowledge, already acknowledged) is answered from MongoDB at once, without a
-command. Otherwise the command goes to ``FAO_COMMANDS`` (actor: the person's name) and the
-webhook is answered; the group then sees the notifier's short "acknowledged by …" / "fixed"
-message, and a refusal by the correlator is answered by ``fao.gateway.rejections``.
+command. Otherwise the command goes to ``FAO_COMMANDS`` (actor: the person's name), an audit
+entry is written (``fao.gateway.line_audit``: actor the person's id, ``incident.ack`` /
+``incident.resolve``, the status before → the status asked for, outcome ``queued``: the
+correlator's answer reaches the group, not the log) and the webhook is answered; the group then
+sees the notifier's short "acknowledged by …" / "fixed" message, and a refusal by the correlator
+is answered by ``fao.gateway.rejections``.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import structlog
 
+from fao.gateway import line_audit
 from fao.gateway.commands import CommandSink, command_id, new_command
 from fao.gateway.events import WebhookEvent
 from fao.gateway.line_api import FollowUp, LineApi
@@ -20,10 +26,14 @@ from fao.gateway.membership import display_actor, may_act, owning_teams
 from fao.gateway.postback import IncidentAction
 from fao.gateway.rejections import RejectionWatch
 from fao.gateway.replies import Replies
-from fao.gateway.store import GatewayStore
+from fao.gateway.store import INCIDENTS, GatewayStore
+from fao.runtime import audit
 from fao.schemas import PLATFORM_SYSTEM
 
 log = structlog.get_logger()
+
+# The status each action asks for (the audit entry's "after").
+ASKED: Final = {"ack": "acknowledged", "resolve": "resolved"}
 
 
 class IncidentActions:
@@ -87,6 +97,13 @@ class IncidentActions:
         log.info(
             "command_sent", action=command.action, incident=incident.id, person=person.id,
             command_id=str(command.command_id),
+        )  # fmt: skip
+        await line_audit.record(
+            self._store.db, at=event.at, actor=person.id, action=f"incident.{command.action}",
+            changes=[audit.Change(
+                INCIDENTS, incident.id, "change", {"status": incident.status}, {"status": ASKED[action.action]}
+            )],
+            incident_id=incident.id, command_id=str(command.command_id), outcome="queued",
         )  # fmt: skip
         if self._rejections is not None and event.reply_token is not None:
             self._rejections.expect(command.command_id, event.reply_token, incident.id)

@@ -10,6 +10,10 @@
   system's open incident (``open_manual`` with the system if it has none any more); "อื่น ๆ"
   sends ``open_manual`` without a system. A report nobody picks for within ``FAO_OA_PENDING_TIMEOUT`` is sent
   without a system by the housekeeping (no reply then: the token has expired).
+- Every report sent is an audit entry (``fao.gateway.line_audit``: ``incident.open_manual`` or
+  ``incident.note``, with the reference, system, incident and command id; the actor is the
+  person's id when the sender is a person of the config, else the report's reference: the LINE
+  user id of a citizen stays out of the log, which is never rewritten; not the text either).
 - Every report sent is recorded in ``oa_reports`` (reference, LINE user id, incident id once the
   correlator applied it: the housekeeping reads it from the correlator's timeline entry of the
   command's event), so the notifier can push "fixed" to the user when the incident resolves.
@@ -27,6 +31,7 @@ from uuid import UUID
 
 import structlog
 
+from fao.gateway import line_audit
 from fao.gateway.commands import CommandSink, command_id, new_command, reference
 from fao.gateway.events import WebhookEvent
 from fao.gateway.line_api import MAX_QUICK_REPLIES, Choice, FollowUp, LineApi
@@ -121,11 +126,16 @@ class Reports:
             reference=ref, report_id=report.id, user_id=report.user_id, command_id=str(cid),
             system_id=system_id, incident_id=incident_id, now=now,
         )  # fmt: skip
-        await self._commands.send(
-            new_command(
-                cid=cid, action="note" if incident_id else "open_manual", actor=actor, at=report.created_at,
-                incident_id=incident_id, system_id=system_id, text=report.text,
-            )
+        command = new_command(
+            cid=cid, action="note" if incident_id else "open_manual", actor=actor, at=report.created_at,
+            incident_id=incident_id, system_id=system_id, text=report.text,
+        )  # fmt: skip
+        await self._commands.send(command)
+        person = await self._store.person_by_line_user(report.user_id)
+        await line_audit.record(
+            self._store.db, at=now, actor=person.id if person is not None else ref,
+            action=f"incident.{command.action}", reference=ref, incident_id=incident_id, system_id=system_id,
+            command_id=str(cid), outcome="queued",
         )  # fmt: skip
         await self._store.drop_pending(report.id)
         log.info("oa_report_sent", reference=ref, system=system_id, command_id=str(cid))

@@ -7,9 +7,9 @@ anyone else, and a tap without a user id, gets a polite Thai reply and nothing i
 member's answer is recorded in ``owner_reviews`` (``_id`` ``"<round>:<team>"``: status
 ``confirmed`` | ``needs_changes``, ``by`` = the person's id, ``at`` = the tap's time;
 ``fao.runtime.owner_review``); the latest tap wins, whatever order LINE delivers them in. Each
-answer recorded is also an audit entry (source ``line``, actor the person's id, action
-``review.confirmed`` | ``review.needs_changes``, the document before and after); a late tap that
-changes nothing is not. The
+answer recorded is also an audit entry (``fao.gateway.line_audit``: source ``line``, actor the
+person's id, action ``review.confirmed`` | ``review.needs_changes``, the document before and
+after; a failed write is a warning, the answer stands); a late tap that changes nothing is not. The
 reply (a reply message: free of quota) thanks them, or says what to do for a change: edit the
 config files and ``fao apply``, or ask the platform team.
 """
@@ -21,6 +21,7 @@ from datetime import datetime
 import structlog
 from pymongo.errors import DuplicateKeyError
 
+from fao.gateway import line_audit
 from fao.gateway.events import WebhookEvent
 from fao.gateway.line_api import FollowUp, LineApi
 from fao.gateway.membership import is_member
@@ -93,11 +94,8 @@ class OwnerReviews:
         change = audit.Change(
             REVIEWS, key, "add" if before is None else "change", before, {"_id": key, **fields}
         )
-        await audit.record(
-            db,
-            audit.entry(
-                at=now, actor=person_id, source="line", action=f"review.{status}", changes=[change],
-                round=answer.round_id, team=answer.team_id,
-            ),
+        await line_audit.record(
+            db, at=now, actor=person_id, action=f"review.{status}", changes=[change],
+            round=answer.round_id, team=answer.team_id,
         )  # fmt: skip
         return True
