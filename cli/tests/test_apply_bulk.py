@@ -1,0 +1,111 @@
+"""`fao apply` changing many documents of one kind deletes them at once and inserts them again
+(FerretDB scans a collection for every replace): the result is what the files say, and a failure
+half way through the inserts is undone to exactly what was stored before. Real NATS and FerretDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+from typer.testing import CliRunner, Result
+
+import fao.cli.apply as apply_module
+from fao.cli.main import app
+from fao.runtime.store import Document
+
+MONITORS = 40
+
+
+def write_config(folder: Path, interval: str, skip: int = 0, extra: bool = False) -> None:
+    """One team, one system, MONITORS tcp monitors (the first ``skip`` left out), every interval
+    ``interval``; ``extra`` adds one more."""
+    folder.mkdir(exist_ok=True)
+    lines = [
+        'teams:\n  - {id: noc, name: NOC, line_groups: ["C0123456789abcdef0123456789abcdef"]}\n',
+        "systems:\n  - {id: portal, name: Portal, team: noc}\n",
+        "monitors:\n",
+    ]
+    numbers = [*range(skip, MONITORS), *([MONITORS] if extra else [])]
+    lines += [
+        f"  - {{id: m{n:02d}, system: portal, interval: {interval}, check: {{type: tcp, host: 127.0.0.1, port: 9}}}}\n"
+        for n in numbers
+    ]
+    (folder / "inventory.yaml").write_text("".join(lines), encoding="utf-8")
+
+
+def fao(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def stored(mongo_url: str) -> Iterator[MongoClient[Document]]:
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def monitors(client: MongoClient[Document], db: str) -> dict[str, Document]:
+    return {doc["_id"]: doc for doc in client[db]["monitors"].find({})}
+
+
+def test_many_changes_are_written_in_bulk_and_match_the_files(
+    env: None,
+    tmp_path: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config"
+    write_config(config, "60s")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    deletes: list[int] = []
+    real_delete = apply_module.delete_documents
+
+    async def counted(db: object, collection: str, keys: list[str]) -> None:
+        deletes.append(len(keys))
+        await real_delete(db, collection, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply_module, "delete_documents", counted)
+    write_config(config, "90s", skip=2, extra=True)  # 38 changed, 2 removed, 1 added
+    result = fao("apply", "--yes", "--prune", str(config))
+    assert result.exit_code == 0, result.output
+    assert deletes == [40], "one delete of every changed and removed monitor"
+    docs = monitors(stored, mongo_db_name)
+    assert sorted(docs) == [f"m{n:02d}" for n in range(2, MONITORS + 1)]
+    assert {doc["interval"] for doc in docs.values()} == {90.0}
+    again = fao("apply", "--yes", "--prune", str(config))
+    assert again.exit_code == 0
+    assert "; 0 change(s)" in again.output, "what was written is what the files say"
+
+
+def test_a_failure_after_the_bulk_delete_is_undone(
+    env: None,
+    tmp_path: Path,
+    stored: MongoClient[Document],
+    mongo_db_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config"
+    write_config(config, "60s")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    before = monitors(stored, mongo_db_name)
+    real_write = apply_module.write_documents
+    calls = 0
+
+    async def failing_write(*args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        await real_write(*args, **kwargs)  # type: ignore[arg-type]
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(apply_module, "write_documents", failing_write)
+    write_config(config, "90s")  # all 40 changed: deleted at once, then inserted 50 at a time
+    result = fao("apply", "--yes", str(config))
+    assert result.exit_code == 1
+    assert "what was written was undone" in result.output
+    assert calls == 1
+    assert monitors(stored, mongo_db_name) == before
