@@ -11,3 +11,21 @@ def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.M
     monkeypatch.setenv("FAO_NATS_URL", nats_url)
     monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
     monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+
+
+class WriteFailure:
+    """``fao.cli.apply.write_documents`` made to fail after writing its chunk (an apply failing
+    half way, once something is written); ``calls`` counts the chunks tried."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import fao.cli.apply as apply_module
+
+        self.calls = 0
+        real_write = apply_module.write_documents
+
+        async def failing_write(*args: object, **kwargs: object) -> None:
+            self.calls += 1
+            await real_write(*args, **kwargs)  # type: ignore[arg-type]
+            raise OSError("disk full (injected)")
+
+        monkeypatch.setattr(apply_module, "write_documents", failing_write)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli.tests.conftest import WriteFailure
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
@@ -39,6 +40,14 @@ def fao(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
+def applied(tmp_path: Path) -> Path:
+    """The config of MONITORS monitors at 60 s, applied; its folder."""
+    config = tmp_path / "config"
+    write_config(config, "60s")
+    assert fao("apply", "--yes", str(config)).exit_code == 0
+    return config
+
+
 @pytest.fixture
 def stored(mongo_url: str) -> Iterator[MongoClient[Document]]:
     client: MongoClient[Document] = MongoClient(mongo_url)
@@ -59,9 +68,7 @@ def test_many_changes_are_written_in_bulk_and_match_the_files(
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = tmp_path / "config"
-    write_config(config, "60s")
-    assert fao("apply", "--yes", str(config)).exit_code == 0
+    config = applied(tmp_path)
     deletes: list[int] = []
     real_delete = apply_module.delete_documents
 
@@ -89,23 +96,12 @@ def test_a_failure_after_the_bulk_delete_is_undone(
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = tmp_path / "config"
-    write_config(config, "60s")
-    assert fao("apply", "--yes", str(config)).exit_code == 0
+    config = applied(tmp_path)
     before = monitors(stored, mongo_db_name)
-    real_write = apply_module.write_documents
-    calls = 0
-
-    async def failing_write(*args: object, **kwargs: object) -> None:
-        nonlocal calls
-        calls += 1
-        await real_write(*args, **kwargs)  # type: ignore[arg-type]
-        raise OSError("disk full (injected)")
-
-    monkeypatch.setattr(apply_module, "write_documents", failing_write)
+    failure = WriteFailure(monkeypatch)
     write_config(config, "90s")  # all 40 changed: deleted at once, then inserted 50 at a time
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
     assert "what was written was undone" in result.output
-    assert calls == 1
+    assert failure.calls == 1
     assert monitors(stored, mongo_db_name) == before

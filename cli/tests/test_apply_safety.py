@@ -17,6 +17,7 @@ from pathlib import Path
 import nats
 import pytest
 import yaml
+from cli.tests.conftest import WriteFailure
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
@@ -147,21 +148,12 @@ def test_a_failure_half_way_is_undone(
         + "  - id: newcomer\n    system: e-service\n    check: {type: tcp, host: 127.0.0.1, port: 9}\n",
         encoding="utf-8",
     )
-    real_write = apply_module.write_documents
-    calls = 0
-
-    async def failing_write(*args: object, **kwargs: object) -> None:
-        nonlocal calls
-        calls += 1
-        # The KV buckets are written by now, and this chunk of documents is too: then it fails.
-        await real_write(*args, **kwargs)  # type: ignore[arg-type]
-        raise OSError("disk full (injected)")
-
-    monkeypatch.setattr(apply_module, "write_documents", failing_write)
+    # The KV buckets are written by then, and the first chunk of documents too: then it fails.
+    failure = WriteFailure(monkeypatch)
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
     assert "apply failed (OSError: disk full (injected)); what was written was undone" in result.output
-    assert calls == 1
+    assert failure.calls == 1
     assert list(stored[mongo_db_name]["monitors"].find({})) == before_docs
     assert asyncio.run(kv_keys(nats_url)) == before_kv
     report = asyncio.run(check_drift(mongo_url, mongo_db_name, nats_url, None))
