@@ -35,9 +35,9 @@ from fao.testing.fake_line import FakeLineServer
 GRACE = 10.0
 SERVICES = ("correlator", "notifier", "reporter", "prober")
 LOAD_MONITORS = 200
-# Enough that the correlator is still busy when SIGTERM is sent (≈7 s after the flood: it takes
-# single-result messages at several hundred a second, states in the KV bucket).
-FLOOD_RESULTS = 12000
+# Enough that the correlator is still busy when SIGTERM is sent (≈7 s after the flood: it takes up
+# to 32 waiting single-result messages at once, ≈5,700 a second here: 40,000 were nearly drained).
+FLOOD_RESULTS = 100_000
 FLOOD_EVENTS = 1500
 CONSUMERS = {
     "correlator": (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
