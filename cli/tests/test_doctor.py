@@ -10,10 +10,11 @@ import nats
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from fao.cli.doctor import Broken, MonitorSeen, Snapshot, diagnose
+from fao.cli.doctor import MonitorSeen, Snapshot, diagnose
 from fao.cli.main import app
 from fao.runtime.bus import state_bucket
 from fao.runtime.owner_review import REVIEWS, ROUNDS, ReviewAnswer, ReviewRound
+from fao.runtime.reachability import Broken
 from fao.runtime.states import encode
 from fao.runtime.store import Document
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team

@@ -193,7 +193,7 @@ def test_json_round_trips_and_is_stable(report: MonthlyReport) -> None:
 def test_json_top_level_and_row_keys_are_in_fixed_order(report: MonthlyReport) -> None:
     """Consumers may rely on the documented key order (schema version 3)."""
     document = json.loads(render_json(report))
-    assert document["schema_version"] == 3
+    assert document["schema_version"] == 4
     assert list(document) == [
         "schema_version", "period", "month", "be_year", "fiscal_year_be", "generated_at",
         "maintenance_included", "totals", "longest_incident_id", "worst_system_ids", "teams", "days",

@@ -12,7 +12,8 @@ knows of each monitor); ``snapshot`` reads it from MongoDB. Findings:
   left (``line_groups``, recorded by the gateway), or was never seen in while it is seen in others;
   a LINE group, e-mail address or webhook the notifier marked broken (``broken_targets``: it refused
   for good, deliveries to it are skipped); the systems of a team none of whose channels works are
-  named: they have no reachable owner;
+  named: they have no reachable owner (``fao.runtime.reachability``, shared with the monthly
+  report);
 - a person without a LINE user id (cannot be recognised acknowledging, nor escalated to);
 - an escalation step naming a person or team no longer stored (erased with ``fao people forget``,
   or a document edited by hand): the step skips them, and the config files that still name them
@@ -48,13 +49,12 @@ from fao.runtime.inventory import (
     maintenance_from_doc,
 )
 from fao.runtime.owner_review import ReviewRound, latest_review
+from fao.runtime.reachability import Broken, read_broken, read_groups, targets
 from fao.runtime.states import state_docs
 from fao.runtime.store import Document, connect
 from fao.runtime.thai import BANGKOK
 from fao.schemas import MaintenanceWindow, Monitor, Person, System, Team
 
-LINE_GROUPS: Final = "line_groups"  # the gateway's record of the groups the bot is in
-BROKEN_TARGETS: Final = "broken_targets"  # the notifier's targets that refused for good
 CHANNEL_NAMES: Final = {"line": "LINE group", "email": "e-mail address", "webhook": "webhook"}
 LONG_WINDOW: Final = timedelta(days=7)
 # Systems named in one finding; more are counted.
@@ -84,14 +84,6 @@ class MonitorSeen:
 
     last_at: dict[str, datetime] = field(default_factory=dict)
     outcomes: tuple[bool, ...] = ()
-
-
-@dataclass(frozen=True)
-class Broken:
-    """A target the notifier marked broken (``fao.notifier.broken``): since when, and why."""
-
-    since: datetime
-    error: str
 
 
 @dataclass
@@ -209,14 +201,10 @@ def _team_findings(
         ]
     found: list[Finding] = []
     working = 0
-    targets = [
-        *(("line", target) for target in team.line_groups),
-        *(("email", address) for address in team.email),
-        *(("webhook", hook.url) for hook in team.webhooks),
-    ]
-    for channel, target in targets:
-        mark = broken.get(f"{channel}:{target}")
-        if channel == "line" and groups.get(target) is False:
+    for channel, target, state, mark in (
+        (t.channel, t.target, t.state, t.broken) for t in targets(team, groups, broken)
+    ):  # the same definitions as the monthly report's (fao.runtime.reachability)
+        if state == "left":
             found.append(
                 Finding(
                     "problem",
@@ -225,7 +213,7 @@ def _team_findings(
                     "invite the bot back into the group, or set the team's line_groups (see: fao line groups)",
                 )
             )
-        elif mark is not None:
+        elif state == "broken" and mark is not None:
             found.append(
                 Finding(
                     "problem",
@@ -407,13 +395,8 @@ async def snapshot(db: AsyncDatabase[Document], states: Mapping[str, Document]) 
             snap.windows.append(maintenance_from_doc(doc)[0])
         except ValueError as exc:
             snap.unreadable.append(f"maintenance/{doc.get('_id')}: {exc}")
-    async for doc in db[LINE_GROUPS].find({}):
-        snap.groups[str(doc["_id"])] = doc.get("in_group") is not False
-    async for doc in db[BROKEN_TARGETS].find({}):
-        since = doc.get("since")
-        if isinstance(since, datetime):
-            aware = since if since.tzinfo else since.replace(tzinfo=UTC)
-            snap.broken[str(doc["_id"])] = Broken(aware, str(doc.get("error") or ""))
+    snap.groups = await read_groups(db)
+    snap.broken = await read_broken(db)
     async for doc in db[DEPARTED].find({}):
         at = doc.get("departed_at")
         if isinstance(at, datetime):

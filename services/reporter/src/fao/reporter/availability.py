@@ -264,15 +264,38 @@ class ReviewTeam(_Frozen):
     status: Literal["not_confirmed", "needs_changes"]
 
 
+class UnownedSystem(_Frozen):
+    """A system none of whose team's channels works (``fao.runtime.reachability``)."""
+
+    system: str
+    name: str
+    name_th: str | None
+    team: str
+    team_name: str | None
+
+
+class LeftGroup(_Frozen):
+    """A LINE group of a team's config that the bot has left (``fao.runtime.reachability``)."""
+
+    group: str
+    group_name: str | None
+    team: str
+    team_name: str | None
+
+
 class OwnerReviewState(_Frozen):
     """The latest quarterly owner review sent by the period's end (``fao.runtime.owner_review``),
-    with the answers as of the report's generation."""
+    with the answers as of the report's generation (no round: ``round_id`` None); and, as of the
+    report's generation too, the systems without a reachable owner and the LINE groups the bot
+    has left (the same definitions as ``fao doctor``)."""
 
-    round_id: str
-    sent_at: datetime
-    team_count: int
+    round_id: str | None = None
+    sent_at: datetime | None = None
+    team_count: int = 0
     """Teams asked."""
     unconfirmed: tuple[ReviewTeam, ...] = ()
+    unowned_systems: tuple[UnownedSystem, ...] = ()
+    left_groups: tuple[LeftGroup, ...] = ()
 
 
 class MonthlyReport(_Frozen):

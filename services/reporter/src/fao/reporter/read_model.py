@@ -25,7 +25,16 @@ from pydantic import ValidationError
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fao.reporter.availability import IncidentFact, MaintenanceSpan, OwnerReviewState, ReviewTeam, SystemInfo
+from fao.reporter.availability import (
+    IncidentFact,
+    LeftGroup,
+    MaintenanceSpan,
+    OwnerReviewState,
+    ReviewTeam,
+    SystemInfo,
+    UnownedSystem,
+)
+from fao.runtime import reachability
 from fao.runtime.inventory import SYSTEMS, TEAMS, from_doc
 from fao.runtime.owner_review import latest_review
 from fao.runtime.store import Document, IndexSpec
@@ -133,23 +142,75 @@ class FactStore:
 
     async def owner_review(self, until: datetime) -> OwnerReviewState | None:
         """The latest owner review round sent by ``until`` and the teams that have not confirmed it
-        (as of now), with their names; None before the first round."""
+        (as of now), with their names; the systems without a reachable owner and the LINE groups
+        the bot has left (as of now, ``fao.runtime.reachability``); None when there is nothing
+        of these (before the first round, with every team reachable)."""
         review = await latest_review(self._db, until)
-        if review is None:
+        team_docs = await self._db[TEAMS].find({}).to_list()
+        names = {str(doc["_id"]): doc.get("name") for doc in team_docs}
+        unowned, left = await self._reachability(team_docs)
+        if review is None and not (unowned or left):
             return None
-        names = {str(doc["_id"]): doc.get("name") for doc in await self._db[TEAMS].find({}).to_list()}
+        state = OwnerReviewState(unowned_systems=unowned, left_groups=left)
+        if review is None:
+            return state
         unconfirmed = []
         for team in review.unconfirmed():
-            answer = review.answers.get(team)
-            status = "needs_changes" if answer is not None else "not_confirmed"
+            status = "needs_changes" if review.answers.get(team) is not None else "not_confirmed"
             name = names.get(team)
             unconfirmed.append(ReviewTeam(team=team, team_name=str(name) if name else None, status=status))
-        return OwnerReviewState(
-            round_id=review.id,
-            sent_at=review.sent_at,
-            team_count=len(review.teams),
-            unconfirmed=tuple(unconfirmed),
+        return state.model_copy(
+            update={
+                "round_id": review.id,
+                "sent_at": review.sent_at,
+                "team_count": len(review.teams),
+                "unconfirmed": tuple(unconfirmed),
+            }
         )
+
+    async def _reachability(
+        self, team_docs: Sequence[Document]
+    ) -> tuple[tuple[UnownedSystem, ...], tuple[LeftGroup, ...]]:
+        teams = []
+        for doc in team_docs:
+            try:
+                teams.append(from_doc(Team, doc))
+            except ValidationError:
+                log.warning("team_unreadable", team=str(doc.get("_id")))
+        systems = []
+        for doc in await self._db[SYSTEMS].find({}).to_list():
+            try:
+                systems.append(from_doc(System, doc))
+            except ValidationError:
+                log.warning("system_unreadable", system=str(doc.get("_id")))
+        groups = await reachability.read_groups(self._db)
+        broken = await reachability.read_broken(self._db)
+        unowned = tuple(
+            UnownedSystem(
+                system=u.system.id,
+                name=u.system.name,
+                name_th=u.system.name_th,
+                team=u.team.id,
+                team_name=u.team.name,
+            )
+            for u in reachability.unowned_systems(teams, systems, groups, broken)
+        )
+        left_found = reachability.left_groups(teams, groups)
+        group_names: dict[str, object] = {}
+        if left_found:
+            wanted = [g.group for g in left_found]
+            async for doc in self._db[reachability.LINE_GROUPS].find({"_id": {"$in": wanted}}):
+                group_names[str(doc["_id"])] = doc.get("name")
+        left = tuple(
+            LeftGroup(
+                group=g.group,
+                group_name=str(group_names[g.group]) if group_names.get(g.group) else None,
+                team=g.team.id,
+                team_name=g.team.name,
+            )
+            for g in left_found
+        )
+        return unowned, left
 
     async def systems(self) -> list[SystemInfo]:
         """The applied inventory's systems with their team's name (unreadable ones skipped)."""

@@ -4,7 +4,11 @@ Keys in a fixed order; datetimes ISO-8601 UTC with "Z"; durations whole seconds 
 dropped); percentages numbers with 3 decimals; null means "no value" (no MTTR without repairs).
 Version 2 added the period kind, maintenance, severity/kind counts, MTBF, SLA, changes, longest,
 worst, teams, days and skipped facts; version 3 the owner review (``owner_review``: the latest
-round sent by the period's end and the teams that have not confirmed it; null before the first).
+round sent by the period's end and the teams that have not confirmed it; null before the first);
+version 4 added to it the systems without a reachable owner (``unowned_systems``) and the LINE
+groups the bot has left (``left_groups``), as ``fao doctor`` finds them when the report is made;
+``round`` and ``sent_at`` are null before the first round, and ``owner_review`` is null only when
+there is no round and nothing to list.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from fao.reporter.availability import (
 )
 from fao.reporter.formats.contract import RenderContext
 
-JSON_SCHEMA_VERSION: Final = 3
+JSON_SCHEMA_VERSION: Final = 4
 _SECOND: Final = timedelta(seconds=1)
 
 
@@ -130,6 +134,20 @@ def _owner_review(review: OwnerReviewState | None) -> dict[str, object] | None:
         "team_count": review.team_count,
         "unconfirmed": [
             {"team": t.team, "team_name": t.team_name, "status": t.status} for t in review.unconfirmed
+        ],
+        "unowned_systems": [
+            {
+                "system": u.system,
+                "name": u.name,
+                "name_th": u.name_th,
+                "team": u.team,
+                "team_name": u.team_name,
+            }
+            for u in review.unowned_systems
+        ],
+        "left_groups": [
+            {"group": g.group, "group_name": g.group_name, "team": g.team, "team_name": g.team_name}
+            for g in review.left_groups
         ],
     }
 
