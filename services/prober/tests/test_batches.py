@@ -115,6 +115,19 @@ def test_each_monitor_keeps_its_order_and_stays_in_its_partition() -> None:
     assert {result_partition(m) for m in monitors} <= set(range(RESULT_PARTITIONS))
 
 
+def test_the_monitors_of_one_system_travel_in_one_partition_whatever_their_ids() -> None:
+    """The partition is the system's, not the monitor's: a system's monitors failing together land
+    in one batch (one commit, one incident) even when their own ids hash to different partitions."""
+    monitors = [f"mon-{i}" for i in range(40)]
+    assert len({result_partition(m) for m in monitors}) > 1, "ids spread over partitions by themselves"
+    batcher = _batcher(max_count=100)
+    for n, monitor in enumerate(monitors):
+        assert not batcher.add(_result(monitor, n).model_copy(update={"system_id": "e-service"}), now=0.0)
+    [batch] = batcher.close_all()
+    assert batch.subject == result_batch_subject("bkk", result_partition("e-service"))
+    assert [r.monitor_id for r in _decode(batch).results] == monitors
+
+
 def test_batch_ids_are_numbered_per_prober_start() -> None:
     first, restarted = _batcher(max_count=1), _batcher(max_count=1, boot=5678)
     ids = [b.msg_id for i in range(3) for b in first.add(_result("web", i), now=0.0) or []]
