@@ -288,6 +288,43 @@ async def test_each_service_does_its_job_with_its_own_user(
         await target.stop()
 
 
+async def test_the_correlator_starts_again_with_its_own_user_on_the_states_it_wrote(
+    auth_nats: AuthNats,
+    mongo_url: str,
+    mongo_db: AsyncDatabase[Document],
+    tmp_path: Path,
+) -> None:
+    """Found black-box (a NATS outage with ``fao dev up``): the correlator that took over after
+    its lease expired read the monitor states with an ordered consumer whose stream nats-py looked
+    up by subject (``STREAM.NAMES``, not the correlator's permission), timed out and exited 1, over
+    and over: no alert until someone noticed. Any restart once a state was stored did the same."""
+    target = Target()
+    await target.start()
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "inventory.yaml").write_text(CONFIG.replace("{port}", str(target.port)), encoding="utf-8")
+    await apply(config, mongo_url, mongo_db.name, auth_nats.url_for("admin"), dry_run=False)
+    db = {"mongo_url": mongo_url, "mongo_db": mongo_db.name}
+    prober = build_prober(ProberSettings(**auth_nats.settings("prober"), prober_id="p-restart"))  # type: ignore[arg-type]
+    settings = CorrelatorSettings(**auth_nats.settings("correlator"), **db)  # type: ignore[arg-type]
+    admin = await auth_nats.connect("admin")
+    try:
+        ajs = admin.jetstream()
+        async with serving(build_correlator(settings)), serving(prober):
+
+            async def state_stored() -> bool:
+                return (await ajs.stream_info(f"KV_{s.STATE_BUCKET}")).state.messages > 0
+
+            await eventually(state_stored, 20, "the correlator stored the monitor's state")
+        # Started again (a restart, or a standby taking over): it reads back the stored states.
+        async with serving(build_correlator(settings)):
+            pass
+        assert auth_nats.violations() == [], "the correlator was refused nothing it needed"
+    finally:
+        await admin.close()
+        await target.stop()
+
+
 async def test_a_service_user_waits_for_the_admin_to_create_the_bus(
     auth_nats: AuthNats, admin: NatsClient
 ) -> None:

@@ -363,6 +363,7 @@ async def _kv_last(js: JetStreamContext, bucket: str, *, headers_only: bool) -> 
     prefix = f"$KV.{bucket}."
     sub = await js.subscribe(
         f"{prefix}>",
+        stream=stream,  # not looked up by subject: STREAM.NAMES is not a service user's permission
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
         headers_only=headers_only,
