@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 import pymongo
 import structlog
 from faststream.nats import NatsBroker
@@ -100,6 +101,11 @@ class LeaseLostError(ServiceFailedError):
 
 class NatsConnectionClosedError(ServiceFailedError):
     """A NATS connection was closed for good: the service was stopped, and its process must exit."""
+
+
+class StartupError(ServiceFailedError):
+    """The service cannot start as configured (its ``/healthz`` port is taken, NATS refused its
+    user): it was stopped, and its process exits 1 with one line saying which setting to check."""
 
 
 @dataclass
@@ -327,6 +333,11 @@ async def serve(
             failures.append(exc)
         stop.set()
 
+    def _startup_failed(reason: str) -> StartupError:
+        error = StartupError(reason)
+        fail(error)
+        return error
+
     health = _Health(svc)
     ops: OpsServer | None = None
 
@@ -334,7 +345,13 @@ async def serve(
         nonlocal ops
         if ops is None and settings.http_port >= 0:
             ops = OpsServer(settings.http_host, settings.http_port, health.checks, details=svc.health_details)
-            await ops.start()
+            try:
+                await ops.start()
+            except OSError as exc:
+                raise _startup_failed(
+                    f"cannot serve /healthz on {settings.http_host}:{settings.http_port} ({exc.strerror or exc});"
+                    " set FAO_HTTP_PORT to a free port (0: any, -1: none) or FAO_HTTP_HOST"
+                ) from None
 
     mongo: AsyncMongoClient[Document] | None = None
     lease: Lease | None = None
@@ -350,7 +367,14 @@ async def serve(
             await ensure_indexes(mongo[settings.mongo_db], svc.indexes)
         if isinstance(broker, _Broker):
             broker.name_connection(svc.name)
-        if not await _start_up(broker.connect(), stop, start_ops):
+        try:
+            connected = await _start_up(broker.connect(), stop, start_ops)
+        except nats.errors.Error as exc:  # the server refused us (not unreachable: that is retried)
+            raise _startup_failed(
+                f"NATS at {settings.nats_display_url()} refused the connection ({exc}); check FAO_NATS_USER"
+                " and FAO_NATS_PASSWORD (or the user:password in FAO_NATS_URL)"
+            ) from None
+        if not connected:
             return
         health.connections.append(broker.connection)
         if guard is not None:
