@@ -78,3 +78,9 @@ def test_export_refuses_a_folder_with_yaml_files_and_says_when_nothing_is_applie
     assert refused.exit_code == 1
     assert "export into an empty folder" in refused.output
     assert "Traceback" not in refused.output
+    # a folder that cannot be made is said as such (was: "cannot reach MongoDB (FileNotFoundError)")
+    (tmp_path / "a-file").write_text("x")
+    unwritable = fao("export", str(tmp_path / "a-file" / "out"))
+    assert unwritable.exit_code == 1
+    assert f"cannot write {tmp_path / 'a-file' / 'out'}: Not a directory" in unwritable.output
+    assert "MongoDB" not in unwritable.output

@@ -112,12 +112,15 @@ def export(mongo_url: str, mongo_db: str, directory: Path) -> Exported:
     if existing:
         raise ExportError(f"{directory} already holds {', '.join(existing)}: export into an empty folder")
     sections, notes = asyncio.run(read_inventory(mongo_url, mongo_db))
-    directory.mkdir(parents=True, exist_ok=True)
     result = Exported(notes=notes)
-    for collection, items in sections.items():
-        if not items:
-            continue
-        name = FILES[collection]
-        (directory / name).write_text(render(collection, items), encoding="utf-8")
-        result.files[name] = len(items)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for collection, items in sections.items():
+            if not items:
+                continue
+            name = FILES[collection]
+            (directory / name).write_text(render(collection, items), encoding="utf-8")
+            result.files[name] = len(items)
+    except OSError as exc:  # not MongoDB's fault: the folder cannot be written
+        raise ExportError(f"cannot write {exc.filename or directory}: {exc.strerror or exc}") from None
     return result
