@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from fao.runtime.consume import subscribe
-from fao.runtime.launch import free_port, start_ferretdb
+from fao.runtime.launch import free_port, start_ferretdb, start_nats
 from fao.runtime.service import NatsConnectionClosedError, ServiceApp, new_broker, serve
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import Command
@@ -203,3 +203,54 @@ async def test_sigterm_stops_a_process_whose_event_loop_is_stuck_within_the_grac
     assert code == 1, b"\n".join(lines).decode()
     assert "stop_timeout" in events, events
     assert grace <= took < grace + 1.0, f"exited {took:.2f} s after SIGTERM (grace {grace} s)"
+
+
+async def test_a_nats_outage_is_logged_in_lines_not_tracebacks(tmp_path: Path) -> None:
+    """Found black-box (NATS stopped for 3 minutes under ``fao dev up``): besides the service's own
+    one-line ``nats_connection_error``, FastStream logged every connection error again as
+    "Connection broken with ..." with its traceback, ≈80 lines each, twice every 10 s per KV
+    watcher for as long as NATS was away (5,000 lines in 90 s). A real prober process, NATS
+    stopped under it: no such line and no traceback in 12 s of outage."""
+    server = start_nats(tmp_path / "nats")
+    env = {
+        **os.environ,
+        "FAO_NATS_URL": server.url,
+        "FAO_HTTP_PORT": "-1",
+        "FAO_PROBER_ID": "p-log",
+        "FAO_ZONE": "z1",
+        "FAO_LOG_FORMAT": "json",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fao.prober", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+
+    def events() -> list[str]:
+        return [str(json.loads(line).get("event")) for line in lines if line.startswith(b"{")]
+
+    async def read_until(event: str | None, seconds: float) -> None:
+        """Collect output lines until ``event`` is logged (or, with None, for ``seconds``)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while line := await proc.stdout.readline():  # type: ignore[union-attr]
+                    lines.append(line)
+                    if event is not None and event in events():
+                        return
+        assert event is None, f"no {event} within {seconds} s:\n" + b"".join(lines).decode()
+
+    try:
+        await read_until("service_started", 30)
+        server.stop()
+        await read_until("nats_disconnected", 10)
+        await read_until(None, 12)  # KV watchers and result publishes time out meanwhile
+    finally:
+        server.stop()
+        proc.terminate()
+        lines.extend((await asyncio.wait_for(proc.stdout.read(), 20)).splitlines(keepends=True))
+        await proc.wait()
+    output = b"".join(lines).decode(errors="replace")
+    assert "nats_connection_error" in events(), output
+    assert not [e for e in events() if e.startswith("Connection broken")], output
+    assert "Traceback" not in output, output

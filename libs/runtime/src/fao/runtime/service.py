@@ -226,6 +226,16 @@ class _Broker(NatsBroker):
         return connection
 
 
+class _NoConnectionBroken(logging.Filter):
+    """Drops FastStream's "Connection broken with <error>" records: it logs every NATS connection
+    error again, each with its traceback (≈80 lines), about twice every 10 s per KV watcher while
+    NATS is away; ``nats_connection_error`` already says it in one line, at most every
+    ``ERROR_LOG_EVERY`` seconds."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Connection broken with ")
+
+
 def new_broker(settings: ServiceSettings) -> NatsBroker:
     """The broker every service uses, on a connection that reconnects forever (``nats_options``;
     ``serve`` names it after the service). FastStream logs through the stdlib logger
@@ -233,9 +243,12 @@ def new_broker(settings: ServiceSettings) -> NatsBroker:
     "Received/Processed" lines are at DEBUG: ``log_level`` is the level FastStream writes them at,
     not a filter."""
     events = _ConnectionLog("fao")
+    logger = logging.getLogger("fao.faststream")
+    if not any(isinstance(f, _NoConnectionBroken) for f in logger.filters):
+        logger.addFilter(_NoConnectionBroken())
     broker = _Broker(
         settings.nats_connect_url(),
-        logger=logging.getLogger("fao.faststream"),
+        logger=logger,
         log_level=logging.DEBUG,
         **nats_options(settings, events.name, events),
     )
