@@ -65,6 +65,10 @@ def test_unreachable_database_is_one_clear_line(
         assert result.exit_code == 1, args
         assert "cannot reach" in result.output
         assert "Traceback" not in result.output
+        # what failed, not pymongo's timeouts and topology dump (was ≈700 characters on one line)
+        assert f"Connect call failed ('127.0.0.1', {closed})" in result.output, result.output
+        assert "Topology" not in result.output, result.output
+        assert len(result.output.strip()) < 200, result.output
 
 
 def test_an_unreachable_nats_is_one_line_without_a_traceback(

@@ -15,6 +15,7 @@ from pymongo.errors import PyMongoError
 
 from fao.cli import web_commands
 from fao.cli.apply import MASS_REMOVAL, ApplyRefusedError, decide, prepare, write
+from fao.cli.brief import brief
 from fao.cli.dev import DEFAULT_GATEWAY_PORT, DevConfig, up
 from fao.cli.incidents import list_incidents
 from fao.runtime.launch import LaunchError, ferretdb_binary
@@ -91,7 +92,7 @@ def apply_cmd(
             typer.secho(str(problem), fg=typer.colors.RED, err=True)
         raise _fail(f"config rejected: {len(exc.problems)} problem(s); nothing was changed") from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     for note in full.inventory.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     # One write for the whole plan: tens of thousands of lines are one echo, not one each.
@@ -144,7 +145,7 @@ def _apply_check(directory: Path | None) -> None:
     except UnreachableError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     places = "the config, MongoDB and KV" if directory is not None else "MongoDB and KV"
     if report.clean:
         typer.secho(f"no drift: {places} agree", fg=typer.colors.GREEN)
@@ -171,7 +172,7 @@ def export_cmd(
     except ExportError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     for note in result.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     if not result.files:
@@ -200,7 +201,7 @@ def audit_cmd(
     except SinceError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     if not lines:
         typer.echo("no audit entries" + (f" since {since}" if since else ""))
     for line in lines:
@@ -231,7 +232,7 @@ def doctor_cmd(
             run(settings.mongo_url, settings.mongo_db, settings.nats_url, datetime.now(UTC), retention)
         )
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {brief(exc)}") from None
     for finding in findings:
         typer.echo(str(finding))
     problems = sum(1 for f in findings if f.level == "problem")
@@ -258,7 +259,7 @@ def people_export(person_id: Annotated[str, typer.Argument(help="The person's id
     except PeopleError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
 
 
 @people_app.command("forget")
@@ -283,7 +284,7 @@ def people_forget(
     except PeopleError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     typer.echo(f"{person_id} erased: now {done.pseudonym} in {done.documents} stored document(s)")
     if done.bus_events:
         typer.echo(
@@ -336,7 +337,7 @@ def report_cmd(
     except (ValueError, ReportOutputError) as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB or NATS ({type(exc).__name__}): {brief(exc)}") from None
     for line in lines:
         typer.echo(line)
 
@@ -368,7 +369,7 @@ def _list_incidents(show_all: bool, limit: int) -> None:
             list_incidents(settings.mongo_url, settings.mongo_db, datetime.now(UTC), show_all, limit)
         )
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     if not rows:
         typer.echo("no incidents" if show_all else "no open incidents")
     for row in rows:
@@ -389,7 +390,7 @@ def incidents_show(incident_id: IncidentId) -> None:
     except UnknownIncidentError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     for line in lines:
         typer.echo(line)
 
@@ -455,7 +456,7 @@ def _send(
     try:
         answer = asyncio.run(send_command(settings.nats_url, command, wait))
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach NATS ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach NATS ({type(exc).__name__}): {brief(exc)}") from None
     try:
         asyncio.run(record_command(settings.mongo_url, settings.mongo_db, command, answer))
     except UNREACHABLE as exc:
@@ -544,7 +545,7 @@ def line_quota() -> None:
     try:
         lines = asyncio.run(quota_report(settings.mongo_url, settings.mongo_db, datetime.now(UTC), access))
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     for text in lines:
         typer.echo(text)
 
@@ -600,7 +601,7 @@ def line_groups(
     try:
         report = asyncio.run(load_groups(settings.mongo_url, settings.mongo_db))
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     view = describe_groups(report, show_left=show_left)
     if not view.lines:
         typer.echo("the bot is in no LINE group yet (none recorded): add it to a group, then look again")
@@ -659,7 +660,7 @@ def maintenance_add(
     except MaintenanceError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     assert window.start is not None
     assert window.end is not None
     typer.echo(
@@ -678,7 +679,7 @@ def maintenance_list(
     try:
         rows = asyncio.run(list_windows(settings.mongo_url, settings.mongo_db, datetime.now(UTC), show_all))
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     if not rows:
         typer.echo("no maintenance windows" if show_all else "no active or upcoming maintenance windows")
     for row in rows:
@@ -703,5 +704,5 @@ def maintenance_end(
     except MaintenanceError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach NATS or MongoDB ({type(exc).__name__}): {brief(exc)}") from None
     typer.echo(ended.message)

@@ -15,6 +15,7 @@ from nats.errors import Error as NatsError
 from pymongo.errors import PyMongoError
 
 from fao.cli import web_access
+from fao.cli.brief import brief
 from fao.cli.web_access import AccessError
 from fao.gateway.access import Role, new_password
 from fao.runtime.settings import ServiceSettings
@@ -46,7 +47,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     except AccessError as exc:
         raise _fail(str(exc)) from None
     except UNREACHABLE as exc:
-        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {exc}") from None
+        raise _fail(f"cannot reach MongoDB ({type(exc).__name__}): {brief(exc)}") from None
 
 
 def _when(value: object) -> str:
