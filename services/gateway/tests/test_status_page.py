@@ -5,6 +5,7 @@ system that is not public."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from services.gateway.tests.webstack import CAUSE, INTERNAL_HOST, INTERNAL_IP, WebStack, inventory, web_stack
+from services.gateway.tests.webstack import (
+    CAUSE,
+    INTERNAL_HOST,
+    INTERNAL_IP,
+    NOW,
+    WebStack,
+    inventory,
+    web_stack,
+)
 
 from fao.gateway.status_page import bar_class
 from fao.gateway.views import daily_availability
@@ -109,3 +118,38 @@ def test_availability_per_day_counts_outages_but_not_maintenance() -> None:
     days = daily_availability(incidents, 3, now, day + timedelta(days=2))
     assert days == [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(0.5)]
     assert [bar_class(d) for d in (1.0, 0.995, 0.5, None)] == ["ok", "minor", "major", "none"]
+
+
+async def test_a_public_system_down_behind_its_parent_is_an_outage_for_the_public(web: WebStack) -> None:
+    """Everything behind a failed core switch is suppressed under the switch's incident (one alert,
+    to the switch's team), yet citizens could not use the public systems behind it: the page shows
+    their outage, in its bars and recent incidents, as the monthly report counts it; the parent, not
+    public, stays off the page, and an incident inside a maintenance window is still no outage."""
+    day_ago = NOW - timedelta(days=1)
+    parent = Incident.model_validate(
+        {"id": "inc-00000000000000000010", "system_id": "intranet", "status": "resolved", "title": "core",
+         "started_at": day_ago, "resolved_at": day_ago + timedelta(hours=2), "alerted": True,
+         "dependants": ["mail"]}
+    )  # fmt: skip
+    child = Incident.model_validate(
+        {"id": "inc-00000000000000000011", "system_id": "mail", "status": "resolved", "title": "mail",
+         "started_at": day_ago, "resolved_at": day_ago + timedelta(hours=2), "muted": "dependency",
+         "parent_incident_id": parent.id}
+    )  # fmt: skip
+    planned = Incident.model_validate(
+        {"id": "inc-00000000000000000012", "system_id": "mail", "status": "resolved", "title": "mail",
+         "started_at": NOW - timedelta(days=5), "resolved_at": NOW - timedelta(days=5) + timedelta(hours=6),
+         "muted": "maintenance",
+         "maintenance": [{"start": NOW - timedelta(days=5), "end": NOW - timedelta(days=5) + timedelta(hours=6)}]}
+    )  # fmt: skip
+    for item in (parent, child, planned):
+        await web.db["incidents"].insert_one({"_id": item.id, **item.model_dump(mode="python")})
+    page = await web.client.get("/status")
+    assert page.status_code == 200
+    mail_row = page.text.split("<b>อีเมล</b>", 1)[1].split('<div class="public-system">', 1)[0]
+    bars = re.findall(r'class="bar (\w+)"', mail_row)
+    assert len(bars) == 90
+    assert bars.count("major") == 1, "the day the mail was down behind the core switch"
+    incidents = page.text.split('<ul class="incidents">', 1)[1]
+    assert incidents.count("<b>อีเมล</b>") == 2, "its outage and the maintenance, both in plain Thai"
+    assert "อินทราเน็ต" not in page.text

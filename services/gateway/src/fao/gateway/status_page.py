@@ -5,8 +5,9 @@ catalogue only.
 What it never shows: monitor ids, hosts, URLs, addresses, incident titles or causes (they hold
 host names and error details), people, teams. Only ``System.public`` systems appear, under
 ``public_name_th`` (or their Thai name); an incident appears as its status and times, worded by
-its kind. Dependants suppressed under another incident and incidents muted by maintenance do not
-count as outages.
+its kind. A dependant suppressed under another system's incident (everything behind a failed core
+switch) is an outage of its own here, as in the monthly report: its users could not use it, whatever
+the cause; the parts inside maintenance windows do not count.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ async def status_values(ctx: Any, now: datetime) -> dict[str, Any]:
     since = now - timedelta(days=DAYS)
     docs = await ctx.db[views.INCIDENTS].find({"system_id": {"$in": ids}}).to_list() if ids else []
     incidents = [i for i in (views.incident_from_doc(d) for d in docs) if i is not None]
-    incidents = [i for i in incidents if (i.resolved_at or now) >= since and i.parent_incident_id is None]
+    incidents = [i for i in incidents if (i.resolved_at or now) >= since]
     day_start = now.astimezone(BANGKOK).replace(hour=0, minute=0, second=0, microsecond=0)
     systems = []
     for system in public:

@@ -626,8 +626,9 @@ def daily_availability(
     incidents: list[Incident], days: int, now: datetime, day_start: datetime
 ) -> list[float | None]:
     """Per day (oldest first, the last is today up to ``now``) the share of time without an
-    outage incident (maintenance parts and muted incidents excluded). ``day_start`` is the start
-    of today (Bangkok)."""
+    outage incident (maintenance parts and incidents muted by maintenance excluded; a dependant
+    suppressed under its parent's incident counts, as in the monthly report). ``day_start`` is the
+    start of today (Bangkok)."""
     out: list[float | None] = []
     for back in range(days - 1, -1, -1):
         start = day_start - timedelta(days=back)
@@ -638,7 +639,7 @@ def daily_availability(
             continue
         down = 0.0
         for incident in incidents:
-            if incident.kind not in ("outage", "manual") or incident.muted is not None:
+            if incident.kind not in ("outage", "manual") or incident.muted == "maintenance":
                 continue
             a = max(incident.started_at, start)
             b = min(incident.resolved_at or now, end)
