@@ -148,6 +148,7 @@ def test_dev_up_runs_everything_and_the_demo_outage_reaches_the_outbox(tmp_path:
         output = fao.output
         assert "fao: applied" in output
         assert f"fao: demo target http://127.0.0.1:{demo_port}/" in output
+        assert "fao: warning: no monitor" not in output, "the copied config checks the demo's port"
         labels = ["correlator", "notifier", "reporter", "prober/dc1", "prober/dr", "gateway"]
         for offset, label in enumerate(labels):
             assert f"fao: {label} health http://127.0.0.1:{first_http + offset}/healthz" in output
@@ -229,6 +230,18 @@ def test_dev_up_no_demo_starts_one_prober_per_zone_and_no_demo_target(tmp_path: 
             assert password not in fao.output
         for label in ("correlator", "notifier", "reporter", "prober/east"):
             fao.wait_for(fao.logged(f"[{label}", "service_started"), 30, f"{label} started with its own user")
+
+
+def test_a_demo_port_no_monitor_checks_is_noticed(tmp_path: Path) -> None:
+    """`--demo-port` moves the demo target, not the example monitors (they check 18080): dev up
+    warns instead of showing monitors that stay down for good."""
+    from fao.cli.dev import probes_demo
+
+    examples = load_inventory(EXAMPLES)
+    assert probes_demo(examples, 18080)
+    assert not probes_demo(examples, 18081)
+    site = load_inventory(site_inventory(tmp_path, 18081))
+    assert probes_demo(site, 18081), "a tcp check of the port counts"
 
 
 async def test_demo_target_stops_listening_during_its_outage() -> None:

@@ -29,6 +29,7 @@ from fao.cli.demo_target import DemoTarget
 from fao.cli.web_access import FirstAdmin, ensure_first_admin
 from fao.runtime.auth import ADMIN, load_or_create_passwords, with_credentials
 from fao.runtime.launch import LaunchError, LocalServer, ferretdb_binary, start_ferretdb, start_nats
+from fao.schemas.checks import HttpCheck, TcpCheck
 from fao.schemas.loader import Inventory, load_inventory
 
 # Generated once (mode 0600) in the data folder: every NATS user's password.
@@ -86,6 +87,17 @@ def service_credentials(spec: Process, passwords: Mapping[str, str]) -> dict[str
 def prober_zones(inventory: Inventory) -> list[str]:
     """Zones the monitors name, sorted; ``default`` alone when there are no monitors yet."""
     return sorted({zone for monitor in inventory.monitors for zone in monitor.zones}) or ["default"]
+
+
+def probes_demo(inventory: Inventory, port: int) -> bool:
+    """Whether a monitor checks 127.0.0.1:``port`` (http or tcp): the demo target's outages show."""
+    for monitor in inventory.monitors:
+        check = monitor.check
+        if isinstance(check, HttpCheck) and check.url.host == "127.0.0.1" and check.url.port == port:
+            return True
+        if isinstance(check, TcpCheck) and check.host == "127.0.0.1" and check.port == port:
+            return True
+    return False
 
 
 def processes(inventory: Inventory, gateway_port: int = DEFAULT_GATEWAY_PORT) -> list[Process]:
@@ -226,7 +238,7 @@ async def _terminate(proc: asyncio.subprocess.Process, timeout: float) -> None: 
         await proc.wait()
 
 
-async def _start_demo(cfg: DevConfig) -> DemoTarget:
+async def _start_demo(cfg: DevConfig, inventory: Inventory) -> DemoTarget:
     demo = DemoTarget("127.0.0.1", cfg.demo_port, cfg.demo_period, cfg.demo_outage)
     try:
         await demo.start()
@@ -240,6 +252,12 @@ async def _start_demo(cfg: DevConfig) -> DemoTarget:
         f"fao: demo target http://127.0.0.1:{cfg.demo_port}/ is down {cfg.demo_outage:.0f}s "
         f"of every {cfg.demo_period:.0f}s\n"
     )
+    if not probes_demo(inventory, cfg.demo_port):
+        _echo(
+            f"fao: warning: no monitor in {cfg.config_dir} checks 127.0.0.1:{cfg.demo_port}, so the demo's"
+            " outages show nowhere (examples/config checks 127.0.0.1:18080, the default --demo-port;"
+            " monitors on a port nothing listens on stay down)\n"
+        )
     return demo
 
 
@@ -275,7 +293,7 @@ async def up(cfg: DevConfig) -> None:
         _echo(f"fao: applied {cfg.config_dir} ({len(result.changes)} changes)\n")
         first_admin = await ensure_first_admin(mongo_url, "fao", datetime.now(UTC))
         if cfg.demo:
-            demo = await _start_demo(cfg)
+            demo = await _start_demo(cfg, inventory)
         base_env = {
             **os.environ,
             "FAO_NATS_URL": nats_url,

@@ -570,7 +570,7 @@ def dev_up(
         bool, typer.Option("--no-demo", help="Start no demo target (for your own inventory).")
     ] = False,
     demo_port: Annotated[
-        int, typer.Option(help="Port of the demo target (examples/config probes it).")
+        int, typer.Option(help="Port of the demo target (examples/config checks 18080 only).")
     ] = 18080,
     demo_period: Annotated[float, typer.Option(help="Seconds per demo up/down cycle.")] = 120.0,
     demo_outage: Annotated[float, typer.Option(help="Seconds the demo is down per cycle.")] = 40.0,
