@@ -179,3 +179,29 @@ async def test_the_process_exits_0_on_sigterm_and_1_when_it_loses_the_lease(
         if crashing.returncode is None:
             crashing.kill()
             await crashing.wait()
+
+
+async def test_a_singleton_waiting_for_nats_says_fao_service_active_0() -> None:
+    """Found black-box: while a restarted correlator or notifier waited for NATS, its /metrics had
+    no ``fao_service_active`` at all (the gauge was first set once NATS answered), so an alert on
+    ``fao_service_active == 0`` (or on no instance being 1) saw nothing to compare."""
+    name = "t-singleton-waiting"
+    port = free_port()
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = ServiceSettings(nats_url=nowhere, http_port=port, lease_ttl=TTL, log_level="warning")
+    app = ServiceApp(name, settings, new_broker(settings), uses_mongo=False, singleton=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(app, stop))
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                await asyncio.sleep(0.05)
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert health.status_code == 503, health.text
+        assert f'fao_service_active{{service="{name}"}} 0.0' in metrics.splitlines(), metrics
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15.0)

@@ -352,6 +352,8 @@ async def serve(
         return error
 
     health = _Health(svc)
+    if svc.singleton:  # 0 from the first /metrics on, also while it waits for MongoDB or NATS
+        ACTIVE.labels(svc.name).set(0)
     ops: OpsServer | None = None
 
     async def start_ops() -> None:
@@ -408,7 +410,6 @@ async def serve(
             if guard is not None:
                 guard.watch(lease_nc)
             lease = Lease(lease_nc.jetstream(), svc.name, default_holder_id(), settings.lease_ttl)
-            ACTIVE.labels(svc.name).set(0)
             health.running = True  # a standby is doing what it should
             await start_ops()  # a standby is observable too
             log.info("standby", lease=svc.name, holder=lease.holder_id, ttl_s=lease.ttl)
