@@ -17,6 +17,7 @@ from services.gateway.tests.webstack import (
     PASSWORD,
     WebStack,
     csrf_of,
+    incident,
     web_settings,
     web_stack,
 )
@@ -368,3 +369,27 @@ async def test_the_incident_list_filters_by_system_and_status(web: WebStack) -> 
     assert resolved.count('href="/incidents/inc-') == 1
     intranet = (await web.client.get("/incidents?system=intranet&status=bogus")).text
     assert intranet.count('href="/incidents/inc-') == 1
+
+
+async def test_muted_incidents_say_they_were_not_alerted_and_under_which_parent(web: WebStack) -> None:
+    """A dependant held under its parent's incident, or an incident during maintenance, is open but
+    sent no alert: the overview and its page say so (was: a red "ขัดข้อง" like any other, with no
+    word that nobody was told nor which incident it is under)."""
+    child, quiet = "inc-00000000000000000004", "inc-00000000000000000005"
+    for doc in (
+        incident(child, system_id="mail", monitor_ids=["mail-smtp"], muted="dependency",
+                 parent_incident_id=INCIDENT_ID, alerted=False),
+        incident(quiet, system_id="intranet", monitor_ids=["intranet-home"], muted="maintenance", alerted=False),
+    ):  # fmt: skip
+        await web.db["incidents"].insert_one({"_id": doc.id, **doc.model_dump(mode="python")})
+    await web.sign_in(web.client, "viewer")
+    overview = (await web.client.get("/")).text
+    assert 'data-muted="dependency">ไม่แจ้งเตือน (รวมภายใต้เหตุของระบบที่พึ่งพา)<' in overview
+    assert 'data-muted="maintenance">ไม่แจ้งเตือน (อยู่ในช่วงปิดปรับปรุง)<' in overview
+    assert overview.count("data-muted=") == 2, "the alerted incident has no such label"
+    await web.client.get("/lang/en?next=/")
+    page = (await web.client.get(f"/incidents/{child}")).text
+    assert "Not alerted (under the incident of a system it depends on)" in page
+    assert f'<a href="/incidents/{INCIDENT_ID}">{INCIDENT_ID}</a>' in page
+    assert "Not alerted (during maintenance)" in (await web.client.get(f"/incidents/{quiet}")).text
+    assert 'id="incident-muted"' not in (await web.client.get(f"/incidents/{INCIDENT_ID}")).text
