@@ -244,6 +244,28 @@ def test_a_demo_port_no_monitor_checks_is_noticed(tmp_path: Path) -> None:
     assert probes_demo(site, 18081), "a tcp check of the port counts"
 
 
+def test_a_nats_or_mongo_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """Another server on --nats-port was taken for ours (and refused our users: an
+    ApplyRefusedError traceback); one on --mongo-port likewise. Now refused before starting."""
+    config = site_inventory(tmp_path, free_port())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for option, what in (("--nats-port", "nats-server"), ("--mongo-port", "FerretDB")):
+            ports = {"--nats-port": str(free_port()), "--mongo-port": str(free_port()), option: str(port)}
+            done = subprocess.run(
+                [sys.executable, "-m", "fao.cli", "dev", "up", "--no-demo", "--data", str(tmp_path / "data"),
+                 "--config", str(config), *(x for kv in ports.items() for x in kv),
+                 "--http-port", str(free_port_block(SERVICE_PORTS)), "--gateway-port", str(free_port())],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "Traceback" not in done.stdout + done.stderr
+            assert f"{what}: 127.0.0.1:{port} is already in use by another process" in done.stderr
+            assert "fao: started" not in done.stdout
+
+
 async def test_demo_target_stops_listening_during_its_outage() -> None:
     """Down means unreachable, like a switch outage: TCP and HTTP checks of it fail together."""
     port = free_port()

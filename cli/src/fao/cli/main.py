@@ -585,7 +585,7 @@ def dev_up(
     )  # fmt: skip
     try:
         asyncio.run(up(cfg))
-    except (LaunchError, ConfigError) as exc:
+    except (LaunchError, ConfigError, ApplyRefusedError) as exc:
         raise _fail(str(exc)) from None
 
 

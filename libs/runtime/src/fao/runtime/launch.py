@@ -120,6 +120,13 @@ def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
         process.wait()
 
 
+def _refuse_taken(port: int, what: str) -> None:
+    """A port given by the caller must be free: a server already listening there would be taken
+    for the one being started (and its users, data and passwords are not ours)."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        raise LaunchError(f"{what}: 127.0.0.1:{port} is already in use by another process; pick another port")
+
+
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,6 +180,8 @@ def start_nats(
         write_private(conf, render_config(users))
         config = ["-c", str(conf)]
     command = [str(nats_server_binary()), *config, "-js", "-sd", str(data_dir)]
+    if port is not None:
+        _refuse_taken(port, "nats-server")
     attempt = 1
     while True:
         chosen = port or free_port()
@@ -195,6 +204,8 @@ def start_nats(
 def start_ferretdb(data_dir: Path, port: int | None = None, *, log: IO[bytes] | None = None) -> LocalServer:
     """FerretDB v1 with its SQLite backend on 127.0.0.1, data under ``data_dir``."""
     binary = ferretdb_binary(build=True)
+    if port is not None:
+        _refuse_taken(port, "FerretDB")
     port = port or free_port()
     sqlite_dir = data_dir / "sqlite"
     sqlite_dir.mkdir(parents=True, exist_ok=True)
