@@ -602,6 +602,7 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
     parts: dict[str, MonitorCatalog | MaintenanceCatalog] = {}
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    checks: list[asyncio.Task[None]] = []
 
     def monitor_changed(monitor_id: str, monitor: Monitor | None) -> None:
         if SERVICE in ready:
@@ -619,10 +620,14 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         await correlator.recover()
         ready[SERVICE] = correlator
         tasks.append(asyncio.create_task(correlator.run_ticks(stop), name="correlator-ticks"))
-        tasks.append(asyncio.create_task(correlator.run_drift_checks(stop), name="correlator-drift"))
+        checks.append(asyncio.create_task(correlator.run_drift_checks(stop), name="correlator-drift"))
 
     async def on_stop(_: Runtime) -> None:
         stop.set()
+        for check in checks:  # a read of every monitor document changes nothing: not waited for
+            check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await check
         for task in tasks:
             await task
         for part in parts.values():
