@@ -38,6 +38,10 @@ systems:
   - {id: core-network, name: Core network, team: noc}
   - {id: e-service, name: e-Service, team: apps, depends_on: [core-network]}
 """,
+    "monitors.yaml": """monitors:
+  - {id: e-service-db, system: e-service, check: {type: tcp, host: 127.0.0.1, port: 5432}, tags: [db],
+     enabled: false}
+""",
 }
 
 
@@ -197,6 +201,7 @@ def test_list_lines_of_weekly_and_one_off_windows() -> None:
         (["--reason", "x", "--duration", "1h"], "give at least one --system, --team or --tag"),
         (["--system", "nope", "--reason", "x", "--duration", "1h"], "unknown system 'nope' (known: core-network, e-service)"),
         (["--team", "dba", "--reason", "x", "--duration", "1h"], "unknown team 'dba' (known: apps, noc)"),
+        (["--tag", "dbs", "--reason", "x", "--duration", "1h"], "no monitor has the tag 'dbs' (tags in use: db)"),
         (["--system", "e-service", "--reason", "x", "--start", "tomorrow", "--duration", "1h"],
          "bad time 'tomorrow': use YYYY-MM-DD HH:MM"),
         (["--system", "e-service", "--reason", "x", "--duration", "2 hours"], "invalid duration '2 hours'"),

@@ -21,7 +21,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fao.runtime import audit
-from fao.runtime.inventory import MAINTENANCE, SYSTEMS, TEAMS, maintenance_from_doc, maintenance_to_doc
+from fao.runtime.inventory import (
+    MAINTENANCE,
+    MONITORS,
+    SYSTEMS,
+    TEAMS,
+    maintenance_from_doc,
+    maintenance_to_doc,
+)
 from fao.runtime.store import Document
 from fao.runtime.thai import format_thai_datetime
 from fao.schemas import MaintenanceWindow
@@ -140,12 +147,19 @@ def build_window(
 
 
 async def check_references(db: AsyncDatabase[Document], window: MaintenanceWindow) -> None:
-    """When the inventory is in MongoDB (``fao apply`` ran), every system and team must exist."""
+    """When the inventory is in MongoDB (``fao apply`` ran), every system and team must exist and
+    every tag must be on a monitor (a window whose tag matches nothing would mute nothing)."""
     for collection, wanted, noun in ((SYSTEMS, window.systems, "system"), (TEAMS, window.teams, "team")):
         known = {doc["_id"] for doc in await db[collection].find({}, {"_id": 1}).to_list()}
         unknown = [ref for ref in wanted if ref not in known]
         if known and unknown:
             raise MaintenanceError(f"unknown {noun} {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if window.tags and await db[SYSTEMS].find_one({}, {"_id": 1}) is not None:
+        monitors = await db[MONITORS].find({}, {"tags": 1}).to_list()
+        in_use = {tag for doc in monitors for tag in doc.get("tags") or ()}
+        if untagged := [tag for tag in window.tags if tag not in in_use]:
+            known_tags = ", ".join(sorted(in_use)) or "none"
+            raise MaintenanceError(f"no monitor has the tag {untagged[0]!r} (tags in use: {known_tags})")
 
 
 async def _audit(
