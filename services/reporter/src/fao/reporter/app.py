@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 from nats.js import JetStreamContext
@@ -35,7 +36,7 @@ from fao.reporter.schedule import latest_due, report_id
 from fao.reporter.settings import ReporterSettings
 from fao.reporter.summary import report_link, summary_text
 from fao.runtime.consume import subscribe
-from fao.runtime.service import Runtime, ServiceApp, new_broker
+from fao.runtime.service import Runtime, ServiceApp, StartupError, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.runtime.store import Document
 from fao.schemas import IncidentEvent
@@ -171,6 +172,21 @@ class ReportScheduler:
             await asyncio.sleep(self.settings.report_check_interval)
 
 
+def _check_writable(folder: Path) -> None:
+    """The reports folder can be made and written, or the service does not start (was: the month
+    claimed, then a traceback at every look while the claim was held)."""
+    probe = folder / f".fao-write-check-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot write reports to {folder} ({exc.strerror or exc}); set FAO_REPORTS_DIR to a folder"
+            " the reporter may write, or leave it unset for no scheduled report"
+        ) from None
+
+
 @dataclass
 class Reporter:
     app: ServiceApp
@@ -205,6 +221,7 @@ def build_reporter(settings: ServiceSettings | None = None, clock: Clock = _utc_
         if settings.reports_dir is None:
             log.info("report_schedule_off", reason="FAO_REPORTS_DIR is not set")
             return
+        await asyncio.to_thread(_check_writable, settings.reports_dir)
         tasks.append(asyncio.create_task(scheduler.run(rt.db, rt.js), name="report-scheduler"))
 
     async def on_stop(rt: Runtime) -> None:
