@@ -75,6 +75,19 @@ async def test_a_taken_port_stops_the_service_with_one_clear_reason(
                 pass
 
 
+async def test_a_host_that_is_not_this_machines_names_both_settings(
+    nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Binding only (no traffic): 192.0.2.1 (TEST-NET-1) is no address of this machine."""
+    settings = _settings(nats_url, mongo_url, mongo_db.name, 0).model_copy(
+        update={"gateway_host": "192.0.2.1"}
+    )
+    with pytest.raises(ServiceFailedError, match="Cannot assign requested address") as caught:
+        async with serving(build(settings)):
+            pass
+    assert "FAO_GATEWAY_HOST: an address of this machine" in str(caught.value)
+
+
 async def test_the_service_takes_push_heartbeats_of_the_monitors_in_the_bucket(
     nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[Document], js: JetStreamContext
 ) -> None:

@@ -244,7 +244,7 @@ class PublicServer:
             sock.close()
             raise ServiceFailedError(
                 f"cannot listen on {self._host}:{self.port} for the LINE webhook ({exc.strerror}); "
-                "free the port or set FAO_GATEWAY_PORT"
+                "free the port or set FAO_GATEWAY_PORT (FAO_GATEWAY_HOST: an address of this machine)"
             ) from None
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gateway-http")
