@@ -188,6 +188,20 @@ async def test_no_answer_says_the_command_is_queued_and_exits_2(
     assert info.state.messages == 1, "the command waits in the stream for the correlator"
 
 
+async def test_a_negative_wait_or_a_limit_below_1_is_refused_and_nothing_is_sent(
+    env: None, js: JetStreamContext
+) -> None:
+    """Was: --wait -1 sent the command and said "queued; ... within -1 s"; --limit 0 listed all."""
+    negative = await invoke(["incidents", "ack", "inc-1", "--wait", "-1"])
+    assert negative.exit_code == 2, negative.output
+    assert "Invalid value for '--wait': -1.0 is not in the range x>=0." in negative.output
+    assert (await js.stream_info(s.COMMANDS_STREAM)).state.messages == 0
+    for args in (["incidents", "--limit", "0"], ["incidents", "list", "--all", "--limit", "-1"]):
+        none = await invoke(args)
+        assert none.exit_code == 2, (args, none.output)
+        assert "Invalid value for '--limit'" in none.output
+
+
 async def test_a_command_sent_while_mongodb_is_down_says_it_is_not_in_the_audit_log(
     env: None, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

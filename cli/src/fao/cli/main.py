@@ -343,10 +343,10 @@ def report_cmd(
 
 
 ShowAll = Annotated[bool, typer.Option("--all", help="Also resolved incidents.")]
-Limit = Annotated[int, typer.Option(help="At most this many, newest first.")]
+Limit = Annotated[int, typer.Option(min=1, help="At most this many, newest first.")]
 IncidentId = Annotated[str, typer.Argument(help="Incident id (see fao incidents).")]
 Actor = Annotated[str | None, typer.Option("--as", help="Who acts (default: your login name).")]
-Wait = Annotated[float, typer.Option("--wait", help="Seconds to wait for the correlator's answer.")]
+Wait = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for the correlator's answer.")]
 
 
 @incidents.callback(invoke_without_command=True)
