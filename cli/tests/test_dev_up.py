@@ -244,6 +244,21 @@ def test_a_demo_port_no_monitor_checks_is_noticed(tmp_path: Path) -> None:
     assert probes_demo(site, 18081), "a tcp check of the port counts"
 
 
+def test_a_port_option_out_of_range_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """Was: `--nats-port -5` "nats-server exited with code 1 before listening"; `--http-port 70000`
+    every service crash-looping with an OverflowError traceback."""
+    from typer.testing import CliRunner
+
+    from fao.cli.main import app
+
+    for option, value in (("--nats-port", "-5"), ("--mongo-port", "70000"), ("--http-port", "70000"),
+                          ("--gateway-port", "-1"), ("--demo-port", "0")):  # fmt: skip
+        result = CliRunner().invoke(app, ["dev", "up", "--data", str(tmp_path / "data"), option, value])
+        assert result.exit_code == 2, (option, result.output)
+        assert f"Invalid value for '{option}'" in result.output, result.output
+    assert not (tmp_path / "data").exists(), "nothing was started"
+
+
 def test_a_nats_or_mongo_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """Another server on --nats-port was taken for ours (and refused our users: an
     ApplyRefusedError traceback); one on --mongo-port likewise. Now refused before starting."""

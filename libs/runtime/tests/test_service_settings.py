@@ -26,3 +26,18 @@ def test_a_setting_that_is_not_valid_is_named_in_one_line_and_exit_2() -> None:
         in lines
     )
     assert "FAO_RESULTS_GROUP: Input should be greater than or equal to 1 (got '0')" in lines
+
+
+def test_a_healthz_port_out_of_range_is_a_setting_error() -> None:
+    """Was: an OverflowError traceback from bind() at start, exit 1 (e.g. `fao dev up --http-port 70000`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fao.prober"],
+        env={**os.environ, "FAO_HTTP_PORT": "70000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == "FAO_HTTP_PORT: Input should be less than or equal to 65535 (got '70000')"

@@ -554,23 +554,28 @@ def line_quota() -> None:
 def dev_up(
     config: Annotated[Path, typer.Option(help="Inventory to apply.")] = Path("examples/config"),
     data: Annotated[Path, typer.Option(help="Where NATS and FerretDB keep data.")] = Path("var/dev"),
-    nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
-    mongo_port: Annotated[int, typer.Option(help="FerretDB (MongoDB protocol) port.")] = 27017,
+    nats_port: Annotated[int, typer.Option(min=1, max=65535, help="NATS client port.")] = 4222,
+    mongo_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="FerretDB (MongoDB protocol) port.")
+    ] = 27017,
     http_port: Annotated[
         int,
         typer.Option(
+            min=1,
+            max=65535,
             help="First /healthz + /metrics port: correlator, notifier, reporter, one per prober zone,"
-            " then the gateway."
+            " then the gateway.",
         ),
     ] = 9101,
     gateway_port: Annotated[
-        int, typer.Option(help="Port of the gateway's LINE webhook (loopback).")
+        int, typer.Option(min=1, max=65535, help="Port of the gateway's LINE webhook (loopback).")
     ] = DEFAULT_GATEWAY_PORT,
     no_demo: Annotated[
         bool, typer.Option("--no-demo", help="Start no demo target (for your own inventory).")
     ] = False,
     demo_port: Annotated[
-        int, typer.Option(help="Port of the demo target (examples/config checks 18080 only).")
+        int,
+        typer.Option(min=1, max=65535, help="Port of the demo target (examples/config checks 18080 only)."),
     ] = 18080,
     demo_period: Annotated[float, typer.Option(help="Seconds per demo up/down cycle.")] = 120.0,
     demo_outage: Annotated[float, typer.Option(help="Seconds the demo is down per cycle.")] = 40.0,

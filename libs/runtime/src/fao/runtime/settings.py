@@ -27,7 +27,7 @@ class ServiceSettings(BaseSettings):
     mongo_db: str = "fao"
     http_host: str = "127.0.0.1"
     # 0 picks a free port (the chosen port is logged); -1 disables /healthz and /metrics.
-    http_port: int = 0
+    http_port: int = Field(default=0, ge=-1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     # Singleton services (one active instance, the others standby): lease time-to-live in seconds.
