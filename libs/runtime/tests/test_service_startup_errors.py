@@ -4,6 +4,7 @@ Was: an ``OSError`` / ``nats.errors.Error`` traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -59,3 +60,27 @@ def test_nats_refusing_the_user_is_named_in_one_line_and_exit_1(tmp_path: Path) 
     assert "Traceback" not in output
     assert "refused the connection (nats: 'Authorization Violation'); check FAO_NATS_USER" in output
     assert "wrong-password" not in output
+
+
+def test_an_unreachable_mongodb_is_logged_without_pymongos_topology_dump() -> None:
+    """``mongo_unavailable`` says what failed (was ≈700 characters of configured timeouts and
+    topology description per attempt)."""
+    closed = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fao.correlator"],
+        env={
+            **os.environ, "FAO_LOG_FORMAT": "json", "FAO_HTTP_PORT": "-1", "FAO_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+            "FAO_MONGO_URL": f"mongodb://127.0.0.1:{closed}/?directConnection=true&serverSelectionTimeoutMS=300",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = next(line for line in proc.stdout if "mongo_unavailable" in line)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    error = json.loads(line)["error"]
+    assert error == f"127.0.0.1:{closed}: [Errno 111] Connect call failed ('127.0.0.1', {closed})", error

@@ -15,9 +15,9 @@ from pymongo.errors import PyMongoError
 
 from fao.cli import web_commands
 from fao.cli.apply import MASS_REMOVAL, ApplyRefusedError, decide, prepare, write
-from fao.cli.brief import brief
 from fao.cli.dev import DEFAULT_GATEWAY_PORT, DevConfig, up
 from fao.cli.incidents import list_incidents
+from fao.runtime.brief import brief
 from fao.runtime.launch import LaunchError, ferretdb_binary
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import CommandAction

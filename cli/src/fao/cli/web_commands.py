@@ -15,9 +15,9 @@ from nats.errors import Error as NatsError
 from pymongo.errors import PyMongoError
 
 from fao.cli import web_access
-from fao.cli.brief import brief
 from fao.cli.web_access import AccessError
 from fao.gateway.access import Role, new_password
+from fao.runtime.brief import brief
 from fao.runtime.settings import ServiceSettings
 
 T = TypeVar("T")

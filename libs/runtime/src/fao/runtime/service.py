@@ -54,6 +54,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fao.runtime.auth import inbox_prefix
+from fao.runtime.brief import brief
 from fao.runtime.bus import ensure_bus, verify_bus
 from fao.runtime.guard import ProcessGuard, connection_gave_up
 from fao.runtime.http import CHECK_TIMEOUT, HealthCheck, HealthDetails, OpsServer
@@ -267,7 +268,7 @@ async def _wait_mongo(client: AsyncMongoClient[Document]) -> None:
             return
         except Exception as exc:
             attempt += 1
-            log.warning("mongo_unavailable", error=str(exc), attempt=attempt)
+            log.warning("mongo_unavailable", error=brief(exc), attempt=attempt)
             await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
 
 

@@ -1,4 +1,4 @@
-"""One short reason for an error a command prints in its one line.
+"""One short reason for an error a command prints in its one line (or a service logs).
 
 pymongo's ``ServerSelectionTimeoutError`` carries the timeouts it was configured with and its whole
 topology description (≈700 characters on one line); the reason keeps what happened, e.g.
