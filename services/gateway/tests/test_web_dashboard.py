@@ -4,6 +4,7 @@ audit entry, the live fragments, the language switch and the embedded outbox."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -312,6 +313,23 @@ async def test_a_window_ending_at_the_calendars_end_is_shown_and_a_huge_one_refu
     assert answer.status_code == 422
     assert "at most a hundred years" in answer.text
     assert await web.db["maintenance"].count_documents({}) == 1
+
+
+async def test_maintenance_form_errors_name_the_fields_not_cli_flags(web: WebStack) -> None:
+    """The dashboard's form has fields, not the CLI's flags: its errors name what to fill in."""
+    await web.sign_in(web.client, "operator")
+    page = await web.client.get("/maintenance")
+    for form, message in (
+        ({"reason": "x", "duration": "2h"}, "name at least one system, team or tag"),
+        ({"system": "e-service", "reason": "x"}, "give an end or a duration"),
+    ):
+        answer = await web.client.post("/maintenance", data={"csrf": csrf_of(page.text), **form})
+        assert answer.status_code == 422
+        shown = re.findall(r'<p class="error" role="alert">([^<]*)</p>', answer.text)
+        assert len(shown) == 1, answer.text
+        assert message in shown[0]
+        assert "--" not in shown[0]
+    assert await web.db["maintenance"].count_documents({}) == 0
 
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}

@@ -87,9 +87,9 @@ def resolve_span(
 ) -> tuple[datetime, datetime]:
     """``--start/--end``, ``--start/--duration``, ``--duration`` or ``--end`` alone (from now)."""
     if end is not None and duration is not None:
-        raise MaintenanceError("give --end or --duration, not both")
+        raise MaintenanceError("give an end or a duration, not both")
     if end is None and duration is None:
-        raise MaintenanceError("give --end or --duration (with --start, or from now without it)")
+        raise MaintenanceError("give an end or a duration (with a start, or from now without one)")
     begin = within_reach(parse_time(start), now, "start") if start is not None else now
     finish = within_reach(
         parse_time(end) if end is not None else begin + parse_positive_duration(duration or ""), now, "end"
@@ -128,9 +128,9 @@ def build_window(
     created_by: str,
 ) -> MaintenanceWindow:
     if not (systems or teams or tags):
-        raise MaintenanceError("give at least one --system, --team or --tag")
+        raise MaintenanceError("name at least one system, team or tag")
     if reason is None or not reason.strip():
-        raise MaintenanceError("give --reason TEXT: why the systems are down on purpose")
+        raise MaintenanceError("give a reason: why the systems are down on purpose")
     try:
         return MaintenanceWindow(
             id=window_id or new_window_id(start),
