@@ -153,3 +153,16 @@ async def test_a_public_system_down_behind_its_parent_is_an_outage_for_the_publi
     incidents = page.text.split('<ul class="incidents">', 1)[1]
     assert incidents.count("<b>อีเมล</b>") == 2, "its outage and the maintenance, both in plain Thai"
     assert "อินทราเน็ต" not in page.text
+
+
+async def test_with_no_public_system_the_page_does_not_claim_all_is_well(
+    nats_url: str, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """examples/config has no `public: true` system: the headline said "ทุกบริการทำงานปกติ" (all
+    services normal) over "no service publishes its status yet"."""
+    async with web_stack(nats_url, mongo_db, seeded=False) as stack:
+        page = (await stack.client.get("/status")).text
+    headline = re.search(r"<h1>(.*?)</h1>", page)
+    assert headline is not None
+    assert headline.group(1) == "ยังไม่มีบริการที่เปิดเผยสถานะ"
+    assert "ทุกบริการทำงานปกติ" not in page
