@@ -155,6 +155,7 @@ class Correlator:
         self._evidence: datetime | None = None  # newest result's end; None until one is seen
         self._drifted: list[str] = []
         self._behind = False
+        self._stalled = False  # the store failed since the last tick that worked (see ``tick``)
 
     # -- loading ---------------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -282,7 +283,11 @@ class Correlator:
                 verdicts.append(_verdict(len(results), reasons))
         finally:
             async with self._lock:
-                await self._flush()
+                try:
+                    await self._flush()
+                except Exception:
+                    self._stalled = True
+                    raise
         return verdicts
 
     async def apply(self, result: CheckResult, *, defer: bool = False) -> None:
@@ -336,10 +341,25 @@ class Correlator:
             COMMANDS.labels(command.action, "rejected" if outcome.rejections else "applied").inc()
 
     async def tick(self) -> None:
+        """Decide what time passing changes (``on_tick``). After the store failed (a tick or a
+        message's commit raised), results may be waiting to be applied: silence and missed push
+        heartbeats are then judged from the first tick that works, as after a start — not from
+        results the correlator could not apply (a MongoDB outage of a few minutes gave a false
+        "probers silent" and its resolution at once)."""
+        try:
+            await self._tick()
+        except Exception:
+            self._stalled = True
+            raise
+        self._stalled = False
+
+    async def _tick(self) -> None:
         async with self._lock:
             await self._flush()
             await self._finish()
             now = self._clock()
+            if self._stalled:
+                self.started_at = now  # the baseline of silence (``World.started_at``)
             self.incidents.forget_resolved_before(now - KEEP_RESOLVED)
             for late in missed_heartbeats(self.world(), now):  # push monitors: a miss is a failure
                 missed = on_result(self.world(), late, now)
