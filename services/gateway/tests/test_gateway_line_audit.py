@@ -11,6 +11,7 @@ import re
 import sys
 
 import pytest
+import structlog
 from pymongo.errors import PyMongoError
 from services.gateway.tests.stack import (
     CITIZEN,
@@ -23,6 +24,7 @@ from services.gateway.tests.stack import (
 )
 from structlog.testing import capture_logs
 
+from fao.gateway import line_audit
 from fao.runtime import audit
 from fao.runtime.store import Document
 from fao.testing.fake_line import message_event, postback_event
@@ -101,6 +103,8 @@ async def test_a_failed_audit_write_is_a_warning_and_the_command_is_sent(
 
     monkeypatch.setattr(audit, "record", refuse)
     with capture_logs() as logs:
+        # a logger of its own: the module's may be bound already to another test's output
+        monkeypatch.setattr(line_audit, "log", structlog.get_logger())
         assert (await gw.post([message_event("ระบบล่ม", user_id=CITIZEN)])).status_code == 200
         await gw.db["incidents"].insert_one(incident_doc())
         assert (await gw.post([postback_event(ACK, group_id=GROUP, user_id=MEMBER)])).status_code == 200

@@ -6,6 +6,7 @@ produce it again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -13,10 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from structlog.testing import capture_logs
 
+import fao.reporter.app as reporter_app
 from fao.reporter.app import Reporter, ReportScheduler, build_reporter
 from fao.reporter.archive import REPORTS
 from fao.reporter.line_push import retry_key
@@ -24,6 +30,7 @@ from fao.reporter.read_model import FACTS
 from fao.reporter.requests import REPORT_REQUESTS
 from fao.reporter.settings import ReporterSettings
 from fao.runtime.inventory import SYSTEMS, TEAMS
+from fao.runtime.launch import free_port
 from fao.runtime.store import Document
 from fao.schemas import Incident, IncidentEvent, System, Team
 from fao.schemas.subjects import INCIDENTS_STREAM, REPORTER_CONSUMER
@@ -189,3 +196,36 @@ async def test_a_report_asked_for_from_the_web_is_produced_once_by_two_reporters
     assert september is not None
     assert september["state"] == "done"
     assert september["line"] is None, "asked for: no LINE summary"
+
+
+async def test_a_look_while_mongodb_is_away_is_one_warning_line_without_a_traceback(
+    js: JetStreamContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found black-box (FerretDB stopped 3 minutes): every look logged a full traceback."""
+    await js.add_consumer(INCIDENTS_STREAM, ConsumerConfig(durable_name=REPORTER_CONSUMER))
+    scheduler = ReportScheduler(
+        ReporterSettings(reports_dir=tmp_path, report_check_interval=0.05), clock=lambda: NOW
+    )
+    away: AsyncMongoClient[Document] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=100&connectTimeoutMS=100"
+    )
+    try:
+        with capture_logs() as logs:
+            # a logger of its own: the module's may be bound already to another test's output
+            monkeypatch.setattr(reporter_app, "log", structlog.get_logger())
+            task = asyncio.create_task(scheduler.run(away["fao"], js))
+            await until(lambda: _looked(scheduler, 2), 20, "two looks while MongoDB is away")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await away.close()
+    failed = [entry for entry in logs if entry["event"] == "report_check_failed"]
+    assert len(failed) >= 2
+    assert all(entry["log_level"] == "warning" and "exc_info" not in entry for entry in failed)
+    assert all(entry["error"].startswith("ServerSelectionTimeoutError: ") for entry in failed)
+    assert all(len(entry["error"]) < 400 for entry in failed), failed[0]["error"]
+
+
+async def _looked(scheduler: ReportScheduler, n: int) -> bool:
+    return scheduler.checks >= n

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nats.errors
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from fao.reporter.archive import ReportArchive, ReportFile
 from fao.reporter.availability import MonthlyReport, ReportOptions
@@ -166,6 +168,10 @@ class ReportScheduler:
             try:
                 await self.check(db, js)
                 await self.serve_requests(db, js)
+            except (PyMongoError, nats.errors.Error, OSError, TimeoutError) as exc:
+                # MongoDB or NATS away: one line per look (the next look tries again), no traceback
+                reason = str(exc).split(", Timeout:")[0].splitlines()[0][:300] if str(exc) else ""
+                log.warning("report_check_failed", error=f"{type(exc).__name__}: {reason}")
             except Exception:
                 log.exception("report_check_failed")
             self.checks += 1
