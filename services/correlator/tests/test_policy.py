@@ -35,6 +35,44 @@ def test_confirmed_failure_opens_one_alerted_incident_and_recovery_waits_for_the
     assert resolved.resolved_by == "fao:auto"
 
 
+def test_a_failure_being_confirmed_when_the_quiet_period_ends_keeps_the_incident_open() -> None:
+    """Found black-box: the quiet period ran out just after a first (not yet confirmed) failure,
+    the tick resolved the incident and the confirming failure opened a new one — "fixed" then
+    "problem" 80 ms apart, and a dependant unmuted on the way, for a problem that never ended."""
+    sim = Sim([system("core"), system("portal", depends_on=["core"])],
+              [monitor("core-ping", "core"), monitor("portal-home", "portal")])  # fmt: skip
+    sim.ok("core-ping")
+    sim.ok("portal-home")
+    sim.fail("core-ping", 2)
+    sim.fail("portal-home", 2)
+    parent = sim.incident_of("core")
+    assert sim.open_incident("portal") is not None
+    sim.ok("core-ping", 1)
+    sim.run_ticks(27)  # two seconds of the 30 s quiet period left
+    sim.fail("core-ping", 1)  # a failure that will be confirmed: the problem never ended
+    sim.run_ticks(2)
+    assert sim.open_incident("core") == sim.incidents.by_id[parent.id], "never resolved"
+    sim.fail("core-ping", 1)
+    sim.run_ticks(5)
+    assert [i.id for i in sim.incidents.by_id.values() if i.system_id == "core"] == [parent.id]
+    assert sim.sent() == [("opened", "core", "outage")], "no fixed/problem pair, no unmuted dependant"
+    assert sim.types("core")[-1] == "reopened"
+
+
+def test_an_unconfirmed_failure_at_the_end_of_the_quiet_period_only_waits_for_the_next_result() -> None:
+    sim = single()
+    sim.ok("web-home")
+    sim.fail("web-home", 2)
+    sim.ok("web-home", 1)
+    sim.run_ticks(27)
+    sim.fail("web-home", 1)
+    sim.run_ticks(10)
+    assert sim.open_incident("web") is not None, "waits: the failure may be confirmed"
+    sim.ok("web-home", 1)  # it was not: a blip
+    sim.tick()
+    assert sim.sent() == [("opened", "web", "outage"), ("resolved", "web", "outage")]
+
+
 def test_a_single_failure_is_not_an_incident() -> None:
     sim = single()
     sim.ok("web-home")

@@ -14,7 +14,8 @@ The rules, one message per real problem:
 - **Quiet period before resolving.** The incident resolves when every monitor in it has been clear
   for the monitor's quiet period (``resolved_at`` = when they cleared); a failure within it
   continues the same incident (``reopened``), and an incident that reopens twice becomes
-  ``flapping``. So a flapping system gives one message when it breaks and one when it is stable.
+  ``flapping``. A failure still being confirmed when the quiet period ends holds the incident
+  open until the next result says which it is. So a flapping system gives one message when it breaks and one when it is stable.
 - **Flapping** (``flapping.py``): a monitor whose results keep changing is a problem even if no
   single failure ever confirms; the incident's kind becomes ``flapping`` ("ไม่เสถียร").
 - **Dependencies.** When a system fails while an ancestor (``depends_on``, transitively) has an
@@ -437,12 +438,31 @@ class _Decision:
             (m.effective_quiet_period for mid in changed.monitor_ids if (m := self.w.monitors.get(mid))),
             default=0.0,
         )
+        if self.being_confirmed(changed, states):
+            if changed is not incident:
+                self.put(changed)
+            return
         if cleared is None or self.seen - cleared >= timedelta(seconds=quiet):
             gone = [m for m in changed.monitor_ids if m not in self.w.monitors]
             note = "monitors removed from the configuration: " + ", ".join(gone) if gone else ""
             self.resolve(changed, cleared or self.now, text=note)
         elif changed is not incident:
             self.put(changed)
+
+    def being_confirmed(self, incident: Incident, states: list[MonitorState]) -> bool:
+        """A monitor of ``incident`` has a failure not yet confirmed nor disproved (a fresh zone
+        ``suspect``): the quiet period cannot end on it — the next result says whether the problem
+        goes on (the same incident, reopened) or the monitor is up."""
+        for st in states:
+            monitor = self.w.monitors.get(st.monitor_id)
+            if monitor is None or st.monitor_id not in incident.monitor_ids:
+                continue
+            fresh_from = self.seen - stale_after(monitor)
+            if any(
+                z.status == "suspect" and z.last_at and z.last_at >= fresh_from for z in st.zones.values()
+            ):
+                return True
+        return False
 
     def clear_time(self, incident: Incident, states: list[MonitorState]) -> datetime | None:
         times = [
