@@ -254,3 +254,51 @@ async def test_a_nats_outage_is_logged_in_lines_not_tracebacks(tmp_path: Path) -
     assert "nats_connection_error" in events(), output
     assert not [e for e in events() if e.startswith("Connection broken")], output
     assert "Traceback" not in output, output
+
+
+IDLE_SCRIPT = """
+from fao.runtime.service import ServiceApp, new_broker, run
+from fao.runtime.settings import ServiceSettings
+
+settings = ServiceSettings()
+
+async def started(_):
+    print('{"event": "idle"}', flush=True)
+
+run(lambda: ServiceApp("t-idle", settings, new_broker(settings), on_start=started, uses_mongo=False))
+"""
+
+
+async def test_a_service_paused_and_resumed_still_stops_on_sigterm(nats_url: str) -> None:
+    """SIGSTOP then SIGCONT (Ctrl-Z and fg, a paused prober) made Python's sigtimedwait hand the
+    guard a siginfo with a garbage signal number; the guard thread died on it (ValueError) and the
+    service no longer heard SIGTERM (fao dev up had to kill it after 15 s)."""
+    env = {**os.environ, "FAO_NATS_URL": nats_url, "FAO_HTTP_PORT": "-1", "FAO_STOP_GRACE": "5"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", IDLE_SCRIPT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    try:
+        async with asyncio.timeout(20):
+            while b'"idle"' not in (line := await proc.stdout.readline()):
+                assert line, b"".join(lines).decode()
+                lines.append(line)
+        for _ in range(3):
+            proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 10)
+        lines.extend((await proc.stdout.read()).splitlines())
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    output = b"\n".join(lines).decode()
+    assert code == 0, output
+    assert "Traceback" not in output
+    events = [json.loads(line).get("event") for line in lines if line.startswith(b"{")]
+    assert "service_stopped" in events, events

@@ -115,7 +115,9 @@ class ProcessGuard:
         while True:
             received = signal.sigtimedwait(SIGNALS, POLL)
             now = time.monotonic()
-            if received is not None:
+            # After SIGSTOP/SIGCONT (Ctrl-Z and fg, a paused process) CPython 3.11 returns a siginfo
+            # whose fields are garbage (measured): no signal of ours, nothing to do.
+            if received is not None and received.si_signo in SIGNALS:
                 name = signal.Signals(received.si_signo).name
                 log.info("signal_received", service=self.service, signal=name)
                 # A later signal changes nothing: Ctrl-C under `fao dev up` reaches the service
