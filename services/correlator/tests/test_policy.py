@@ -73,6 +73,55 @@ def test_an_unconfirmed_failure_at_the_end_of_the_quiet_period_only_waits_for_th
     assert sim.sent() == [("opened", "web", "outage"), ("resolved", "web", "outage")]
 
 
+def test_dependants_flapping_with_their_parent_are_not_released_as_still_down_when_it_is_stable() -> None:
+    """Found black-box: a core switch flapping for two minutes, everything behind it with it. Its
+    dependants' monitors stay marked flapping for a while after it is stable (their flap history
+    still holds its changes): they were unmuted as "still down" although up — one message per
+    team. They wait for their own history instead, and resolve silently when it settles."""
+    sim = Sim([system("core"), system("portal", depends_on=["core"], team="web")],
+              [monitor("core-ping", "core", confirm={"failures": 3, "of": 3}),
+               monitor("portal-home", "portal", confirm={"failures": 3, "of": 3}, interval=10)])  # fmt: skip
+    sim.ok("core-ping")
+    sim.ok("portal-home")
+    for _ in range(12):  # blips: never confirmed, flapping
+        sim.result("core-ping", False)
+        sim.result("portal-home", False)
+        sim.step(1)
+        for _ in range(2):
+            sim.result("core-ping", True)
+            sim.result("portal-home", True)
+            sim.step(1)
+    assert sim.sent() == [("opened", "core", "flapping")]
+    assert sim.open_incident("portal") is not None, "held or muted under the core's incident"
+    for second in range(240):  # both stable; the portal is checked less often
+        sim.result("core-ping", True)
+        if second % 10 == 0:
+            sim.result("portal-home", True)
+        sim.step(1)
+        sim.tick()
+        assert ("unmuted", "portal", "flapping") not in sim.sent(), f"after {second} s of stability"
+    assert sim.open_incident("portal") is None, "resolved once its own history settled"
+    assert sim.sent() == [("opened", "core", "flapping"), ("resolved", "core", "flapping")]
+
+
+def test_a_dependant_that_keeps_flapping_after_its_parent_is_stable_is_its_own_problem() -> None:
+    sim = Sim([system("core"), system("portal", depends_on=["core"], team="web")],
+              [monitor("core-ping", "core", confirm={"failures": 3, "of": 3}),
+               monitor("portal-home", "portal", confirm={"failures": 3, "of": 3})])  # fmt: skip
+    sim.ok("core-ping")
+    sim.ok("portal-home")
+    for second in range(36 + 300):  # together for 36 s, then the portal goes on alone
+        blip = second % 3 == 0
+        if second < 36 or not blip:
+            sim.result("core-ping", not blip)
+        sim.result("portal-home", not blip)
+        sim.step(1)
+        sim.tick()
+    assert sim.sent() == [
+        ("opened", "core", "flapping"), ("resolved", "core", "flapping"), ("unmuted", "portal", "flapping"),
+    ]  # fmt: skip
+
+
 def test_a_single_failure_is_not_an_incident() -> None:
     sim = single()
     sim.ok("web-home")
@@ -330,6 +379,22 @@ def test_one_zone_failing_is_a_zone_problem_not_an_outage() -> None:
     sim.ok("web-home", 2, zone="dr")
     sim.run_ticks(31)
     assert sim.sent()[-1] == ("resolved", PLATFORM_SYSTEM, "zone")
+
+
+def test_a_zone_problems_title_counts_the_monitors_failing_now() -> None:
+    """Found black-box: "zone dr: 1 monitor(s) fail only from this zone" while 31 did."""
+    sim = Sim([system("web")], [monitor(m, "web", zones=["dc1", "dr"]) for m in ("web-home", "web-api")])
+    for m in ("web-home", "web-api"):
+        sim.ok(m, zone="dc1")
+        sim.ok(m, zone="dr")
+    sim.fail("web-home", 3, zone="dr")
+    sim.ok("web-home", zone="dc1")
+    assert sim.incident_of(PLATFORM_SYSTEM).title == "zone dr: 1 monitor(s) fail only from this zone"
+    sim.fail("web-api", 3, zone="dr")
+    sim.ok("web-api", zone="dc1")
+    zone_incident = sim.incident_of(PLATFORM_SYSTEM)
+    assert zone_incident.monitor_ids == ["web-api", "web-home"]
+    assert zone_incident.title == "zone dr: 2 monitor(s) fail only from this zone"
 
 
 def test_both_zones_failing_is_one_outage() -> None:

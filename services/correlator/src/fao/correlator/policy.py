@@ -24,7 +24,8 @@ The rules, one message per real problem:
   newer than the child's first failure), the child is *held* — no incident yet — for at most the
   ancestor's confirmation time. When the parent resolves, clear children resolve silently; a child
   still failing after its own confirmation time past the parent's recovery is ``unmuted`` (its own
-  message).
+  message); a child only flapping (up now) waits ``FLAP_HISTORY`` of its checks — its flap history
+  may still hold the parent's changes — and resolves silently if it settles.
 - **Maintenance.** A system (or an ancestor) inside a window opens its incident muted; the time
   inside windows is recorded on the incident; still failing when the window ends → ``unmuted``.
 - **Zones.** A monitor failing in fewer zones than its quorum is not an outage: each such zone has
@@ -44,7 +45,7 @@ from uuid import UUID, uuid5
 
 from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState, combine, prune_applied, stale_after
-from fao.correlator.state_machine import Sample, ZoneState, confirm
+from fao.correlator.state_machine import FLAP_HISTORY, Sample, ZoneState, confirm
 from fao.schemas import (
     PLATFORM_SYSTEM,
     PROBER_SKIPS,
@@ -168,6 +169,16 @@ def with_screenshots(screenshots: Sequence[str], states: Iterable[MonitorState])
     added = [st.screenshot for st in sorted(states, key=lambda st: st.monitor_id) if st.screenshot]
     merged = list(dict.fromkeys([*screenshots, *added]))
     return merged[-MAX_SCREENSHOTS:]
+
+
+def zone_title(zone: str, monitors: Sequence[str]) -> str:
+    """The title of a zone problem: how many monitors fail only from the zone now."""
+    return f"zone {zone}: {len(monitors)} monitor(s) fail only from this zone"
+
+
+def silent_title(zone: str, monitors: Sequence[str]) -> str:
+    """The title of silent probers: how many monitors have no results from the zone now."""
+    return f"zone {zone}: no results for {len(monitors)} monitor(s): probers silent"
 
 
 def joined_text(joined: Sequence[str]) -> str:
@@ -417,11 +428,7 @@ class _Decision:
                 return
             if problems:
                 recovered = parent.resolved_at if parent is not None and parent.resolved_at else self.now
-                grace = max(
-                    (m.confirm_time for st in problems if (m := self.w.monitors.get(st.monitor_id))),
-                    default=0.0,
-                )
-                if self.seen >= recovered + timedelta(seconds=grace):
+                if self.seen >= recovered + timedelta(seconds=self.unmute_grace(problems)):
                     changed = changed.model_copy(update={"muted": None, "alerted": True})
                     self.emit("unmuted", changed, text="parent_resolved")
                 else:
@@ -448,6 +455,21 @@ class _Decision:
             self.resolve(changed, cleared or self.now, text=note)
         elif changed is not incident:
             self.put(changed)
+
+    def unmute_grace(self, problems: list[MonitorState]) -> float:
+        """How long after its parent's recovery a dependant still failing is its own problem:
+        its confirmation time when a monitor is down; when they are only flapping (up now), the
+        time their flap history takes to forget the parent's changes (``FLAP_HISTORY`` checks) —
+        until then their flapping may be the parent's, and they resolve silently if it settles."""
+        down = [st for st in problems if st.status == "down"]
+        return max(
+            (
+                m.confirm_time if down else FLAP_HISTORY * m.interval
+                for st in (down or problems)
+                if (m := self.w.monitors.get(st.monitor_id))
+            ),
+            default=0.0,
+        )
 
     def being_confirmed(self, incident: Incident, states: list[MonitorState]) -> bool:
         """A monitor of ``incident`` has a failure not yet confirmed nor disproved (a fresh zone
@@ -528,7 +550,7 @@ class _Decision:
                     monitor_ids=down,
                     severity="minor",
                     status="open",
-                    title=f"zone {zone}: {len(down)} monitor(s) fail only from this zone",
+                    title=zone_title(zone, down),
                     started_at=since,
                     zones=[zone],
                     kind="zone",
@@ -538,9 +560,10 @@ class _Decision:
             return
         joined = sorted(set(down) - set(incident.monitor_ids))
         if joined:
+            grown = sorted({*incident.monitor_ids, *joined})
             self.emit(
                 "noted",
-                incident.model_copy(update={"monitor_ids": sorted({*incident.monitor_ids, *joined})}),
+                incident.model_copy(update={"monitor_ids": grown, "title": zone_title(zone, grown)}),
                 key=",".join(joined),
                 text=joined_text(joined),
             )
@@ -580,7 +603,7 @@ class _Decision:
                     monitor_ids=sorted(stale),
                     severity="major",
                     status="open",
-                    title=f"zone {zone}: no results for {len(stale)} monitor(s): probers silent",
+                    title=silent_title(zone, stale),
                     started_at=self.now,
                     zones=[zone],
                     kind="prober_silent",
@@ -590,7 +613,9 @@ class _Decision:
         elif incident is not None and not stale:
             self.resolve(incident, self.now)
         elif incident is not None and set(stale) != set(incident.monitor_ids):
-            self.put(incident.model_copy(update={"monitor_ids": sorted(stale)}))
+            self.put(
+                incident.model_copy(update={"monitor_ids": sorted(stale), "title": silent_title(zone, stale)})
+            )
 
     # -- slow, not down ------------------------------------------------------------------------
     def reconcile_warning(
