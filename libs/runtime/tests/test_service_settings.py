@@ -8,16 +8,20 @@ import subprocess
 import sys
 
 
-def test_a_setting_that_is_not_valid_is_named_in_one_line_and_exit_2() -> None:
-    env = {**os.environ, "FAO_LEASE_TTL": "soon", "FAO_RESULTS_GROUP": "0", "FAO_HTTP_PORT": "-1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "fao.correlator"],
-        env=env,
+def start(module: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module>`` with these ``FAO_*`` settings, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        env={**os.environ, **settings},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_setting_that_is_not_valid_is_named_in_one_line_and_exit_2() -> None:
+    done = start("fao.correlator", FAO_LEASE_TTL="soon", FAO_RESULTS_GROUP="0", FAO_HTTP_PORT="-1")
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
@@ -30,14 +34,7 @@ def test_a_setting_that_is_not_valid_is_named_in_one_line_and_exit_2() -> None:
 
 def test_a_healthz_port_out_of_range_is_a_setting_error() -> None:
     """Was: an OverflowError traceback from bind() at start, exit 1 (e.g. `fao dev up --http-port 70000`)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "fao.prober"],
-        env={**os.environ, "FAO_HTTP_PORT": "70000"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = start("fao.prober", FAO_HTTP_PORT="70000")
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == "FAO_HTTP_PORT: Input should be less than or equal to 65535 (got '70000')"
