@@ -11,7 +11,8 @@ The service only loads, calls the pure policy (``policy.py``), commits, publishe
 
 A message on the results stream holds one result (probers before batching) or a ``ResultBatch``;
 its results are applied one by one, in order, through the same path (``apply_all``), and the
-message is acknowledged after the last. A batch redelivered after a failure or a crash goes through
+message is acknowledged after the last; messages already waiting behind it are applied with it
+and committed as one group (``apply_group``, up to ``FAO_RESULTS_GROUP``). A batch redelivered after a failure or a crash goes through
 again: each result already applied is recognised by its monitor's newest-result mark per zone and
 prober (``MonitorState.applied``, written with every state write) and ignored, so nothing counts
 twice; results whose effect was only in memory when the process died are applied again, which is

@@ -37,6 +37,7 @@ from fao.reporter.requests import REPORT_REQUESTS, finish_request
 from fao.reporter.schedule import latest_due, report_id
 from fao.reporter.settings import ReporterSettings
 from fao.reporter.summary import report_link, summary_text
+from fao.runtime.brief import brief
 from fao.runtime.consume import subscribe
 from fao.runtime.service import Runtime, ServiceApp, StartupError, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -170,8 +171,7 @@ class ReportScheduler:
                 await self.serve_requests(db, js)
             except (PyMongoError, nats.errors.Error, OSError, TimeoutError) as exc:
                 # MongoDB or NATS away: one line per look (the next look tries again), no traceback
-                reason = str(exc).split(", Timeout:")[0].splitlines()[0][:300] if str(exc) else ""
-                log.warning("report_check_failed", error=f"{type(exc).__name__}: {reason}")
+                log.warning("report_check_failed", error=f"{type(exc).__name__}: {brief(exc)}")
             except Exception:
                 log.exception("report_check_failed")
             self.checks += 1
