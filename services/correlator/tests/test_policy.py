@@ -266,6 +266,52 @@ def test_hold_is_bounded_by_the_parents_confirmation_time() -> None:
     assert sim.sent() == [("opened", "app0", "outage")]
 
 
+def test_a_parent_that_failed_a_moment_ago_is_fine_only_after_a_clean_run() -> None:
+    sim = tree(1)
+    all_ok(sim)
+    sim.fail("core-ping", 1)  # one failure, disproved by the next check
+    sim.ok("core-ping", 1)
+    sim.fail("app0-web", 2)
+    sim.ok("core-ping", 1)
+    assert sim.events == [], "passing once after a failure: not yet known fine"
+    sim.ok("core-ping", 1)
+    assert sim.sent() == [("opened", "app0", "outage")], (
+        "three in a row: fine, the dependant is its own problem"
+    )
+
+
+def test_dependants_failing_while_their_parent_flaps_between_its_checks_do_not_alert() -> None:
+    """Found black-box: a core switch down 3 s in every 11 passed most of its checks; each
+    dependant whose own checks hit a down phase was confirmed and alerted its team, and was fixed
+    seconds later — 19 messages. A parent that failed within its last few checks is not known fine."""
+    sim = tree(2)
+    all_ok(sim)
+    for _ in range(4):
+        sim.fail("core-ping", 1)
+        sim.ok("core-ping", 1)
+        sim.fail("app0-web", 2)
+        sim.fail("app1-web", 2)
+        sim.ok("core-ping", 1)
+        sim.ok("app0-web", 1)
+        sim.ok("app1-web", 1)
+        sim.run_ticks(2)
+    sim.run_ticks(60)
+    assert [s for s in sim.sent() if s[1] != "core"] == [], "no dependant alerted on its own"
+
+
+def test_a_dependant_still_down_alerts_when_a_blipping_parent_s_bound_runs_out() -> None:
+    sim = tree(1)
+    all_ok(sim)
+    sim.fail("core-ping", 1)
+    sim.ok("core-ping", 1)
+    sim.fail("app0-web", 2)
+    bound = monitor("core-ping", "core").confirm_time
+    sim.run_ticks(bound - 3)
+    assert sim.events == [], "waiting for the parent"
+    sim.run_ticks(3)
+    assert sim.sent() == [("opened", "app0", "outage")], "never held past the parent's confirmation time"
+
+
 def test_grandchildren_attach_to_the_topmost_incident() -> None:
     sim = Sim(
         [system("core"), system("db", depends_on=["core"]), system("app", depends_on=["db"])],

@@ -21,7 +21,8 @@ The rules, one message per real problem:
 - **Dependencies.** When a system fails while an ancestor (``depends_on``, transitively) has an
   open incident, it joins the topmost such incident as a muted child (``suppressed``; the parent
   lists it in ``dependants``). While an ancestor is not known to be fine (no successful result
-  newer than the child's first failure), the child is *held* — no incident yet — for at most the
+  newer than the child's first failure, or a failure among its last ``CLEAN_RUN`` results: a
+  parent flapping between its checks), the child is *held* — no incident yet — for at most the
   ancestor's confirmation time. When the parent resolves, clear children resolve silently; a child
   still failing after its own confirmation time past the parent's recovery is ``unmuted`` (its own
   message); a child only flapping (up now) waits ``FLAP_HISTORY`` of its checks — its flap history
