@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import tempfile
 import time
@@ -39,7 +38,6 @@ from pathlib import Path
 
 import nats
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -59,6 +57,7 @@ from fao.runtime.store import Document, connect
 from fao.schemas import CheckResult, ErrorKind, HttpCheck, Monitor, System, Team
 from fao.schemas import subjects as s
 from fao.schemas.subjects import monitor_key
+from fao.testing.backlog import correlator_drained, drained
 from fao.testing.fake_line import FakeLineServer
 from fao.testing.inprocess import serving
 
@@ -117,13 +116,6 @@ def results(monitors: list[Monitor], at: datetime, ok: bool) -> list[CheckResult
         )
         for m in monitors
     ]
-
-
-async def drained(js: JetStreamContext, stream: str, consumer: str) -> bool:
-    with contextlib.suppress(NotFoundError):
-        info = await js.consumer_info(stream, consumer)
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
-    return False
 
 
 async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:  # noqa: ASYNC109
@@ -186,7 +178,7 @@ async def storm(args: argparse.Namespace) -> int:
             async with serving(build_correlator(settings)):
 
                 async def results_done() -> bool:
-                    return await drained(js, s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
+                    return await correlator_drained(js)
 
                 await publish_all(js, results(checks, t0, ok=True), 256)
                 healthy = await until(results_done, args.timeout, "the healthy round")
@@ -273,7 +265,7 @@ async def notify(
         task = asyncio.create_task(serve(build_notifier(settings), stop))
 
         async def delivered() -> bool:
-            if not await drained(js, s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER):
+            if not await drained(js, s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)):
                 return False
             if await db["digests"].count_documents({"status": "open"}):
                 return False

@@ -3,7 +3,7 @@
 Starts a nats-server and FerretDB on loopback, registers MONITORS monitors in the KV bucket,
 publishes RESULTS results, then runs the correlator in-process over them (every monitor in turn; rounds 3-4 of every 10 fail,
 so every monitor goes down and comes back up: incidents and events happen too), and reports results/s and CPU µs per result
-once the durable consumer has acknowledged them all. Bounded: --results (default 5,000) and
+once its durable consumers have acknowledged them all. Bounded: --results (default 5,000) and
 --max-seconds (default 120).
 
     python bench/correlator_throughput.py [--monitors 200] [--results 5000] [--healthy] [--batch 256]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import nats
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from fao.correlator.app import CorrelatorSettings, build
 from fao.runtime.bus import ensure_bus, monitors_bucket
@@ -37,6 +39,7 @@ from fao.schemas import CheckResult, ErrorKind, HttpCheck, Monitor, System, Team
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultBatch
 from fao.schemas.subjects import monitor_key, result_batch_subject, result_partition, result_subject
+from fao.testing.backlog import consumer_infos
 from fao.testing.inprocess import serving
 
 SYSTEMS = 100
@@ -99,6 +102,22 @@ async def publish_all(js: JetStreamContext, results: list[CheckResult], batch: i
     return sent
 
 
+async def _first_round_ends(js: JetStreamContext, batch: int) -> dict[str, int]:
+    """Once the first round is published (and nothing else): each durable of the correlator that
+    reads it → the stream sequence of its last message of that round. Single results (``batch``
+    1) are read by the singles durable and sent on to their partitions as batches: their first
+    round ends when the singles durable has passed it (the batches sent on may still be on their
+    way)."""
+    if batch == 1:
+        return {s.CORRELATOR_SINGLES_CONSUMER: (await js.stream_info(s.RESULTS_STREAM)).state.last_seq}
+    ends: dict[str, int] = {}
+    for partition in range(s.RESULT_PARTITIONS):
+        with contextlib.suppress(NotFoundError):  # no monitor in this partition
+            last = await js.get_last_msg(s.RESULTS_STREAM, result_batch_subject("default", partition))
+            ends[s.correlator_results_consumer(partition)] = int(last.seq or 0)
+    return ends
+
+
 async def run(
     monitors: int,
     results: int,
@@ -141,7 +160,7 @@ async def run(
             pub0 = time.perf_counter()
             everything = [_result(n, monitors, start, healthy, failing) for n in range(results)]
             messages = await publish_all(js, everything[:monitors], batch)
-            first_round_seq = (await js.stream_info(s.RESULTS_STREAM)).state.last_seq
+            first_round_ends = await _first_round_ends(js, batch)
             messages += await publish_all(js, everything[monitors:], batch)
             published = time.perf_counter() - pub0
             cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -149,13 +168,18 @@ async def run(
             async with serving(build(settings)):
                 deadline = time.perf_counter() + max_seconds
                 while True:
-                    info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-                    if first_round is None and info.ack_floor.stream_seq >= first_round_seq:
-                        first_round = time.perf_counter(), time.process_time()
-                    if info.num_pending == 0 and info.num_ack_pending == 0:
-                        break
+                    # every durable of the correlator (one per results partition, one for singles)
+                    infos = await consumer_infos(js, s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS)
+                    pending = None
+                    if infos is not None:
+                        floors = {i.name: i.ack_floor.stream_seq if i.ack_floor else 0 for i in infos}
+                        if first_round is None and all(floors[d] >= q for d, q in first_round_ends.items()):
+                            first_round = time.perf_counter(), time.process_time()
+                        pending = sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in infos)
+                        if pending == 0:
+                            break
                     if time.perf_counter() > deadline:
-                        raise SystemExit(f"gave up after {max_seconds}s: {info.num_pending} pending")
+                        raise SystemExit(f"gave up after {max_seconds}s: {pending} pending")
                     await asyncio.sleep(0.02)
                 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
                 end_wall, end_cpu = time.perf_counter(), time.process_time()

@@ -55,6 +55,7 @@ from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import IncidentEvent, Monitor
 from fao.schemas import subjects as s
+from fao.testing.backlog import backlog
 from fao.testing.fake_line import PUSH_PATH, message_texts
 
 NOC, APPS = group(1), group(2)
@@ -143,18 +144,26 @@ async def settle(sc: Scenario) -> None:
 
 @dataclass
 class AckWatch:
-    """Samples (wall time, ack floor stream sequence) of the correlator's results consumer."""
+    """Samples of the correlator's results durables: (wall time, ack floor stream sequence of the
+    singles durable — the results this bench publishes, sent on to their partitions as batches —,
+    what the partition durables still have to handle)."""
 
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
 
     async def run(self, sc: Scenario) -> None:
+        partitions = [d for d in s.CORRELATOR_CONSUMERS if d != s.CORRELATOR_SINGLES_CONSUMER]
         while True:
-            info = await sc.js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-            self.samples.append((time.time(), info.ack_floor.stream_seq))
+            singles = await sc.js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_SINGLES_CONSUMER)
+            waiting = await backlog(sc.js, s.RESULTS_STREAM, partitions)
+            if waiting is not None:
+                floor = singles.ack_floor.stream_seq if singles.ack_floor else 0
+                self.samples.append((time.time(), floor, waiting))
             await asyncio.sleep(POLL)
 
     def reached(self, seq: int) -> float | None:
-        return next((t for t, acked in self.samples if acked >= seq), None)
+        """When every result up to stream sequence ``seq`` was sent on and every partition durable
+        had nothing left (later results still coming make this an upper bound)."""
+        return next((t for t, floor, waiting in self.samples if floor >= seq and waiting == 0), None)
 
 
 @dataclass

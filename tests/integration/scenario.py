@@ -25,6 +25,7 @@ from fao.cli.apply import apply
 from fao.runtime.store import Document
 from fao.schemas import CheckResult, Command, ErrorKind
 from fao.schemas import subjects as s
+from fao.testing.backlog import drained
 from fao.testing.fake_line import FakeLineServer, message_texts
 from fao.testing.processes import ServiceProcess
 
@@ -95,15 +96,11 @@ class Scenario:
     async def drained(self) -> bool:
         """Every result and every incident event published so far is handled and acknowledged, and
         every LINE delivery they caused is final (sent, or given up)."""
-        for stream, consumer in (
-            (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
-            (s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER),
+        for stream, durables in (
+            (s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS),
+            (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
         ):
-            try:
-                info = await self.js.consumer_info(stream, consumer)
-            except Exception:
-                return False
-            if info.num_pending or info.num_ack_pending:
+            if not await drained(self.js, stream, durables):
                 return False
         # the notifier acks an event once its deliveries are recorded; they are sent afterwards
         undelivered = await self.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}})

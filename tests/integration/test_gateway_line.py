@@ -30,6 +30,7 @@ from fao.runtime.launch import free_port
 from fao.runtime.store import Document
 from fao.schemas import Command, CommandAction
 from fao.schemas import subjects as s
+from fao.testing.backlog import drained
 from fao.testing.fake_line import join_event, message_event, postback_event
 
 SECRET = "e2e-channel-secret"
@@ -70,12 +71,11 @@ async def _commands(sc: Scenario) -> int:
 
 async def _settled(sc: Scenario) -> bool:
     """Every command and incident event handled, every delivery final."""
-    for stream, consumer in (
-        (s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER),
-        (s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER),
+    for stream, durables in (
+        (s.COMMANDS_STREAM, s.CORRELATOR_COMMAND_CONSUMERS),
+        (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
     ):
-        info = await sc.js.consumer_info(stream, consumer)
-        if info.num_pending or info.num_ack_pending:
+        if not await drained(sc.js, stream, durables):
             return False
     return await sc.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}}) == 0
 

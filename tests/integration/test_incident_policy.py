@@ -23,6 +23,7 @@ from tests.integration.scenario import Scenario, group, scenario
 from fao.runtime.store import Document
 from fao.schemas import Command, MaintenanceWindow
 from fao.schemas import subjects as s
+from fao.testing.backlog import correlator_drained
 
 NOC, APPS, PLATFORM = group(1), group(2), group(3)
 CHILDREN = int(os.environ.get("FAO_TEST_CHILDREN", "300"))
@@ -298,8 +299,7 @@ async def test_commands_twice_out_of_order_and_illegal_give_the_right_timeline(
         await sc.command(command("ack", iid))  # after resolve: illegal
 
         async def all_handled() -> bool:
-            info = await sc.js.consumer_info(s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER)
-            return info.num_pending == 0 and info.num_ack_pending == 0 and len(rejected) == 3
+            return await correlator_drained(sc.js, s.COMMANDS_STREAM) and len(rejected) == 3
 
         await eventually(all_handled, 30, "every command handled")
         await sc.settle()

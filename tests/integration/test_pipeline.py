@@ -16,7 +16,6 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 from tests.integration.harness import CONFIG, Target, eventually
@@ -33,6 +32,7 @@ from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultMessage
 from fao.schemas.subjects import state_key
+from fao.testing.backlog import correlator_drained
 from fao.testing.inprocess import serving
 
 EXTRA_MONITOR = """
@@ -71,12 +71,6 @@ def env(tmp_path: Path, nats_url: str, mongo_url: str, mongo_db: AsyncDatabase[D
     config = tmp_path / "config"
     config.mkdir()
     return Env(nats_url, mongo_url, mongo_db, config)
-
-
-async def results_drained(js: JetStreamContext) -> bool:
-    """Every published result was delivered to the correlator and acknowledged."""
-    info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def test_prober_follows_applied_changes_live(env: Env) -> None:
@@ -182,7 +176,7 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
         async with serving(build_correlator(settings)):
             for i in range(6):
                 await publish(i, ok=True)
-            await eventually(lambda: results_drained(js), 10, "six successes applied")
+            await eventually(lambda: correlator_drained(js), 10, "six successes applied")
         doc = await state_doc(js, "e-service-home")
         assert doc is not None
         assert doc["applied"]["default/p1"] == _result(0, True).started_at, (
@@ -197,7 +191,7 @@ async def test_healthy_results_skip_the_write_and_a_restart_still_confirms_corre
                 return await mongo_db["incidents"].count_documents({}) == 1
 
             await eventually(opened, 10, "incident after restart")
-            await eventually(lambda: results_drained(js), 10, "failures applied")
+            await eventually(lambda: correlator_drained(js), 10, "failures applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()
         assert incident["started_at"] == _result(10, False).started_at
         assert incident["status"] == "open"
@@ -248,7 +242,7 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
                 ("web", 10, True),                        # web back, api still down: stays open
             ]:  # fmt: skip
                 await publish(monitor, second, ok)
-            await eventually(lambda: results_drained(js), 10, "first results applied")
+            await eventually(lambda: correlator_drained(js), 10, "first results applied")
             [incident] = await mongo_db["incidents"].find({}).to_list()
             assert incident["status"] == "open", [
                 (monitor_id, d["status"], d["system_id"]) for monitor_id, d in (await state_docs(js)).items()
@@ -257,7 +251,7 @@ async def test_monitors_of_one_system_share_one_incident(env: Env) -> None:
             assert (gauge("up") - up_before, gauge("down") - down_before) == (1, 1), "/metrics counts states"
             await publish("api", 20, True)
             await publish("web", 90, True)  # evidence that the quiet period (60 s) has passed
-            await eventually(lambda: results_drained(js), 10, "recovery applied")
+            await eventually(lambda: correlator_drained(js), 10, "recovery applied")
         [incident] = await mongo_db["incidents"].find({}).to_list()
         assert incident["status"] == "resolved"
         assert incident["started_at"] == t0

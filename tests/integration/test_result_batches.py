@@ -33,6 +33,7 @@ from fao.runtime.store import Document
 from fao.schemas import CheckResult, ErrorKind
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultBatch
+from fao.testing.backlog import correlator_drained
 from fao.testing.inprocess import serving
 
 INVENTORY = """
@@ -67,13 +68,9 @@ def _batch(batch_id: str, results: list[CheckResult]) -> ResultBatch:
 
 
 async def _publish(js: JetStreamContext, batch: ResultBatch, msg_id: str) -> None:
-    subject = s.result_batch_subject("default", 0)  # any partition: the correlator reads them all
+    # a batch holds results of one partition (its monitors' system's), as a prober sends them
+    subject = s.result_batch_subject("default", s.result_partition("e-service"))
     await js.publish(subject, batch.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id})
-
-
-async def _drained(js: JetStreamContext) -> bool:
-    info = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER)
-    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def _snapshot(db: AsyncDatabase[Document], js: JetStreamContext) -> dict[str, list[dict[str, Any]]]:
@@ -104,13 +101,13 @@ async def test_a_batch_delivered_twice_counts_once(
     try:
         async with serving(build_correlator(settings)):
             await _publish(js, _batch("p1.1.1", STORM), "p1.1.1")
-            await eventually(lambda: _drained(js), 15, "the batch applied")
+            await eventually(lambda: correlator_drained(js), 15, "the batch applied")
             once = await _snapshot(mongo_db, js)
             events_once = (await js.stream_info(s.INCIDENTS_STREAM)).state.messages
             # The same batch again, under another message id so the stream stores it: what the
             # correlator sees when a batch comes back after a crash or a retry.
             await _publish(js, _batch("p1.1.1", STORM), "p1.1.1-again")
-            await eventually(lambda: _drained(js), 15, "the batch applied again")
+            await eventually(lambda: correlator_drained(js), 15, "the batch applied again")
             assert (await js.stream_info(s.RESULTS_STREAM)).state.messages == 2, "delivered twice"
             assert await _snapshot(mongo_db, js) == once
             assert (await js.stream_info(s.INCIDENTS_STREAM)).state.messages == events_once
@@ -289,7 +286,7 @@ async def test_single_results_from_older_probers_are_still_accepted_beside_batch
                 s.result_subject("web"), old.model_dump_json().encode(), headers={"Nats-Msg-Id": old.msg_id}
             )
             await _publish(js, _batch("new.1.1", [_result("web", 1, False, prober="new")]), "new.1.1")
-            await eventually(lambda: _drained(js), 15, "both applied")
+            await eventually(lambda: correlator_drained(js), 15, "both applied")
             state = await state_doc(js, "web")
             assert state is not None
             assert set(state["applied"]) == {"default/old-prober", "default/new"}

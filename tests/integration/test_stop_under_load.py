@@ -30,6 +30,7 @@ from fao.runtime.store import Document
 from fao.schemas import CheckResult, Incident, IncidentEvent
 from fao.schemas import subjects as s
 from fao.schemas.results import ErrorKind
+from fao.testing.backlog import backlog
 from fao.testing.fake_line import FakeLineServer
 
 GRACE = 10.0
@@ -39,10 +40,12 @@ LOAD_MONITORS = 200
 # to 32 waiting single-result messages at once, ≈5,700 a second here: 40,000 were nearly drained).
 FLOOD_RESULTS = 100_000
 FLOOD_EVENTS = 1500
+# Each service's durables on the stream it is flooded on (the correlator's: one per results partition
+# and one for single results).
 CONSUMERS = {
-    "correlator": (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
-    "notifier": (s.INCIDENTS_STREAM, s.NOTIFIER_CONSUMER),
-    "reporter": (s.INCIDENTS_STREAM, s.REPORTER_CONSUMER),
+    "correlator": (s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS),
+    "notifier": (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
+    "reporter": (s.INCIDENTS_STREAM, (s.REPORTER_CONSUMER,)),
 }
 
 
@@ -151,10 +154,12 @@ def sample_healthz(ports: dict[str, int], seconds: float) -> dict[str, list[tupl
     return samples
 
 
-async def backlog(js: JetStreamContext, service: str) -> int:
-    stream, durable = CONSUMERS[service]
-    info = await js.consumer_info(stream, durable)
-    return int(info.num_pending + info.num_ack_pending)
+async def service_backlog(js: JetStreamContext, service: str) -> int:
+    """What ``service`` still has to handle of its flood, over all its durables."""
+    stream, durables = CONSUMERS[service]
+    pending = await backlog(js, stream, durables)
+    assert pending is not None, f"{service}: a durable of {durables} on {stream} is missing"
+    return pending
 
 
 @pytest.mark.timeout(240)
@@ -176,7 +181,7 @@ async def test_healthz_answers_under_a_flood_and_sigterm_stops_each_service_with
         assert codes == {200}, f"{name}: NATS and MongoDB are up, yet /healthz said {codes}"
         assert latencies[-1] < 0.5, f"{name}: /healthz took {latencies[-1]:.2f} s under load"
 
-    pending = {name: await backlog(loaded.js, name) for name in CONSUMERS}
+    pending = {name: await service_backlog(loaded.js, name) for name in CONSUMERS}
     print(f"backlog when SIGTERM is sent: {pending}")
     assert all(n > 0 for n in pending.values()), f"the flood must still be going on: {pending}"
 
