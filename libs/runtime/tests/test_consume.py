@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
-from fao.runtime.consume import GroupHandler, subscribe
+from fao.runtime.consume import DurableConsumer, GroupHandler, consumer_config, ensure_durable, subscribe
 from fao.schemas import Command
 from fao.schemas import subjects as s
 
@@ -198,3 +198,73 @@ async def test_a_message_on_an_idle_stream_is_handled_alone_at_once(
         await settled(js)
     finally:
         await broker.stop()
+
+
+async def test_a_durable_consumer_handed_over_goes_on_where_the_first_stopped(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    """``DurableConsumer``: started and stopped while the process runs (a correlator's partition
+    moving to another instance). The second holder of the durable gets exactly the messages the
+    first had not acknowledged — none twice, none lost — and a message being handled when the
+    stop comes is settled first. Only its own filter subject reaches it."""
+    first_seen: list[str] = []
+    second_seen: list[str] = []
+    in_handler = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first(command: Command) -> None:
+        first_seen.append(command.text)
+        if command.text == "n2":  # the stop comes while this one is being handled
+            in_handler.set()
+            await release.wait()
+
+    async def second(command: Command) -> None:
+        second_seen.append(command.text)
+
+    broker = NatsBroker(nats_url)
+    await broker.connect()
+    try:
+        consumer = DurableConsumer(
+            broker, "t-service", stream=s.COMMANDS_STREAM, durable=DURABLE,
+            filter_subject=s.command_subject("note"), model=Command, handler=first,
+        )  # fmt: skip
+        await consumer.start()
+        for n in range(3):
+            await js.publish(s.command_subject("note"), command_body(text=f"n{n}"), stream=s.COMMANDS_STREAM)
+        await js.publish(
+            s.command_subject("ack"), command_body(text="other subject"), stream=s.COMMANDS_STREAM
+        )
+        await asyncio.wait_for(in_handler.wait(), 10.0)
+        stopping = asyncio.create_task(consumer.stop())
+        await asyncio.sleep(0)
+        assert not stopping.done(), "waits for the message being handled"
+        release.set()
+        await asyncio.wait_for(stopping, 10.0)
+        for n in range(3, 6):
+            await js.publish(s.command_subject("note"), command_body(text=f"n{n}"), stream=s.COMMANDS_STREAM)
+        info = await js.consumer_info(s.COMMANDS_STREAM, DURABLE)
+        assert info.num_ack_pending == 0, "the stop settled what it had"
+        successor = DurableConsumer(
+            broker, "t-service", stream=s.COMMANDS_STREAM, durable=DURABLE,
+            filter_subject=s.command_subject("note"), model=Command, handler=second,
+        )  # fmt: skip
+        await successor.start()
+        await settled(js)
+        await successor.stop()
+        assert first_seen == ["n0", "n1", "n2"]
+        assert second_seen == ["n3", "n4", "n5"]
+    finally:
+        await broker.stop()
+
+
+async def test_ensure_durable_starts_a_new_durable_at_the_sequence_given_and_leaves_one_alone(
+    js: JetStreamContext,
+) -> None:
+    for n in range(4):
+        await js.publish(s.command_subject("note"), command_body(text=f"n{n}"), stream=s.COMMANDS_STREAM)
+    config = consumer_config(DURABLE, s.command_subject("note"))
+    assert await ensure_durable(js, s.COMMANDS_STREAM, config, start_sequence=3)
+    info = await js.consumer_info(s.COMMANDS_STREAM, DURABLE)
+    assert info.num_pending == 2, "messages 3 and 4 only"
+    assert not await ensure_durable(js, s.COMMANDS_STREAM, config), "an existing durable is kept as it is"
+    assert (await js.consumer_info(s.COMMANDS_STREAM, DURABLE)).num_pending == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fao.prober.assignment import owner
+from fao.runtime.rendezvous import owner
 from fao.prober.membership import member_name
 
 MONITORS = [f"mon-{i}" for i in range(10_000)]

@@ -67,6 +67,7 @@ class Sim:
     outcomes: list[Outcome] = field(default_factory=list)
     watch_silence: bool = False  # most tests stop sending results while time passes
     evidence_at: datetime | None = None  # set: the correlator is behind (working through a backlog)
+    zone_decisions: bool = True  # False: a shard's correlator (the platform role decides zones)
 
     def world(self) -> World:
         by_system: dict[str, list[str]] = {}
@@ -82,6 +83,7 @@ class Sim:
             started_at=T0,
             first_seen={m.id: T0 for m in self.monitors},
             evidence_at=self.evidence_at,
+            zone_decisions=self.zone_decisions,
         )
 
     def _apply(self, outcome: Outcome) -> Outcome:

@@ -136,6 +136,11 @@ def consume(stream: str, durable: str) -> list[str]:
     ]
 
 
+def retire(stream: str, durable: str) -> list[str]:
+    """Read where the durable ``durable`` (of an earlier release) stopped, and delete it."""
+    return [f"{API}.CONSUMER.INFO.{stream}.{durable}", f"{API}.CONSUMER.DELETE.{stream}.{durable}"]
+
+
 def _verify() -> list[str]:
     """Read-only checks at start-up that the bus is in place (``fao.runtime.bus.verify_bus``)."""
     names = [spec.name for spec in bus.STREAMS] + [_kv_stream(b) for b in bus.BUCKETS]
@@ -172,13 +177,19 @@ PERMISSIONS: dict[str, Permissions] = {
     "correlator": _service(
         "correlator",
         [
-            *consume(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER),
-            *consume(s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER),
+            *(p for durable in s.CORRELATOR_CONSUMERS for p in consume(s.RESULTS_STREAM, durable)),
+            *(p for durable in s.CORRELATOR_COMMAND_CONSUMERS for p in consume(s.COMMANDS_STREAM, durable)),
+            *retire(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER_V1),
+            *retire(s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER_V1),
             s.INCIDENTS_SUBJECTS,
             s.COMMAND_OUTCOMES_SUBJECTS,
+            # the platform role sends single results and commands on to their partition's owner
+            s.RESULT_BATCH_SUBJECTS,
+            s.ROUTED_COMMAND_SUBJECTS,
             *kv_read(s.MONITORS_BUCKET),
             *kv_read(s.MAINTENANCE_BUCKET),
-            *kv_own(s.LEASES_BUCKET, lease_key("correlator")),
+            *kv_own(s.LEASES_BUCKET, lease_key("correlator.>")),
+            f"$KV.{s.LEASES_BUCKET}.{s.correlator_member_key('*')}",
             *kv_own(s.STATE_BUCKET, ">"),
             s.dead_letter_subject("correlator"),
         ],

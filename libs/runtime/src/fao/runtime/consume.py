@@ -46,17 +46,21 @@ neighbours with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal, TypeVar
+from dataclasses import replace
+from typing import Generic, Literal, TypeVar
 
 import nats.errors
+import nats.js.errors
 import structlog
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import INBOX_PREFIX
+from nats.js.api import INBOX_PREFIX, DeliverPolicy
+from nats.js.api import AckPolicy as AckPolicyApi
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -323,24 +327,157 @@ def subscribe(
     )
 
     async def on_message(msg: NatsMessage) -> None:
-        first: Msg = msg.raw_message
-        pending = first.metadata.num_pending or 0
         pull = getattr(subscriber, "subscription", None)
-        if (
-            group is None
-            or group_max < 2
-            or pending < 1
-            or not isinstance(pull, JetStreamContext.PullSubscription)
-        ):
-            await process(broker, service, first, model, handler, max_deliveries)
-            return
-        more: list[Msg] = []
-        try:
-            more = await pull.fetch(batch=min(group_max - 1, pending), timeout=GROUP_FETCH_TIMEOUT)
-        except (TimeoutError, nats.errors.TimeoutError):
-            pass  # taken by another consumer meanwhile: a group of one
-        except Exception as exc:  # the bus went away: settle the first one; the rest are redelivered
-            log.warning("message_group_fetch_failed", error=f"{type(exc).__name__}: {exc}")
-        await process_group(broker, service, [first, *more], model, handler, group, max_deliveries)
+        pulled = pull if isinstance(pull, JetStreamContext.PullSubscription) else None
+        await _settle(
+            broker, service, msg.raw_message, pulled, model, handler, group, group_max, max_deliveries
+        )
 
     subscriber(on_message)
+
+
+async def _settle(
+    broker: NatsBroker,
+    service: str,
+    first: Msg,
+    pull: JetStreamContext.PullSubscription | None,
+    model: type[M],
+    handler: Callable[[M], Awaitable[None]],
+    group: GroupHandler[M] | None,
+    group_max: int,
+    max_deliveries: int,
+) -> None:
+    """Settle ``first``, with the messages pending behind it as a group when a group handler is
+    given (see the module docstring)."""
+    pending = first.metadata.num_pending or 0
+    if group is None or group_max < 2 or pending < 1 or pull is None:
+        await process(broker, service, first, model, handler, max_deliveries)
+        return
+    more: list[Msg] = []
+    try:
+        more = await pull.fetch(batch=min(group_max - 1, pending), timeout=GROUP_FETCH_TIMEOUT)
+    except (TimeoutError, nats.errors.TimeoutError):
+        pass  # taken by another consumer meanwhile: a group of one
+    except Exception as exc:  # the bus went away: settle the first one; the rest are redelivered
+        log.warning("message_group_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+    await process_group(broker, service, [first, *more], model, handler, group, max_deliveries)
+
+
+def consumer_config(
+    durable: str, filter_subject: str, max_deliveries: int = MAX_DELIVERIES
+) -> ConsumerConfig:
+    """A durable's configuration under Fao's policy (explicit acks, ``ACK_WAIT``, bounded deliveries)."""
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicyApi.EXPLICIT,
+        ack_wait=ACK_WAIT,
+        max_deliver=max_deliveries + MAX_DELIVER_MARGIN,
+    )
+
+
+async def ensure_durable(
+    js: JetStreamContext, stream: str, config: ConsumerConfig, start_sequence: int | None = None
+) -> bool:
+    """Create the durable ``config`` names unless it exists (an existing one is left as it is);
+    ``start_sequence``: a new one starts at that stream sequence instead of the beginning. True
+    when it was created."""
+    assert config.durable_name is not None
+    try:
+        await js.consumer_info(stream, config.durable_name)
+        return False
+    except nats.js.errors.NotFoundError:
+        pass
+    if start_sequence is not None:
+        config = replace(config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence)
+    await js.add_consumer(stream, config)
+    return True
+
+
+class DurableConsumer(Generic[M]):
+    """A durable consumer started and stopped while the service runs (the correlator's partitions
+    move between instances), under the same policy as ``subscribe``: one message per pull, the
+    messages pending behind it as a group when ``group`` is given, every message settled by
+    ``process``/``process_group``. The durable itself (``ensure_durable``) outlives it: the next
+    holder goes on where this one stopped."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        service: str,
+        *,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        model: type[M],
+        handler: Callable[[M], Awaitable[None]],
+        group: GroupHandler[M] | None = None,
+        group_max: int = 1,
+        max_deliveries: int = MAX_DELIVERIES,
+    ) -> None:
+        self.durable = durable
+        self._broker = broker
+        self._service = service
+        self._stream = stream
+        self._filter = filter_subject
+        self._model = model
+        self._handler = handler
+        self._group = group
+        self._group_max = group_max
+        self._max_deliveries = max_deliveries
+        self._pull: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._busy = False
+
+    async def start(self) -> None:
+        """Bind to the durable (creating it if needed) and start pulling."""
+        js = self._broker.connection.jetstream()
+        await ensure_durable(
+            js, self._stream, consumer_config(self.durable, self._filter, self._max_deliveries)
+        )
+        inbox: str | None = getattr(self._broker, "inbox_prefix", None)
+        self._pull = await js.pull_subscribe_bind(
+            self.durable, self._stream, inbox_prefix=f"{inbox}.".encode() if inbox else INBOX_PREFIX
+        )
+        self._task = asyncio.create_task(self._run(self._pull), name=f"consume-{self.durable}")
+
+    async def _run(self, pull: JetStreamContext.PullSubscription) -> None:
+        failing = False
+        while not self._stopping:
+            try:
+                [first] = await pull.fetch(1, timeout=PULL_TIMEOUT)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except Exception as exc:  # the bus away: try again (the connection reconnects by itself)
+                if not failing:
+                    log.warning(
+                        "consumer_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}"
+                    )
+                failing = True
+                await asyncio.sleep(1.0)
+                continue
+            failing = False
+            self._busy = True
+            try:
+                await _settle(
+                    self._broker, self._service, first, pull, self._model, self._handler,
+                    self._group, self._group_max, self._max_deliveries,
+                )  # fmt: skip
+            finally:
+                self._busy = False
+
+    async def stop(self) -> None:
+        """Stop pulling: a message being handled is settled first; a pull waiting for messages is
+        abandoned (what it would have got is delivered again to the durable's next holder)."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            if not self._busy:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pull, self._pull = self._pull, None
+        if pull is not None:
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()

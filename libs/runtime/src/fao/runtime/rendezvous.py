@@ -1,10 +1,11 @@
-"""Which prober of a zone runs which monitor: rendezvous (highest-random-weight) hashing. Pure.
+"""Who of a group of live members does which piece of work: rendezvous (highest-random-weight)
+hashing. Pure. Probers share a zone's monitors by it, correlators their roles (``fao.correlator.roles``).
 
-The owner of a monitor is the live prober with the highest ``weight(monitor, prober)``, a hash of
-the two ids. Every prober of the zone computes the same owner from the same member list, with no
-other coordination; a prober that leaves gives up only its own monitors (each goes to the prober
-with its next-highest weight), and one that joins takes ≈1/N of the monitors, evenly from every
-other member. With no peers a prober owns everything.
+The owner of a piece is the live member with the highest ``weight(piece, member)``, a hash of the
+two ids. Every member computes the same owner from the same member list, with no other
+coordination; a member that leaves gives up only its own pieces (each goes to the member with its
+next-highest weight), and one that joins takes ≈1/N of them, evenly from every other member. With
+no peers a member owns everything.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import hashlib
 from collections.abc import Iterable
 
 
-def weight(monitor_id: str, member: str) -> int:
-    """The rendezvous weight of ``member`` for ``monitor_id``: 64 bits of BLAKE2b of both ids."""
-    digest = hashlib.blake2b(f"{monitor_id}\x00{member}".encode(), digest_size=8).digest()
+def weight(piece: str, member: str) -> int:
+    """The rendezvous weight of ``member`` for ``piece``: 64 bits of BLAKE2b of both ids."""
+    digest = hashlib.blake2b(f"{piece}\x00{member}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
-def owner(monitor_id: str, members: Iterable[str]) -> str:
-    """The member that runs ``monitor_id`` (ties, which 64-bit hashes make vanishingly rare, go to
-    the greater id). ``members`` must not be empty."""
-    return max(members, key=lambda member: (weight(monitor_id, member), member))
+def owner(piece: str, members: Iterable[str]) -> str:
+    """The member that does ``piece`` (ties, which 64-bit hashes make vanishingly rare, go to the
+    greater id). ``members`` must not be empty."""
+    return max(members, key=lambda member: (weight(piece, member), member))

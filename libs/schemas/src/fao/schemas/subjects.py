@@ -26,9 +26,19 @@ DEAD_LETTER_SUBJECTS: Final = "fao.deadletter.>"
 MONITORS_BUCKET: Final = "fao-monitors"
 PROBERS_BUCKET: Final = "fao-probers"
 
-# Durable consumer names, one per reading service.
-CORRELATOR_RESULTS_CONSUMER: Final = "correlator-results"
-CORRELATOR_COMMANDS_CONSUMER: Final = "correlator-commands"
+# Durable consumer names, one per reading service (the correlator's, one per results partition:
+# ``correlator_results_consumer``; see ``CORRELATOR_CONSUMERS``).
+# The correlator's durables before results partitions were shared (1.4): read once at an upgrade,
+# so the new durables start where they stopped (``fao.correlator.roles``), then deleted.
+CORRELATOR_RESULTS_CONSUMER_V1: Final = "correlator-results"
+CORRELATOR_COMMANDS_CONSUMER_V1: Final = "correlator-commands"
+# Single results (``fao.results.<monitor>``: push heartbeats, probers before batching), taken by
+# the correlator holding the platform role and sent on to their partition.
+CORRELATOR_SINGLES_CONSUMER: Final = "correlator-results-single"
+SINGLE_RESULTS_FILTER: Final = "fao.results.*"
+# Commands as people send them; the platform role's durable (``fao.commands.v1.<action>``).
+CORRELATOR_PLATFORM_COMMANDS_CONSUMER: Final = "correlator-commands-platform"
+PLATFORM_COMMANDS_FILTER: Final = "fao.commands.v1.*"
 NOTIFIER_CONSUMER: Final = "notifier-incidents"
 REPORTER_CONSUMER: Final = "reporter-incidents"
 
@@ -55,6 +65,53 @@ def result_batch_subject(zone: str, partition: int) -> str:
     """Subject of a ``ResultBatch`` from ``zone`` whose monitors all hash to ``partition``; covered
     by ``RESULTS_SUBJECTS``; ``fao.results.batch.<zone>.>`` or ``fao.results.batch.*.<p>`` filter."""
     return f"fao.results.batch.{zone}.{partition}"
+
+
+def result_partition_filter(partition: int) -> str:
+    """Every batch of one results partition, from any zone."""
+    return f"fao.results.batch.*.{partition}"
+
+
+def correlator_results_consumer(partition: int) -> str:
+    """The correlator's durable for one results partition (held by the partition's owner)."""
+    return f"correlator-results-p{partition}"
+
+
+RESULT_BATCH_SUBJECTS: Final = "fao.results.batch.>"
+ROUTED_COMMAND_SUBJECTS: Final = "fao.commands.v1.routed.*"
+
+
+def routed_command_subject(partition: int) -> str:
+    """A command the platform role sent on to the owner of its incident's partition."""
+    return f"fao.commands.v1.routed.{partition}"
+
+
+def correlator_commands_consumer(partition: int) -> str:
+    """The correlator's durable for the commands routed to one partition."""
+    return f"correlator-commands-p{partition}"
+
+
+CORRELATOR_CONSUMERS: Final = (
+    *(correlator_results_consumer(p) for p in range(RESULT_PARTITIONS)),
+    CORRELATOR_SINGLES_CONSUMER,
+)
+"""Every durable of the correlator on the results stream (a backlog is the sum of theirs)."""
+CORRELATOR_COMMAND_CONSUMERS: Final = (
+    CORRELATOR_PLATFORM_COMMANDS_CONSUMER,
+    *(correlator_commands_consumer(p) for p in range(RESULT_PARTITIONS)),
+)
+"""Every durable of the correlator on the commands stream."""
+
+
+def correlator_member_key(member: str) -> str:
+    """KV key (in ``LEASES_BUCKET``, whose TTL it shares) of a live correlator instance."""
+    return f"lease.correlator-member.{member}"
+
+
+def zone_view_key(shard: int | str) -> str:
+    """KV key (in ``STATE_BUCKET``) of what one shard's owner sees of each zone (its id, the
+    shard's smallest partition: ``fao.correlator.roles``)."""
+    return f"zoneview.{shard}"
 
 
 def prober_key(zone: str, member: str) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -47,15 +47,20 @@ from fao.correlator.policy import (
     Incidents,
     Outcome,
     World,
+    ZoneView,
     joined_text,
     missed_heartbeats,
     on_command,
     on_result,
     on_tick,
+    on_zone_views,
+    zone_views,
 )
+from fao.correlator.roles import Roles
+from fao.correlator.scope import Scope
 from fao.correlator.store import INDEXES, CorrelatorStore, JournalEntry
-from fao.runtime.bus import MessageTooLarge, check_size, state_bucket
-from fao.runtime.consume import Rejected, subscribe
+from fao.runtime.bus import MessageTooLarge, check_size
+from fao.runtime.consume import Rejected
 from fao.runtime.inventory import MaintenanceCatalog, MonitorCatalog
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
@@ -69,7 +74,6 @@ from fao.schemas import (
     System,
 )
 from fao.schemas import subjects as s
-from fao.schemas.results import ResultMessage
 
 log = structlog.get_logger()
 
@@ -121,7 +125,7 @@ class CorrelatorSettings(ServiceSettings):
 
 
 class Correlator:
-    """Holds every monitor's state and the open incidents in memory (loaded at start)."""
+    """Holds the states of its scope's monitors and their open incidents in memory (loaded at start)."""
 
     def __init__(
         self,
@@ -130,7 +134,15 @@ class Correlator:
         catalog: MonitorCatalog,
         windows: MaintenanceCatalog | None = None,
         clock: Clock = utc_now,
+        scope: Scope | None = None,
+        zone_views: Callable[[], dict[str, ZoneView]] | None = None,
     ) -> None:
+        self.scope = scope or Scope()
+        # The platform role (not whole): every shard's zone views merged (``on_zone_views``).
+        self._zone_views = zone_views
+        self._zone_clear: dict[str, datetime] = {}
+        self._views_written: dict[str, ZoneView] | None = None
+        self._monitors: dict[str, Monitor] = {}
         self._broker = broker
         self._store = store
         self._catalog = catalog
@@ -158,15 +170,22 @@ class Correlator:
         self._behind = False
         self._stalled = False  # the store failed since the last tick that worked (see ``tick``)
 
+    @property
+    def store(self) -> CorrelatorStore:
+        return self._store
+
     # -- loading ---------------------------------------------------------------------------------
     async def recover(self) -> None:
         """At start-up: load states, open incidents and systems; finish committed decisions."""
         async with self._lock:
             for state in await self._store.all_states():
+                if not self.scope.owns(state.system_id):
+                    continue
                 self._remember(state)
                 self._stored[state.monitor_id] = state.essential()
             for incident in await self._store.open_incidents():
-                self.incidents.put(incident)
+                if self.scope.owns(incident.system_id):
+                    self.incidents.put(incident)
             for incident in list(self.incidents.open()):
                 parent_id = incident.parent_incident_id
                 if parent_id and parent_id not in self.incidents.by_id:
@@ -180,7 +199,7 @@ class Correlator:
             if seen:
                 self._evidence = max(seen)
                 self._behind = self._clock() - self._evidence > LIVE_LAG
-            self._unfinished = await self._store.journal()
+            self._unfinished = [e for e in await self._store.journal() if self.scope.owns_entry(e)]
             await self._finish()
 
     async def check_drift(self) -> list[str]:
@@ -213,7 +232,9 @@ class Correlator:
         if not self._monitors_dirty:
             return
         self._monitors_dirty = False
-        monitors = self._catalog.monitors
+        scope = self.scope
+        monitors = {m: mon for m, mon in self._catalog.monitors.items() if scope.owns(mon.system)}
+        self._monitors = monitors
         now = self._clock()
         for monitor_id in monitors:
             self._first_seen.setdefault(monitor_id, now)
@@ -226,7 +247,7 @@ class Correlator:
     def world(self) -> World:
         self._refresh_monitors()
         return World(
-            monitors=self._catalog.monitors,
+            monitors=self._monitors,
             states=self.states,
             incidents=self.incidents,
             graph=self._graph,
@@ -235,6 +256,7 @@ class Correlator:
             started_at=self.started_at,
             first_seen=self._first_seen,
             evidence_at=self._evidence if self._behind else None,
+            zone_decisions=self.scope.whole,
         )
 
     def _remember(self, state: MonitorState) -> None:
@@ -367,14 +389,45 @@ class Correlator:
                 if missed.ignored is None:
                     await self._commit(missed)
             world = self.world()
-            monitors = self._catalog.monitors
+            monitors = self._monitors
             systems = {
                 st.system_id for st in self.states.values() if st.problem and st.monitor_id in monitors
             }
             systems.update(i.system_id for i in self.incidents.open() if i.kind in ("outage", "flapping"))
-            outcome = on_tick(world, now, systems, self._zones)
+            outcome = on_tick(world, now, systems, self._zones if self.scope.whole else ())
             if not outcome.empty:
                 await self._commit(outcome)
+            if self._zone_views is not None:
+                await self._decide_zones(now)
+
+    def views(self) -> dict[str, ZoneView] | None:
+        """What a shard (not whole, not platform) has to tell the platform role of its zones now,
+        when it changed since it was last taken (None: nothing new)."""
+        if self.scope.platform:
+            return None
+        views = zone_views(self.world(), self._clock(), self._zones)
+        if views == self._views_written:
+            return None
+        self._views_written = views
+        return views
+
+    def views_unsent(self) -> None:
+        """The views taken could not be written: take them again next time."""
+        self._views_written = None
+
+    async def _decide_zones(self, now: datetime) -> None:
+        """The platform role: zone problems and silent probers from the shards' views."""
+        assert self._zone_views is not None
+        views = self._zone_views()
+        for zone in [*self._zone_clear]:
+            if views.get(zone, ZoneView()).down:
+                del self._zone_clear[zone]
+        for incident in self.incidents.open():
+            if incident.kind == "zone" and not views.get(incident.zones[0], ZoneView()).down:
+                self._zone_clear.setdefault(incident.zones[0], now)
+        outcome = on_zone_views(self.world(), now, views, self._zone_clear)
+        if not outcome.empty:
+            await self._commit(outcome)
 
     # -- committing ------------------------------------------------------------------------------
     def _stage(self, outcome: Outcome) -> None:
@@ -507,8 +560,11 @@ class Correlator:
         log.info("command_rejected", command=str(rejection.command_id), reason=rejection.reason)
 
     # -- time ------------------------------------------------------------------------------------
-    async def run_ticks(self, stop: asyncio.Event) -> None:
-        """Tick once a second (and refresh systems every few seconds) until ``stop``."""
+    async def run_ticks(
+        self, stop: asyncio.Event, after: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Tick once a second (and refresh systems every few seconds) until ``stop``; ``after``
+        each tick (a shard's zone views)."""
         last_refresh = asyncio.get_running_loop().time()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -521,6 +577,8 @@ class Correlator:
                     await self.refresh_systems()
                     last_refresh = loop_now
                 await self.tick()
+                if after is not None:
+                    await after()
             except Exception as exc:  # store or bus down: the next tick tries again
                 log.warning("tick_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -579,38 +637,10 @@ def _add_coalesced(events: list[IncidentEvent], event: IncidentEvent) -> None:
 
 
 def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
-    """Wire the subscribers and publishers; nothing connects until ``serve``."""
+    """Wire the publishers; nothing connects until ``serve``. The consumers are started by the
+    roles this instance takes (``fao.correlator.roles``)."""
     settings = settings or CorrelatorSettings()
     broker = new_broker(settings)
-    ready: dict[str, Correlator] = {}
-
-    async def apply(message: ResultMessage) -> None:
-        await ready[SERVICE].apply_all(message.results)
-
-    async def apply_group(messages: list[ResultMessage]) -> list[str | None]:
-        return await ready[SERVICE].apply_group([message.results for message in messages])
-
-    async def command(cmd: Command) -> None:
-        await ready[SERVICE].command(cmd)
-
-    subscribe(
-        broker, SERVICE, subject=s.RESULTS_SUBJECTS, stream=s.RESULTS_STREAM,
-        durable=s.CORRELATOR_RESULTS_CONSUMER, model=ResultMessage, handler=apply,
-        group=apply_group, group_max=settings.results_group,
-        title="correlator/results",
-        description=(
-            "Check results from every prober: ResultBatch messages on fao.results.batch.<zone>.<partition>"
-            " (single CheckResult messages on fao.results.<monitor> still accepted); folded into"
-            " per-monitor state."
-        ),
-    )  # fmt: skip
-    subscribe(
-        broker, SERVICE, subject=s.COMMANDS_SUBJECTS, stream=s.COMMANDS_STREAM,
-        durable=s.CORRELATOR_COMMANDS_CONSUMER, model=Command, handler=command,
-        title="correlator/commands",
-        description="Acknowledge, resolve, note and open_manual commands from people.",
-    )  # fmt: skip
-
     for event_type in EVENT_TYPES:
         broker.publisher(
             s.incident_subject(event_type),
@@ -621,13 +651,12 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         )
 
     parts: dict[str, MonitorCatalog | MaintenanceCatalog] = {}
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    checks: list[asyncio.Task[None]] = []
+    running: list[Roles] = []
+    correlators: list[Correlator] = []
 
     def monitor_changed(monitor_id: str, monitor: Monitor | None) -> None:
-        if SERVICE in ready:
-            ready[SERVICE].monitors_changed(monitor_id, monitor)
+        for correlator in correlators:
+            correlator.monitors_changed(monitor_id, monitor)
 
     async def on_start(rt: Runtime) -> None:
         catalog = MonitorCatalog(rt.js, listener=monitor_changed)
@@ -636,24 +665,22 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         windows = MaintenanceCatalog(rt.js)
         await windows.start()
         parts["windows"] = windows
-        store = CorrelatorStore(rt.db, rt.js, await state_bucket(rt.js))
-        correlator = Correlator(broker, store, catalog, windows)
-        await correlator.recover()
-        ready[SERVICE] = correlator
-        tasks.append(asyncio.create_task(correlator.run_ticks(stop), name="correlator-ticks"))
-        checks.append(asyncio.create_task(correlator.run_drift_checks(stop), name="correlator-drift"))
+
+        def make(
+            store: CorrelatorStore, scope: Scope, zone_views: Callable[[], dict[str, ZoneView]] | None
+        ) -> Correlator:
+            correlator = Correlator(broker, store, catalog, windows, scope=scope, zone_views=zone_views)
+            correlators[:] = [c for c in correlators if c.scope != scope] + [correlator]
+            return correlator
+
+        roles = Roles(rt, settings, make)
+        await roles.start()
+        running.append(roles)
 
     async def on_stop(_: Runtime) -> None:
-        stop.set()
-        for check in checks:  # a read of every monitor document changes nothing: not waited for
-            check.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await check
-        for task in tasks:
-            await task
+        for roles in running:
+            await roles.stop()
         for part in parts.values():
             await part.stop()
 
-    return ServiceApp(
-        SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop, singleton=True
-    )
+    return ServiceApp(SERVICE, settings, broker, indexes=INDEXES, on_start=on_start, on_stop=on_stop)

@@ -44,6 +44,8 @@ from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID, uuid5
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from fao.correlator.graph import SystemGraph
 from fao.correlator.monitor_state import MonitorState, combine, prune_applied, stale_after
 from fao.correlator.state_machine import FLAP_HISTORY, Sample, ZoneState, confirm
@@ -142,6 +144,22 @@ class World:
     # grace after a parent's recovery — are measured on this clock, so working through a backlog
     # never ends a wait whose evidence is still in the backlog.
     evidence_at: datetime | None = None
+    # Zone problems and silent probers are decided here (one correlator decides everything) or,
+    # when False, by the platform role from every shard's ``ZoneView``s (``on_zone_views``).
+    zone_decisions: bool = True
+
+
+class ZoneView(BaseModel):
+    """What one shard's owner sees of a zone now (``zone_views``): the monitors failing only from
+    it, with when they began to, and those with no result from it for too long."""
+
+    model_config = ConfigDict(frozen=True)
+
+    down: dict[str, datetime] = Field(default_factory=dict)
+    stale: tuple[str, ...] = ()
+
+    def merged(self, other: ZoneView) -> ZoneView:
+        return ZoneView(down={**self.down, **other.down}, stale=tuple(sorted({*self.stale, *other.stale})))
 
 
 @dataclass
@@ -531,27 +549,43 @@ class _Decision:
         ]
         return bool(recent) and all(z.window and z.window[-1].ok for z in recent)
 
+    def zone_down(self, zone: str, members: Iterable[str]) -> dict[str, datetime]:
+        """The monitors of ``members`` failing only from ``zone``, with when they began to."""
+        down: dict[str, datetime] = {}
+        for m in sorted(set(members)):
+            if self.zone_only_down(m, zone):
+                st = self.state(m)
+                zs = st.zones.get(zone) if st is not None else None
+                down[m] = (zs.down_since if zs is not None else None) or self.now
+        return down
+
     def reconcile_zone(self, zone: str, candidates: Iterable[str]) -> None:
         incident = self.open_for(f"zone:{zone}")
-        members = {*candidates, *(incident.monitor_ids if incident else ())}
-        down = sorted(m for m in members if self.zone_only_down(m, zone))
+        down = self.zone_down(zone, {*candidates, *(incident.monitor_ids if incident else ())})
+        cleared: datetime | None = None
+        if incident is not None and not down:
+            oks = [
+                zs.ok_since or self.now
+                for m in incident.monitor_ids
+                if (st := self.state(m)) is not None and (zs := st.zones.get(zone)) is not None
+            ]
+            cleared = max(oks, default=self.now)
+        self.zone_incident(zone, down, cleared)
+
+    def zone_incident(self, zone: str, down: Mapping[str, datetime], cleared: datetime | None) -> None:
+        """Open, grow or resolve the zone's incident: ``down`` are the monitors failing only from it
+        now (with since when), ``cleared`` when the last of the incident's monitors stopped."""
+        incident = self.open_for(f"zone:{zone}")
         if incident is None:
             if down:
-                starts = [
-                    zs.down_since
-                    for m in down
-                    if (st := self.state(m)) is not None
-                    and (zs := st.zones.get(zone)) is not None
-                    and zs.down_since is not None
-                ]
-                since = min(starts, default=self.now)
+                since = min(down.values())
                 opened = Incident(
                     id=make_incident_id("zone", zone, since),
                     system_id=PLATFORM_SYSTEM,
-                    monitor_ids=down,
+                    monitor_ids=sorted(down),
                     severity="minor",
                     status="open",
-                    title=zone_title(zone, down),
+                    title=zone_title(zone, sorted(down)),
                     started_at=since,
                     zones=[zone],
                     kind="zone",
@@ -570,19 +604,17 @@ class _Decision:
             )
             self.pending[-1].joined = tuple(joined)
             return
-        if down:
+        if down or cleared is None:
             return
-        oks = [
-            zs.ok_since or self.now
-            for m in incident.monitor_ids
-            if (st := self.state(m)) is not None and (zs := st.zones.get(zone)) is not None
-        ]
-        cleared = max(oks, default=self.now)
         if self.seen - cleared >= ZONE_QUIET:
             self.resolve(incident, cleared)
 
     def reconcile_silence(self, zone: str) -> None:
         """One incident while any monitor of ``zone`` has had no result from it for too long."""
+        self.silence_incident(zone, self.stale_monitors(zone))
+
+    def stale_monitors(self, zone: str) -> list[str]:
+        """The monitors of ``zone`` with no result from it for too long."""
         stale: list[str] = []
         for monitor_id, monitor in self.w.monitors.items():
             if not monitor.enabled or zone not in monitor.zones or monitor.check.type in PROBER_SKIPS:
@@ -594,6 +626,9 @@ class _Decision:
             last = zone_state.last_at if zone_state and zone_state.last_at else baseline
             if self.now - max(last, baseline) > stale_after(monitor):
                 stale.append(monitor_id)
+        return stale
+
+    def silence_incident(self, zone: str, stale: Sequence[str]) -> None:
         incident = self.open_for(f"silent:{zone}")
         if incident is None and stale:
             self.emit(
@@ -735,7 +770,9 @@ def on_result(world: World, result: CheckResult, now: datetime) -> Outcome:
         decision.reconcile_system(system_id)
     descendants = [d for d in world.graph.descendants(system_id) if decision.needs_attention(d)]
     decision.reconcile_systems(descendants)
-    if len(monitor.zones) > 1 or decision.open_for(f"zone:{result.zone}") is not None:
+    if world.zone_decisions and (
+        len(monitor.zones) > 1 or decision.open_for(f"zone:{result.zone}") is not None
+    ):
         for zone in monitor.zones:  # a result from one zone can be the evidence about another
             zone_state = after.zones.get(zone)
             failing = zone_state is not None and zone_state.status in ("down", "recovering")
@@ -816,6 +853,33 @@ def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable
     for incident in world.incidents.open():
         if incident.kind in MONITOR_WARNINGS and incident.monitor_ids[0] not in world.monitors:
             decision.resolve(incident, now, text="monitor removed from the configuration")
+    return decision.outcome()
+
+
+def zone_views(world: World, now: datetime, zones: Iterable[str]) -> dict[str, ZoneView]:
+    """What this correlator's monitors say of each of ``zones``, for the platform role."""
+    decision = _Decision(world, now)
+    return {
+        zone: ZoneView(
+            down=decision.zone_down(zone, (m for m, mon in world.monitors.items() if zone in mon.zones)),
+            stale=tuple(sorted(decision.stale_monitors(zone))),
+        )
+        for zone in zones
+    }
+
+
+def on_zone_views(
+    world: World, now: datetime, views: Mapping[str, ZoneView], cleared: Mapping[str, datetime]
+) -> Outcome:
+    """The platform role's tick: zone problems and silent probers from every shard's views merged
+    (``views``; a zone with an open incident and no view counts as clear), ``cleared``: since when
+    the platform has seen a zone's incident monitors all clear."""
+    decision = _Decision(world, now)
+    open_zones = {i.zones[0] for i in world.incidents.open() if i.kind in ("zone", "prober_silent")}
+    for zone in sorted({*views, *open_zones}):
+        view = views.get(zone, ZoneView())
+        decision.zone_incident(zone, view.down, cleared.get(zone))
+        decision.silence_incident(zone, view.stale)
     return decision.outcome()
 
 

@@ -1,7 +1,7 @@
 """The prober process: follows monitor definitions in KV and publishes results to JetStream.
 
 Runs the enabled monitors listed for its zone (``FAO_ZONE``) that rendezvous hashing gives it
-among the zone's live probers (``membership.py``, ``assignment.py``; alone, it runs them all), on
+among the zone's live probers (``membership.py``, ``fao.runtime.rendezvous``; alone, it runs them all), on
 a grid shared by every prober (``cadence.py``), so a monitor that moves is checked at its usual
 slot. Results are published in ``ResultBatch`` messages (``batches.py``, ``sink.py``), each with a
 ``Nats-Msg-Id`` so a retried batch is stored once. The prober needs no database.
@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pydantic import Field
 
-from fao.prober.assignment import owner
+from fao.runtime.rendezvous import owner
 from fao.prober.batches import Batch, Batcher
 from fao.prober.cadence import SharedCadence
 from fao.prober.checks.registry import CheckerRegistry

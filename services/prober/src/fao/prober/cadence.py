@@ -5,7 +5,7 @@ A monitor with interval ``i`` has grid points at the wall-clock times ``u·i + k
 jitter that is a hash of (monitor id, ``k``), within the scheduler's bound. Load is spread as with
 random offsets and random jitter — ids hash uniformly — but every prober of a zone plans the same
 run times for a monitor. That is what makes a handover safe without coordination: when the
-monitors move between probers (``assignment.py``), the new owner takes the first run still ahead
+monitors move between probers (``fao.runtime.rendezvous``), the new owner takes the first run still ahead
 of it and the old one has run those before, so a monitor is checked once per interval, never twice
 and never skipped, except for a run due in the milliseconds the two take to see the change. Wall
 clocks of a zone's probers agree to NTP accuracy; the grid tolerates far more than that.

@@ -1,0 +1,450 @@
+"""Several correlators share the work: roles, their leases, and what each role consumes.
+
+The work is cut into *roles*: one per shard (``fao.correlator.shards``: results partitions closed
+under dependencies, so a shard's owner sees every ancestor and descendant of its systems) and the
+*platform* role (zone problems, silent probers, incidents of no system, and routing). Every
+instance registers in the leases bucket (``correlator-member.<member>``, renewed like a lease,
+gone one TTL after the instance dies) and follows the others; each role's owner is the live
+member with the highest rendezvous weight for it (``fao.runtime.rendezvous``), so every instance
+computes the same owners, a new instance takes ≈1/N of the roles and a dead one's roles move to
+the others. Before a role runs, its owner takes its leases — one per partition of a shard
+(``correlator.p<N>``), ``correlator.platform`` for the platform role —, which the previous owner
+releases when it lets the role go (or which expire one TTL after it died): two instances never
+decide about the same systems at once.
+
+A shard's correlator (``Correlator`` with its ``Scope``) consumes the durables of its partitions —
+results (``correlator-results-p<N>``) and the commands routed to them
+(``correlator-commands-p<N>``) — so a new owner goes on exactly where the previous one stopped
+(nothing acknowledged is applied twice, nothing unacknowledged is lost), recovers its states from
+the state bucket, its open incidents and its unfinished journal entries, and once a second tells
+the platform role what it sees of each zone (``ZoneView``s in the state bucket, key
+``zoneview.<shard>``). The platform role decides zone problems and silent probers from all views,
+takes every command as people send them and applies those about its own incidents, sending the
+others on to their system's partition; single results (push heartbeats) go on to their
+partition as one-result batches.
+
+A deployment of the release before keeps its two durables (``correlator-results`` and
+``correlator-commands``): the first instance to start creates the new durables where they stopped
+and deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from prometheus_client import Gauge
+from pydantic import TypeAdapter
+
+from fao.correlator.policy import ZoneView
+from fao.correlator.scope import Scope
+from fao.correlator.shards import shard_map, shards
+from fao.correlator.store import CorrelatorStore
+from fao.runtime.bus import state_bucket
+from fao.runtime.consume import DurableConsumer, consumer_config, ensure_durable
+from fao.runtime.inventory import KvCatalog
+from fao.runtime.lease import Lease, default_holder_id, leases_bucket
+from fao.runtime.rendezvous import owner
+from fao.runtime.service import Runtime
+from fao.schemas import PLATFORM_SYSTEM, Command, System
+from fao.schemas import subjects as s
+from fao.schemas.results import ResultBatch, ResultMessage
+
+if TYPE_CHECKING:
+    from fao.correlator.app import Correlator, CorrelatorSettings
+
+log = structlog.get_logger()
+
+SERVICE = "correlator"
+PLATFORM = "platform"
+# How often the roles are looked at again (also at once when the members change).
+ROLE_CHECK = 1.0
+SYSTEMS_REFRESH = 10.0
+# A role whose start failed (MongoDB away...) is tried again after this long.
+RETRY = 2.0
+# At most this long (lease TTLs, seconds) the start waits for the first roles to run.
+START_WAIT_TTLS = 2
+START_WAIT = 10.0
+PARTITIONS = Gauge("fao_correlator_partitions", "Results partitions whose systems this instance decides now")
+PLATFORM_ROLE = Gauge("fao_correlator_platform", "1 while this instance holds the platform role")
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def member_name(holder_id: str) -> str:
+    return _NOT_IN_KEY.sub("_", holder_id) or "_"
+
+
+def role_scopes(systems: list[System]) -> dict[str, Scope]:
+    """Every role with what it decides, from the systems (the same on every instance)."""
+    roles = {PLATFORM: Scope(partitions=frozenset(), platform=True, shard=-1)}
+    for shard, partitions in shards(shard_map(systems)).items():
+        roles[f"shard-{shard}"] = Scope(partitions=partitions, platform=False, shard=shard)
+    return roles
+
+
+async def prepare_durables(js: JetStreamContext) -> None:
+    """Create every durable of the correlator that is missing — where the release before stopped,
+    when its durables are still there (then deleted) — so results and commands wait in them for
+    whichever instance takes their partition."""
+    for stream, old, durables in (
+        (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER_V1, _result_durables()),
+        (s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER_V1, _command_durables()),
+    ):
+        start: int | None = None
+        try:
+            info = await js.consumer_info(stream, old)
+            start = info.ack_floor.stream_seq + 1 if info.ack_floor else None
+        except NotFoundError:
+            pass
+        for durable, subject in durables:
+            if await ensure_durable(js, stream, consumer_config(durable, subject), start):
+                log.info("durable_created", stream=stream, durable=durable, start=start)
+        if start is not None:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(stream, old)
+            log.warning("durable_retired", stream=stream, durable=old, from_sequence=start)
+
+
+def _result_durables() -> list[tuple[str, str]]:
+    return [
+        *(
+            (s.correlator_results_consumer(p), s.result_partition_filter(p))
+            for p in range(s.RESULT_PARTITIONS)
+        ),
+        (s.CORRELATOR_SINGLES_CONSUMER, s.SINGLE_RESULTS_FILTER),
+    ]
+
+
+def _command_durables() -> list[tuple[str, str]]:
+    return [
+        (s.CORRELATOR_PLATFORM_COMMANDS_CONSUMER, s.PLATFORM_COMMANDS_FILTER),
+        *(
+            (s.correlator_commands_consumer(p), s.routed_command_subject(p))
+            for p in range(s.RESULT_PARTITIONS)
+        ),
+    ]
+
+
+class ZoneViews:
+    """The platform role's view of every shard's ``ZoneView``s (the state bucket's ``zoneview.*``)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.catalog: KvCatalog[dict[str, ZoneView]] = KvCatalog(
+            js,
+            bucket=s.STATE_BUCKET,
+            open_bucket=state_bucket,
+            key=lambda shard: s.zone_view_key(shard),
+            decode=VIEWS.validate_json,
+            name="zone_views",
+        )
+        self.shards: set[int] = set()
+
+    def merged(self) -> dict[str, ZoneView]:
+        out: dict[str, ZoneView] = {}
+        for key, views in self.catalog.entries.items():
+            if not key.isdigit() or int(key) not in self.shards:
+                continue  # a shard of an older shard map
+            for zone, view in views.items():
+                out[zone] = out[zone].merged(view) if zone in out else view
+        return out
+
+
+VIEWS: TypeAdapter[dict[str, ZoneView]] = TypeAdapter(dict[str, ZoneView])
+
+
+class MakeCorrelator(Protocol):
+    def __call__(
+        self, store: CorrelatorStore, scope: Scope, zone_views: Callable[[], dict[str, ZoneView]] | None
+    ) -> Correlator: ...
+
+
+class Role:
+    """One role this instance runs: its leases, its correlator, its consumers and ticks."""
+
+    def __init__(self, name: str, scope: Scope, manager: Roles) -> None:
+        self.name = name
+        self.scope = scope
+        self._m = manager
+        self.correlator: Correlator | None = None
+        self.active = False
+        self._stop = asyncio.Event()
+        self._leases = [
+            Lease(manager.js, f"correlator.p{p}", manager.holder, manager.settings.lease_ttl)
+            for p in sorted(scope.partitions)
+        ] or [Lease(manager.js, f"correlator.{PLATFORM}", manager.holder, manager.settings.lease_ttl)]
+        self.task = asyncio.create_task(self._run(), name=f"correlator-{name}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _run(self) -> None:
+        consumers: list[DurableConsumer[ResultMessage] | DurableConsumer[Command]] = []
+        ticks: list[asyncio.Task[None]] = []
+        try:
+            for lease in self._leases:
+                if not await _until_stopped(lease.acquire(), self._stop):
+                    return
+            correlator = await self._recovered()
+            if correlator is None:
+                return
+            self.correlator = correlator
+            consumers = self._consumers(correlator)
+            for consumer in consumers:
+                await consumer.start()
+            ticks.append(asyncio.create_task(correlator.run_ticks(self._stop, after=self._after_tick)))
+            if self.scope.platform:
+                ticks.append(asyncio.create_task(correlator.run_drift_checks(self._stop)))
+            self.active = True
+            self._m.changed()
+            log.info("role_acquired", role=self.name, partitions=sorted(self.scope.partitions))
+            lost = [asyncio.ensure_future(lease.lost.wait()) for lease in self._leases]
+            stopping = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([*lost, stopping], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (*lost, stopping):
+                waiter.cancel()
+            if not self._stop.is_set():
+                log.error("role_lost", role=self.name)
+        except Exception as exc:  # started again by the next check (``Roles._assign``)
+            log.error("role_failed", role=self.name, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._stop.set()
+            for consumer in consumers:  # first: a message being handled is settled
+                await consumer.stop()
+            for tick in ticks:
+                tick.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tick
+            for lease in self._leases:
+                await lease.release()
+            was_active, self.active = self.active, False
+            if was_active:
+                self._m.changed()
+                log.info("role_released", role=self.name)
+
+    async def _recovered(self) -> Correlator | None:
+        m = self._m
+        while not self._stop.is_set():
+            views = m.zone_views.merged if self.scope.platform else None
+            try:
+                store = CorrelatorStore(m.rt.db, m.js, await state_bucket(m.js))
+                correlator = m.make(store, self.scope, views)
+                await correlator.recover()
+                return correlator
+            except Exception as exc:
+                log.warning("role_recover_failed", role=self.name, error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), RETRY)
+        return None
+
+    def _consumers(
+        self, correlator: Correlator
+    ) -> list[DurableConsumer[ResultMessage] | DurableConsumer[Command]]:
+        m = self._m
+        out: list[DurableConsumer[ResultMessage] | DurableConsumer[Command]] = []
+        if self.scope.platform:
+            out.append(DurableConsumer(
+                m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=s.CORRELATOR_SINGLES_CONSUMER,
+                filter_subject=s.SINGLE_RESULTS_FILTER, model=ResultMessage, handler=m.forward,
+            ))  # fmt: skip
+            out.append(DurableConsumer(
+                m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=s.CORRELATOR_PLATFORM_COMMANDS_CONSUMER,
+                filter_subject=s.PLATFORM_COMMANDS_FILTER, model=Command,
+                handler=lambda command: m.route(command, correlator),
+            ))  # fmt: skip
+        for p in sorted(self.scope.partitions):
+
+            async def apply(message: ResultMessage) -> None:
+                await correlator.apply_all(message.results)
+
+            async def apply_group(messages: list[ResultMessage]) -> list[str | None]:
+                return await correlator.apply_group([message.results for message in messages])
+
+            out.append(DurableConsumer(
+                m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=s.correlator_results_consumer(p),
+                filter_subject=s.result_partition_filter(p), model=ResultMessage, handler=apply,
+                group=apply_group, group_max=m.settings.results_group,
+            ))  # fmt: skip
+            out.append(DurableConsumer(
+                m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=s.correlator_commands_consumer(p),
+                filter_subject=s.routed_command_subject(p), model=Command, handler=correlator.command,
+            ))  # fmt: skip
+        return out
+
+    async def _after_tick(self) -> None:
+        """A shard: tell the platform role what it sees of its zones, when that changed."""
+        correlator = self.correlator
+        if correlator is None or self.scope.platform:
+            return
+        views = correlator.views()
+        if views is None:
+            return
+        try:
+            kv = await state_bucket(self._m.js)
+            await kv.put(s.zone_view_key(self.scope.shard), VIEWS.dump_json(views))
+        except Exception:
+            correlator.views_unsent()
+            raise
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Wait for ``work`` unless ``stop`` comes first (then it is cancelled): True when done."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+class Roles:
+    """This instance's membership and the roles it runs (see the module docstring)."""
+
+    def __init__(self, rt: Runtime, settings: CorrelatorSettings, make: MakeCorrelator) -> None:
+        self.rt = rt
+        self.js = rt.js
+        self.broker = rt.broker
+        self.settings = settings
+        self.make = make
+        self.holder = default_holder_id()
+        self.me = member_name(self.holder)
+        self.zone_views = ZoneViews(rt.js)
+        self.running: dict[str, Role] = {}
+        self._member = Lease(rt.js, f"correlator-member.{self.me}", self.holder, settings.lease_ttl)
+        self._members: KvCatalog[bytes] | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._systems: list[System] = []
+        self._assigned = False
+        self._progress = asyncio.Event()
+        self.on_change: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        await prepare_durables(self.js)
+        await self._member.acquire()
+        self._members = KvCatalog(
+            self.js,
+            bucket=s.LEASES_BUCKET,
+            open_bucket=lambda js: leases_bucket(js, self.settings.lease_ttl),
+            key=s.correlator_member_key,
+            decode=bytes,
+            name="correlator_members",
+            listener=lambda _m, _v: self._wake.set(),
+        )
+        await self._members.start()
+        await self.zone_views.catalog.start()
+        self._task = asyncio.create_task(self._manage(), name="correlator-roles")
+        # Started = deciding: wait (a while at most) until the roles first given to this instance
+        # run; their leases may still be held by an instance that died (one TTL) or be handed over.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WAIT_TTLS * self.settings.lease_ttl + START_WAIT):
+                while not (self._assigned and all(r.active for r in self.running.values())):
+                    self._progress.clear()
+                    await self._progress.wait()
+
+    def changed(self) -> None:
+        self._progress.set()
+        PARTITIONS.set(sum(len(r.scope.partitions) for r in self.running.values() if r.active))
+        PLATFORM_ROLE.set(int(any(r.active and r.scope.platform for r in self.running.values())))
+        if self.on_change is not None:
+            self.on_change()
+
+    def members(self) -> set[str]:
+        entries = self._members.entries if self._members is not None else {}
+        return {*entries, self.me}
+
+    async def _manage(self) -> None:
+        loop = asyncio.get_running_loop()
+        refreshed = -SYSTEMS_REFRESH
+        while not self._stop.is_set():
+            try:
+                if loop.time() - refreshed >= SYSTEMS_REFRESH:
+                    self._systems = await CorrelatorStore(
+                        self.rt.db, self.js, await state_bucket(self.js)
+                    ).systems()
+                    refreshed = loop.time()
+                await self._assign()
+            except Exception as exc:  # MongoDB away: the roles running go on
+                log.warning("roles_check_failed", error=f"{type(exc).__name__}: {exc}")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), ROLE_CHECK)
+
+    async def _assign(self) -> None:
+        scopes = role_scopes(self._systems)
+        self.zone_views.shards = {sc.shard for sc in scopes.values() if not sc.platform}
+        members = self.members()
+        mine = {name for name in scopes if owner(name, members) == self.me}
+        for name, role in list(self.running.items()):
+            if name not in mine or role.scope != scopes[name] or role.task.done():
+                del self.running[name]
+                await role.stop()
+        for name in sorted(mine - set(self.running)):
+            self.running[name] = Role(name, scopes[name], self)
+        self._assigned = True
+        self.changed()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await asyncio.gather(*(role.stop() for role in self.running.values()))
+        self.running.clear()
+        self.changed()
+        if self._members is not None:
+            await self._members.stop()
+        await self.zone_views.catalog.stop()
+        await self._member.release()
+
+    # -- the platform role's routing ---------------------------------------------------------------
+    async def forward(self, message: ResultMessage) -> None:
+        """Single results go on to their partition as one-result batches (the id of each is its
+        result's own identity, so a forward repeated after a crash is stored once)."""
+        for result in message.results:
+            batch = ResultBatch(
+                prober_id=result.prober_id, zone=result.zone, results=[result],
+                batch_id=f"single.{result.monitor_id}.{result.zone}.{result.prober_id}.{result.started_at.isoformat()}",
+            )  # fmt: skip
+            await self.js.publish(
+                s.result_batch_subject(result.zone, s.result_partition(result.system_id)),
+                batch.model_dump_json().encode(),
+                stream=s.RESULTS_STREAM,
+                headers={"Nats-Msg-Id": batch.batch_id},
+                timeout=5.0,
+            )
+
+    async def route(self, command: Command, platform: Correlator) -> None:
+        """Apply a command about the platform's own incidents (or a report of no system); send any
+        other on to the partition of its incident's system."""
+        system_id: str | None
+        if command.action == "open_manual":
+            system_id = command.system_id
+        else:
+            incident_id = command.incident_id or ""
+            known = platform.incidents.by_id.get(incident_id)
+            found = known or await platform.store.get_incident(incident_id)
+            system_id = found.system_id if found is not None else None
+        if system_id is None or system_id == PLATFORM_SYSTEM:
+            await platform.command(command)
+            return
+        await self.js.publish(
+            s.routed_command_subject(s.result_partition(system_id)),
+            command.model_dump_json().encode(),
+            stream=s.COMMANDS_STREAM,
+            headers={"Nats-Msg-Id": f"routed-{command.command_id}"},
+            timeout=5.0,
+        )
