@@ -74,6 +74,7 @@ from fao.schemas import (
     System,
 )
 from fao.schemas import subjects as s
+from fao.schemas.subjects import result_partition
 
 log = structlog.get_logger()
 
@@ -320,6 +321,13 @@ class Correlator:
             await self._finish()
             now = self._clock()
             self._saw(result, now)
+            monitor = self._catalog.monitors.get(result.monitor_id)
+            if monitor is not None and not self.scope.owns(monitor.system):
+                RESULTS.labels("other_partition").inc()
+                raise Rejected(
+                    f"monitor {result.monitor_id!r} belongs to system {monitor.system!r}, results partition"
+                    f" {result_partition(monitor.system)}: published on another partition's subject"
+                )
             outcome = on_result(self.world(), result, now)
             if outcome.ignored is not None:
                 RESULTS.labels(outcome.ignored).inc()
