@@ -177,9 +177,14 @@ def test_config_folder_is_compared_with_mongodb(
         "monitor e-service-home: MongoDB differs from the config (interval)",
         "monitor mail-webmail: KV differs from MongoDB (timeout)",
         "monitor mail-webmail: MongoDB differs from the config (timeout)",
+        "monitor mail-webmail: MongoDB differs from what fao apply wrote (edited by hand?)",
     ]
+    # The edit kept the collection's count and size: apply's record cannot tell, --rescan reads it.
+    assert f"run `fao apply --rescan {config}` to repair" in fao("apply", "--check", str(config)).output
 
-    applied(config)
+    repaired = fao("apply", "--yes", "--prune", "--rescan", str(config))
+    assert repaired.exit_code == 0, repaired.output
+    assert "~ monitor mail-webmail" in repaired.output
     assert_no_drift(str(config))
 
 

@@ -17,10 +17,17 @@ difference:
 
 Values are compared as the services read them (parsed into the models), so a KV value that is
 only formatted differently is not drift; the differing top-level fields are named.
+
+Every monitor document is read, not ``fao apply``'s record of them (``fao.cli.applied_record``):
+a document edited by hand is drift even when the record cannot tell. When the record is trusted
+yet differs from the documents, the check names each such monitor and says to repair with
+``fao apply --rescan`` (a plain apply plans against the record and would not see the edit).
+The files, MongoDB and the buckets are read at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +37,9 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import BucketNotFoundError
 from pydantic import BaseModel, ValidationError
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from fao.cli.applied_record import read_record
 from fao.cli.apply import SINGULAR, plan, read_current
 from fao.cli.kv_sync import bucket_values
 from fao.cli.nats_errors import quiet
@@ -63,6 +70,8 @@ class Difference:
 @dataclass
 class DriftReport:
     differences: list[Difference] = field(default_factory=list)
+    # Monitor documents differ from apply's record of them: only ``fao apply --rescan`` sees that.
+    rescan: bool = False
 
     @property
     def clean(self) -> bool:
@@ -204,14 +213,12 @@ def compare_store_with_kv(kind: str, stored: Stored, bucket: Bucket, bucket_name
     return found
 
 
-async def compare_config_with_store(
-    db: AsyncDatabase[Document], inventory: Inventory, current: dict[str, dict[str, Document]] | None = None
+def compare_config_with_store(
+    inventory: Inventory, current: dict[str, dict[str, Document]]
 ) -> list[Difference]:
-    """What ``fao apply`` of ``inventory`` would change in MongoDB, with the differing fields
-    (``current``: what MongoDB holds, when already read with ``read_current``)."""
-    if current is None:
-        current = await read_current(db)
-    the_plan = await plan(db, inventory, current)
+    """What ``fao apply`` of ``inventory`` would change in MongoDB (``current``, read with
+    ``read_current``), with the differing fields."""
+    the_plan = plan(inventory, current)
     found: list[Difference] = []
     for change in the_plan.changes:
         kind = SINGULAR.get(change.collection, change.collection)
@@ -228,32 +235,60 @@ async def compare_config_with_store(
     return found
 
 
+def compare_record_with_store(record: dict[str, Document], stored: dict[str, Document]) -> list[Difference]:
+    """Monitor documents that differ from apply's (trusted) record of them: edited by hand."""
+    return [
+        Difference("monitor", key, "MongoDB differs from what fao apply wrote (edited by hand?)")
+        for key in sorted(set(record) | set(stored))
+        if record.get(key) != stored.get(key)
+    ]
+
+
+async def _read_store(
+    mongo_url: str, mongo_db: str
+) -> tuple[dict[str, dict[str, Document]], dict[str, Document] | None]:
+    """Every document of every kind, and apply's record of the monitors (None: not trusted)."""
+    client = connect(mongo_url)
+    try:
+        db = client[mongo_db]
+        try:
+            (current, _), record = await asyncio.gather(read_current(db), read_record(db, MONITORS))
+        except PyMongoError as exc:
+            raise UnreachableError(f"cannot reach MongoDB ({_one_line(exc)})") from exc
+    finally:
+        await client.close()
+    return current, record
+
+
 async def check_drift(
     mongo_url: str, mongo_db: str, nats_url: str, directory: Path | None = None
 ) -> DriftReport:
     """Compare MongoDB with the KV buckets and, given ``directory``, the config files with MongoDB.
 
-    Raises ``ConfigError`` for invalid files (nothing is read then) and ``UnreachableError`` when NATS
-    or MongoDB cannot be read."""
-    # A bad file is reported before any server is contacted.
-    inventory = load_inventory(directory) if directory is not None else None
-    report = DriftReport()
-    client = connect(mongo_url)
+    Raises ``ConfigError`` for invalid files (and ``UnreachableError`` when NATS or MongoDB cannot
+    be read). The servers are read while the files are (in a worker thread); a bad file is still
+    the error reported."""
+    store = asyncio.create_task(_read_store(mongo_url, mongo_db))
+    kv = asyncio.create_task(_read_kv(nats_url))
     try:
-        db = client[mongo_db]
-        try:
-            current = await read_current(db)  # every collection read once, for both comparisons
-            if inventory is not None:
-                report.differences.extend(await compare_config_with_store(db, inventory, current))
-            monitors, windows = (
-                _read_monitors(current[MONITORS].values()),
-                _read_windows(current[MAINTENANCE].values()),
-            )
-        except PyMongoError as exc:
-            raise UnreachableError(f"cannot reach MongoDB ({_one_line(exc)})") from exc
+        inventory = await asyncio.to_thread(load_inventory, directory) if directory is not None else None
+        current, record = await store
+        kv_monitors, kv_windows = await kv
     finally:
-        await client.close()
-    kv_monitors, kv_windows = await _read_kv(nats_url)
+        for task in (store, kv):
+            task.cancel()  # not needed after a config error: its own error is not the one to report
+        await asyncio.gather(store, kv, return_exceptions=True)
+    report = DriftReport()
+    if inventory is not None:
+        report.differences.extend(compare_config_with_store(inventory, current))
+    if record is not None:
+        edited = compare_record_with_store(record, current[MONITORS])
+        report.differences.extend(edited)
+        report.rescan = bool(edited)
+    monitors, windows = (
+        _read_monitors(current[MONITORS].values()),
+        _read_windows(current[MAINTENANCE].values()),
+    )
     report.differences.extend(compare_store_with_kv("monitor", monitors, kv_monitors, MONITORS_BUCKET))
     report.differences.extend(compare_store_with_kv("maintenance", windows, kv_windows, MAINTENANCE_BUCKET))
     return report

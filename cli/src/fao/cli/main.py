@@ -70,12 +70,20 @@ def apply_cmd(
             " given, and MongoDB); exit 1 on drift.",
         ),
     ] = False,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            "--rescan",
+            help="Plan against every stored monitor document, not apply's record of what it wrote"
+            " (after MongoDB was edited by hand: --check says when).",
+        ),
+    ] = False,
 ) -> None:
     """Validate the inventory, show the plan, and (with --yes or a confirmation) write it to
     MongoDB and the KV buckets."""
     if check:
-        if dry_run or yes or prune or force:
-            raise _fail("--check writes nothing; leave out --dry-run, --yes, --prune and --force")
+        if dry_run or yes or prune or force or rescan:
+            raise _fail("--check writes nothing; leave out --dry-run, --yes, --prune, --force and --rescan")
         _apply_check(directory)
         return
     if directory is None:
@@ -84,7 +92,7 @@ def apply_cmd(
         raise _fail("--force only matters with --prune")
     settings = ServiceSettings()
     try:
-        full = asyncio.run(prepare(directory, settings.mongo_url, settings.mongo_db))
+        full = asyncio.run(prepare(directory, settings.mongo_url, settings.mongo_db, rescan=rescan))
     except ApplyRefusedError as exc:
         raise _fail(str(exc)) from None
     except ConfigError as exc:
@@ -153,9 +161,10 @@ def _apply_check(directory: Path | None) -> None:
     for line in report.lines():
         typer.echo(line)
     target = str(directory) if directory is not None else "<dir>"
+    command = f"fao apply --rescan {target}" if report.rescan else f"fao apply {target}"
     raise _fail(
         f"drift: {len(report.differences)} difference(s) between {places};"
-        f" run `fao apply {target}` to repair (KV and MongoDB are rewritten from the config)"
+        f" run `{command}` to repair (KV and MongoDB are rewritten from the config)"
     )
 
 
