@@ -8,7 +8,7 @@ fake LINE API driven by the real line-bot-sdk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,8 +106,15 @@ class Scenario:
         undelivered = await self.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}})
         return undelivered == 0
 
+    async def until(self, check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+        """``eventually``, with the services' logs attached on failure."""
+        try:
+            await eventually(check, within, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()[-12000:]}") from None
+
     async def settle(self, within: float = 60) -> None:
-        await eventually(self.drained, within, "results and events all handled")
+        await self.until(self.drained, within, "results and events all handled")
 
     async def wait_pushes(self, n: int, within: float) -> list[dict[str, Any]]:
         try:

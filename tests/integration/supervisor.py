@@ -41,10 +41,6 @@ class SupervisedProcess(ServiceProcess):
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
     def returncode(self) -> int | None:
         """The exit status once the process has ended, else None."""
         return None if self._proc is None else self._proc.poll()

@@ -58,6 +58,11 @@ class ServiceProcess:
             time.sleep(0.1)
         raise AssertionError(f"{self.service} not healthy within {timeout}s:\n{self.output()}")
 
+    @property
+    def pid(self) -> int | None:
+        """The current process's id (None before the first start)."""
+        return None if self._proc is None else self._proc.pid
+
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to finish what it was doing."""
         if self._proc is not None and self._proc.poll() is None:
