@@ -39,7 +39,7 @@ from fao.schemas import CheckResult, ErrorKind, HttpCheck, Monitor, System, Team
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultBatch
 from fao.schemas.subjects import monitor_key, result_batch_subject, result_partition, result_subject
-from fao.testing.backlog import consumer_infos
+from fao.testing.backlog import consumer_infos, correlator_durables
 from fao.testing.inprocess import serving
 
 SYSTEMS = 100
@@ -102,20 +102,32 @@ async def publish_all(js: JetStreamContext, results: list[CheckResult], batch: i
     return sent
 
 
-async def _first_round_ends(js: JetStreamContext, batch: int) -> dict[str, int]:
-    """Once the first round is published (and nothing else): each durable of the correlator that
-    reads it → the stream sequence of its last message of that round. Single results (``batch``
-    1) are read by the singles durable and sent on to their partitions as batches: their first
-    round ends when the singles durable has passed it (the batches sent on may still be on their
-    way)."""
+async def _first_round_ends(js: JetStreamContext, batch: int) -> dict[int | None, int]:
+    """Once the first round is published (and nothing else): each results partition → the stream
+    sequence of its last message of that round. Single results (``batch`` 1, key None) are read
+    by the singles durable and sent on to their partitions as batches: their first round ends
+    when the singles durable has passed it (the batches sent on may still be on their way)."""
     if batch == 1:
-        return {s.CORRELATOR_SINGLES_CONSUMER: (await js.stream_info(s.RESULTS_STREAM)).state.last_seq}
-    ends: dict[str, int] = {}
+        return {None: (await js.stream_info(s.RESULTS_STREAM)).state.last_seq}
+    ends: dict[int | None, int] = {}
     for partition in range(s.RESULT_PARTITIONS):
         with contextlib.suppress(NotFoundError):  # no monitor in this partition
             last = await js.get_last_msg(s.RESULTS_STREAM, result_batch_subject("default", partition))
-            ends[s.correlator_results_consumer(partition)] = int(last.seq or 0)
+            ends[partition] = int(last.seq or 0)
     return ends
+
+
+def _passed(floors: dict[str, int], ends: dict[int | None, int]) -> bool:
+    """Every durable has acknowledged the first round of each partition it reads."""
+    for name, floor in floors.items():
+        parts: frozenset[int | None] = (
+            frozenset({None})
+            if name == s.CORRELATOR_SINGLES_CONSUMER
+            else frozenset(s.consumer_partitions(name) or ())
+        )
+        if any(floor < end for key, end in ends.items() if key in parts):
+            return False
+    return True
 
 
 async def run(
@@ -168,12 +180,13 @@ async def run(
             async with serving(build(settings)):
                 deadline = time.perf_counter() + max_seconds
                 while True:
-                    # every durable of the correlator (one per results partition, one for singles)
-                    infos = await consumer_infos(js, s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS)
+                    # every durable of the correlator (one per shard, one for singles)
+                    durables = await correlator_durables(js)
+                    infos = None if durables is None else await consumer_infos(js, s.RESULTS_STREAM, durables)
                     pending = None
                     if infos is not None:
                         floors = {i.name: i.ack_floor.stream_seq if i.ack_floor else 0 for i in infos}
-                        if first_round is None and all(floors[d] >= q for d, q in first_round_ends.items()):
+                        if first_round is None and _passed(floors, first_round_ends):
                             first_round = time.perf_counter(), time.process_time()
                         pending = sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in infos)
                         if pending == 0:

@@ -55,7 +55,7 @@ from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import IncidentEvent, Monitor
 from fao.schemas import subjects as s
-from fao.testing.backlog import backlog
+from fao.testing.backlog import backlog, correlator_durables
 from fao.testing.fake_line import PUSH_PATH, message_texts
 
 NOC, APPS = group(1), group(2)
@@ -146,15 +146,15 @@ async def settle(sc: Scenario) -> None:
 class AckWatch:
     """Samples of the correlator's results durables: (wall time, ack floor stream sequence of the
     singles durable — the results this bench publishes, sent on to their partitions as batches —,
-    what the partition durables still have to handle)."""
+    what the shards' durables still have to handle)."""
 
     samples: list[tuple[float, int, int]] = field(default_factory=list)
 
     async def run(self, sc: Scenario) -> None:
-        partitions = [d for d in s.CORRELATOR_CONSUMERS if d != s.CORRELATOR_SINGLES_CONSUMER]
         while True:
             singles = await sc.js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_SINGLES_CONSUMER)
-            waiting = await backlog(sc.js, s.RESULTS_STREAM, partitions)
+            shards = [d for d in await correlator_durables(sc.js) or () if d != s.CORRELATOR_SINGLES_CONSUMER]
+            waiting = await backlog(sc.js, s.RESULTS_STREAM, shards)
             if waiting is not None:
                 floor = singles.ack_floor.stream_seq if singles.ack_floor else 0
                 self.samples.append((time.time(), floor, waiting))

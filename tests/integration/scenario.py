@@ -25,7 +25,7 @@ from fao.cli.apply import apply
 from fao.runtime.store import Document
 from fao.schemas import CheckResult, Command, ErrorKind
 from fao.schemas import subjects as s
-from fao.testing.backlog import drained
+from fao.testing.backlog import correlator_drained, drained
 from fao.testing.fake_line import FakeLineServer, message_texts
 from fao.testing.processes import ServiceProcess
 
@@ -96,12 +96,10 @@ class Scenario:
     async def drained(self) -> bool:
         """Every result and every incident event published so far is handled and acknowledged, and
         every LINE delivery they caused is final (sent, or given up)."""
-        for stream, durables in (
-            (s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS),
-            (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
+        if not await correlator_drained(self.js) or not await drained(
+            self.js, s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)
         ):
-            if not await drained(self.js, stream, durables):
-                return False
+            return False
         # the notifier acks an event once its deliveries are recorded; they are sent afterwards
         undelivered = await self.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}})
         return undelivered == 0

@@ -30,7 +30,7 @@ from fao.runtime.launch import free_port
 from fao.runtime.store import Document
 from fao.schemas import Command, CommandAction
 from fao.schemas import subjects as s
-from fao.testing.backlog import drained
+from fao.testing.backlog import correlator_drained, drained
 from fao.testing.fake_line import join_event, message_event, postback_event
 
 SECRET = "e2e-channel-secret"
@@ -73,12 +73,10 @@ async def _commands(sc: Scenario) -> int:
 
 async def _settled(sc: Scenario) -> bool:
     """Every command and incident event handled, every delivery final."""
-    for stream, durables in (
-        (s.COMMANDS_STREAM, s.CORRELATOR_COMMAND_CONSUMERS),
-        (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
+    if not await correlator_drained(sc.js, s.COMMANDS_STREAM) or not await drained(
+        sc.js, s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)
     ):
-        if not await drained(sc.js, stream, durables):
-            return False
+        return False
     return await sc.db["deliveries"].count_documents({"status": {"$in": ["pending", "claimed"]}}) == 0
 
 

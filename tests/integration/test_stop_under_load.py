@@ -30,7 +30,7 @@ from fao.runtime.store import Document
 from fao.schemas import CheckResult, Incident, IncidentEvent
 from fao.schemas import subjects as s
 from fao.schemas.results import ErrorKind
-from fao.testing.backlog import backlog
+from fao.testing.backlog import backlog, correlator_backlog
 from fao.testing.fake_line import FakeLineServer
 
 GRACE = 10.0
@@ -40,10 +40,10 @@ LOAD_MONITORS = 200
 # to 32 waiting single-result messages at once, ≈5,700 a second here: 40,000 were nearly drained).
 FLOOD_RESULTS = 100_000
 FLOOD_EVENTS = 1500
-# Each service's durables on the stream it is flooded on (the correlator's: one per results partition
-# and one for single results).
+# Each service's durables on the stream it is flooded on (the correlator's, all of them: one per
+# shard and one for single results, ``correlator_backlog``).
 CONSUMERS = {
-    "correlator": (s.RESULTS_STREAM, s.CORRELATOR_CONSUMERS),
+    "correlator": (s.RESULTS_STREAM, ()),
     "notifier": (s.INCIDENTS_STREAM, (s.NOTIFIER_CONSUMER,)),
     "reporter": (s.INCIDENTS_STREAM, (s.REPORTER_CONSUMER,)),
 }
@@ -157,7 +157,7 @@ def sample_healthz(ports: dict[str, int], seconds: float) -> dict[str, list[tupl
 async def service_backlog(js: JetStreamContext, service: str) -> int:
     """What ``service`` still has to handle of its flood, over all its durables."""
     stream, durables = CONSUMERS[service]
-    pending = await backlog(js, stream, durables)
+    pending = await (correlator_backlog(js) if service == "correlator" else backlog(js, stream, durables))
     assert pending is not None, f"{service}: a durable of {durables} on {stream} is missing"
     return pending
 

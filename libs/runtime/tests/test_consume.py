@@ -226,7 +226,7 @@ async def test_a_durable_consumer_handed_over_goes_on_where_the_first_stopped(
     try:
         consumer = DurableConsumer(
             broker, "t-service", stream=s.COMMANDS_STREAM, durable=DURABLE,
-            filter_subject=s.command_subject("note"), model=Command, handler=first,
+            filter_subjects=[s.command_subject("note")], model=Command, handler=first,
         )  # fmt: skip
         await consumer.start()
         for n in range(3):
@@ -246,7 +246,7 @@ async def test_a_durable_consumer_handed_over_goes_on_where_the_first_stopped(
         assert info.num_ack_pending == 0, "the stop settled what it had"
         successor = DurableConsumer(
             broker, "t-service", stream=s.COMMANDS_STREAM, durable=DURABLE,
-            filter_subject=s.command_subject("note"), model=Command, handler=second,
+            filter_subjects=[s.command_subject("note")], model=Command, handler=second,
         )  # fmt: skip
         await successor.start()
         await settled(js)
@@ -262,7 +262,7 @@ async def test_ensure_durable_starts_a_new_durable_at_the_sequence_given_and_lea
 ) -> None:
     for n in range(4):
         await js.publish(s.command_subject("note"), command_body(text=f"n{n}"), stream=s.COMMANDS_STREAM)
-    config = consumer_config(DURABLE, s.command_subject("note"))
+    config = consumer_config(DURABLE, [s.command_subject("note")])
     assert await ensure_durable(js, s.COMMANDS_STREAM, config, start_sequence=3)
     info = await js.consumer_info(s.COMMANDS_STREAM, DURABLE)
     assert info.num_pending == 2, "messages 3 and 4 only"

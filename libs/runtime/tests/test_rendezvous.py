@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fao.runtime.rendezvous import owner
 from fao.prober.membership import member_name
+from fao.runtime.rendezvous import owner
 
 MONITORS = [f"mon-{i}" for i in range(10_000)]
 

@@ -7,7 +7,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from fao.schemas import subjects as s
-from fao.testing.backlog import backlog, correlator_backlog, correlator_drained, drained
+from fao.testing.backlog import backlog, correlator_backlog, correlator_drained, correlator_durables, drained
 
 DURABLES = ("test-p0", "test-p1")
 
@@ -41,7 +41,19 @@ async def test_backlog_sums_pending_and_unacknowledged_over_the_durables(js: Jet
 async def test_a_missing_durable_is_not_drained(js: JetStreamContext) -> None:
     assert await backlog(js, s.RESULTS_STREAM, ("nobody",)) is None
     assert not await drained(js, s.RESULTS_STREAM, ("nobody",))
-    # no correlator ran: its durables do not exist
+    # no correlator ran: it has no durable
     assert await correlator_backlog(js) is None
     assert await correlator_backlog(js, s.COMMANDS_STREAM) is None
     assert not await correlator_drained(js, s.COMMANDS_STREAM)
+
+
+async def test_the_correlators_durables_are_those_named_correlator(js: JetStreamContext) -> None:
+    for durable in ("other-service", s.correlator_results_consumer([0, 1]), s.CORRELATOR_SINGLES_CONSUMER):
+        await js.add_consumer(
+            s.RESULTS_STREAM, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT)
+        )
+    assert await correlator_durables(js) == sorted(
+        [s.correlator_results_consumer([0, 1]), s.CORRELATOR_SINGLES_CONSUMER]
+    )
+    await js.publish(s.result_batch_subject("default", 0), b"{}")
+    assert await correlator_backlog(js) == 2, "one message, waiting in both"

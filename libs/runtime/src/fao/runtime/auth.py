@@ -177,10 +177,17 @@ PERMISSIONS: dict[str, Permissions] = {
     "correlator": _service(
         "correlator",
         [
-            *(p for durable in s.CORRELATOR_CONSUMERS for p in consume(s.RESULTS_STREAM, durable)),
-            *(p for durable in s.CORRELATOR_COMMAND_CONSUMERS for p in consume(s.COMMANDS_STREAM, durable)),
-            *retire(s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER_V1),
-            *retire(s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER_V1),
+            # its durables are named per shard (``correlator-results-<mask>``): any durable of the
+            # two streams it alone consumes, and it retires those no shard uses any more
+            *consume(s.RESULTS_STREAM, "*"),
+            *consume(s.COMMANDS_STREAM, "*"),
+            *retire(s.RESULTS_STREAM, "*"),
+            *retire(s.COMMANDS_STREAM, "*"),
+            *(
+                f"{API}.CONSUMER.{op}.{stream}"
+                for op in ("LIST", "NAMES")
+                for stream in (s.RESULTS_STREAM, s.COMMANDS_STREAM)
+            ),
             s.INCIDENTS_SUBJECTS,
             s.COMMAND_OUTCOMES_SUBJECTS,
             # the platform role sends single results and commands on to their partition's owner

@@ -364,12 +364,15 @@ async def _settle(
 
 
 def consumer_config(
-    durable: str, filter_subject: str, max_deliveries: int = MAX_DELIVERIES
+    durable: str, filter_subjects: Sequence[str], max_deliveries: int = MAX_DELIVERIES
 ) -> ConsumerConfig:
-    """A durable's configuration under Fao's policy (explicit acks, ``ACK_WAIT``, bounded deliveries)."""
+    """A durable's configuration under Fao's policy (explicit acks, ``ACK_WAIT``, bounded
+    deliveries), reading ``filter_subjects`` (one or more)."""
+    one = len(filter_subjects) == 1
     return ConsumerConfig(
         durable_name=durable,
-        filter_subject=filter_subject,
+        filter_subject=filter_subjects[0] if one else None,
+        filter_subjects=None if one else list(filter_subjects),
         ack_policy=AckPolicyApi.EXPLICIT,
         ack_wait=ACK_WAIT,
         max_deliver=max_deliveries + MAX_DELIVER_MARGIN,
@@ -408,7 +411,7 @@ class DurableConsumer(Generic[M]):
         *,
         stream: str,
         durable: str,
-        filter_subject: str,
+        filter_subjects: Sequence[str],
         model: type[M],
         handler: Callable[[M], Awaitable[None]],
         group: GroupHandler[M] | None = None,
@@ -419,7 +422,7 @@ class DurableConsumer(Generic[M]):
         self._broker = broker
         self._service = service
         self._stream = stream
-        self._filter = filter_subject
+        self._filters = list(filter_subjects)
         self._model = model
         self._handler = handler
         self._group = group
@@ -434,7 +437,7 @@ class DurableConsumer(Generic[M]):
         """Bind to the durable (creating it if needed) and start pulling."""
         js = self._broker.connection.jetstream()
         await ensure_durable(
-            js, self._stream, consumer_config(self.durable, self._filter, self._max_deliveries)
+            js, self._stream, consumer_config(self.durable, self._filters, self._max_deliveries)
         )
         inbox: str | None = getattr(self._broker, "inbox_prefix", None)
         self._pull = await js.pull_subscribe_bind(

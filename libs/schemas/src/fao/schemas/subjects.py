@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -26,8 +27,9 @@ DEAD_LETTER_SUBJECTS: Final = "fao.deadletter.>"
 MONITORS_BUCKET: Final = "fao-monitors"
 PROBERS_BUCKET: Final = "fao-probers"
 
-# Durable consumer names, one per reading service (the correlator's, one per results partition:
-# ``correlator_results_consumer``; see ``CORRELATOR_CONSUMERS``).
+# Durable consumer names, one per reading service (the correlator's: one per shard and stream,
+# ``correlator_results_consumer``, and two of the platform role; all named ``correlator-…``).
+CORRELATOR_CONSUMER_PREFIX: Final = "correlator-"
 # The correlator's durables before results partitions were shared (1.4): read once at an upgrade,
 # so the new durables start where they stopped (``fao.correlator.roles``), then deleted.
 CORRELATOR_RESULTS_CONSUMER_V1: Final = "correlator-results"
@@ -72,9 +74,14 @@ def result_partition_filter(partition: int) -> str:
     return f"fao.results.batch.*.{partition}"
 
 
-def correlator_results_consumer(partition: int) -> str:
-    """The correlator's durable for one results partition (held by the partition's owner)."""
-    return f"correlator-results-p{partition}"
+def partition_mask(partitions: Iterable[int]) -> int:
+    return sum(1 << p for p in set(partitions))
+
+
+def correlator_results_consumer(partitions: Iterable[int]) -> str:
+    """The correlator's durable for the results of a shard's partitions (``fao.correlator.roles``):
+    ``correlator-results-<mask>``, the partitions as a 16-bit mask in hex."""
+    return f"correlator-results-{partition_mask(partitions):04x}"
 
 
 RESULT_BATCH_SUBJECTS: Final = "fao.results.batch.>"
@@ -86,21 +93,22 @@ def routed_command_subject(partition: int) -> str:
     return f"fao.commands.v1.routed.{partition}"
 
 
-def correlator_commands_consumer(partition: int) -> str:
-    """The correlator's durable for the commands routed to one partition."""
-    return f"correlator-commands-p{partition}"
+def correlator_commands_consumer(partitions: Iterable[int]) -> str:
+    """The correlator's durable for the commands routed to a shard's partitions."""
+    return f"correlator-commands-{partition_mask(partitions):04x}"
 
 
-CORRELATOR_CONSUMERS: Final = (
-    *(correlator_results_consumer(p) for p in range(RESULT_PARTITIONS)),
-    CORRELATOR_SINGLES_CONSUMER,
-)
-"""Every durable of the correlator on the results stream (a backlog is the sum of theirs)."""
-CORRELATOR_COMMAND_CONSUMERS: Final = (
-    CORRELATOR_PLATFORM_COMMANDS_CONSUMER,
-    *(correlator_commands_consumer(p) for p in range(RESULT_PARTITIONS)),
-)
-"""Every durable of the correlator on the commands stream."""
+def consumer_partitions(durable: str) -> frozenset[int] | None:
+    """The partitions a correlator durable of a shard reads (those of the release before 1.4:
+    all of them); None for any other durable."""
+    if durable in (CORRELATOR_RESULTS_CONSUMER_V1, CORRELATOR_COMMANDS_CONSUMER_V1):
+        return frozenset(range(RESULT_PARTITIONS))
+    for prefix in ("correlator-results-", "correlator-commands-"):
+        suffix = durable.removeprefix(prefix)
+        if suffix != durable and len(suffix) == 4 and all(c in "0123456789abcdef" for c in suffix):
+            mask = int(suffix, 16)
+            return frozenset(p for p in range(RESULT_PARTITIONS) if mask >> p & 1)
+    return None
 
 
 def correlator_member_key(member: str) -> str:

@@ -1,17 +1,17 @@
 """What a service still has to handle on a stream: the messages its durable consumers have not
 delivered yet or not seen acknowledged, summed over its durables.
 
-The correlator reads each stream through several durables (one per results partition, one for
-single results; on the commands stream, one for commands as people send them and one per
-partition for the commands routed on to a partition's owner): it has drained a stream when every
-one of them has nothing pending and nothing awaiting its ack.
+The correlator reads each stream through several durables (one per shard, named after its
+partitions, and one for single results; on the commands stream, one for commands as people send
+them and one per shard for the commands routed on to it: ``fao.correlator.roles``), all named
+``correlator-…``: it has drained a stream when every one of them has nothing pending and nothing
+awaiting its ack.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -21,11 +21,16 @@ from nats.js.errors import NotFoundError
 
 from fao.schemas import subjects as s
 
-CORRELATOR_DURABLES: Final[Mapping[str, tuple[str, ...]]] = {
-    s.RESULTS_STREAM: s.CORRELATOR_CONSUMERS,
-    s.COMMANDS_STREAM: s.CORRELATOR_COMMAND_CONSUMERS,
-}
-"""Every durable of the correlator, by stream."""
+
+async def correlator_durables(js: JetStreamContext, stream: str = s.RESULTS_STREAM) -> list[str] | None:
+    """The correlator's durables on ``stream`` now; None when there is none (no correlator ran
+    yet) or JetStream did not answer now."""
+    try:
+        infos = await js.consumers_info(stream)
+    except (NotFoundError, NatsTimeoutError, NoRespondersError):
+        return None
+    names = sorted(i.name for i in infos if i.name.startswith(s.CORRELATOR_CONSUMER_PREFIX))
+    return names or None
 
 
 async def consumer_infos(
@@ -56,11 +61,12 @@ async def drained(js: JetStreamContext, stream: str, durables: Iterable[str]) ->
 
 async def correlator_backlog(js: JetStreamContext, stream: str = s.RESULTS_STREAM) -> int | None:
     """What the correlator still has to handle on ``stream`` (the results stream, or the commands
-    stream), over all its durables; None when one of them does not exist (no correlator ran yet),
-    or JetStream did not answer now."""
-    return await backlog(js, stream, CORRELATOR_DURABLES[stream])
+    stream), over all its durables; None when it has none (no correlator ran yet), or JetStream
+    did not answer now."""
+    durables = await correlator_durables(js, stream)
+    return None if durables is None else await backlog(js, stream, durables)
 
 
 async def correlator_drained(js: JetStreamContext, stream: str = s.RESULTS_STREAM) -> bool:
-    """Every durable of the correlator on ``stream`` exists and has nothing pending or unacknowledged."""
+    """The correlator has durables on ``stream``, and none has anything pending or unacknowledged."""
     return await correlator_backlog(js, stream) == 0

@@ -12,9 +12,9 @@ the others. Before a role runs, its owner takes its leases — one per partition
 releases when it lets the role go (or which expire one TTL after it died): two instances never
 decide about the same systems at once.
 
-A shard's correlator (``Correlator`` with its ``Scope``) consumes the durables of its partitions —
-results (``correlator-results-p<N>``) and the commands routed to them
-(``correlator-commands-p<N>``) — so a new owner goes on exactly where the previous one stopped
+A shard's correlator (``Correlator`` with its ``Scope``) consumes the shard's two durables —
+results (``correlator-results-<mask>``, a filter subject per partition) and the commands routed to
+its partitions (``correlator-commands-<mask>``; ``adopt``) — so a new owner goes on exactly where the previous one stopped
 (nothing acknowledged is applied twice, nothing unacknowledged is lost), recovers its states from
 the state bucket, its open incidents and its unfinished journal entries, and once a second tells
 the platform role what it sees of each zone (``ZoneView``s in the state bucket, key
@@ -24,8 +24,8 @@ others on to their system's partition; single results (push heartbeats) go on to
 partition as one-result batches.
 
 A deployment of the release before keeps its two durables (``correlator-results`` and
-``correlator-commands``): the first instance to start creates the new durables where they stopped
-and deletes them.
+``correlator-commands``): the first instance to start creates the current shards' durables where
+they stopped and deletes them (``retire_v1_durables``).
 """
 
 from __future__ import annotations
@@ -88,47 +88,78 @@ def role_scopes(systems: list[System]) -> dict[str, Scope]:
     return roles
 
 
-async def prepare_durables(js: JetStreamContext) -> None:
-    """Create every durable of the correlator that is missing — where the release before stopped,
-    when its durables are still there (then deleted) — so results and commands wait in them for
-    whichever instance takes their partition."""
-    for stream, old, durables in (
-        (s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER_V1, _result_durables()),
-        (s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER_V1, _command_durables()),
-    ):
-        start: int | None = None
+async def retire_v1_durables(js: JetStreamContext, scopes: dict[str, Scope]) -> None:
+    """An upgrade from the release before 1.4: create the durables of ``scopes`` (the current
+    roles) where its two durables stopped, then delete those."""
+    for stream, old in ((s.RESULTS_STREAM, s.CORRELATOR_RESULTS_CONSUMER_V1),
+                        (s.COMMANDS_STREAM, s.CORRELATOR_COMMANDS_CONSUMER_V1)):  # fmt: skip
         try:
             info = await js.consumer_info(stream, old)
-            start = info.ack_floor.stream_seq + 1 if info.ack_floor else None
         except NotFoundError:
-            pass
-        for durable, subject in durables:
-            if await ensure_durable(js, stream, consumer_config(durable, subject), start):
-                log.info("durable_created", stream=stream, durable=durable, start=start)
-        if start is not None:
+            continue
+        start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+        for scope in scopes.values():
+            for durable, subjects in durables(scope):
+                if durable_stream(durable) == stream and await ensure_durable(
+                    js, stream, consumer_config(durable, subjects), start
+                ):
+                    log.info("durable_created", stream=stream, durable=durable, start=start)
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(stream, old)
+        log.warning("durable_retired", stream=stream, durable=old, from_sequence=start)
+
+
+def durables(scope: Scope) -> list[tuple[str, list[str]]]:
+    """The durables a role reads, with their subjects."""
+    if scope.platform:
+        return [
+            (s.CORRELATOR_SINGLES_CONSUMER, [s.SINGLE_RESULTS_FILTER]),
+            (s.CORRELATOR_PLATFORM_COMMANDS_CONSUMER, [s.PLATFORM_COMMANDS_FILTER]),
+        ]
+    parts = sorted(scope.partitions)
+    return [
+        (s.correlator_results_consumer(parts), [s.result_partition_filter(p) for p in parts]),
+        (s.correlator_commands_consumer(parts), [s.routed_command_subject(p) for p in parts]),
+    ]
+
+
+def durable_stream(durable: str) -> str:
+    results = durable.startswith("correlator-results")
+    return s.RESULTS_STREAM if results else s.COMMANDS_STREAM
+
+
+async def adopt(
+    js: JetStreamContext, stream: str, durable: str, subjects: list[str], current: set[str]
+) -> None:
+    """Make the durable of a shard's partitions ready before its new owner reads it. Missing (the
+    shards changed: a dependency joined or split partitions), it starts where the durables that
+    read those partitions before stopped (the oldest of their ack floors: what comes after it
+    may be delivered twice, which the correlator recognises, never lost). A durable of partitions
+    no current shard reads any more is deleted once a current durable covers each of them.
+    ``current``: the durables of every current role."""
+    partitions = s.consumer_partitions(durable) or frozenset()
+    infos = {
+        info.name: info
+        for info in await js.consumers_info(stream)
+        if info.name.startswith(s.CORRELATOR_CONSUMER_PREFIX)
+    }
+    if durable not in infos:
+        floors = [
+            (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            for name, info in infos.items()
+            if (parts := s.consumer_partitions(name)) is not None and parts & partitions
+        ]
+        start = min(floors, default=None)
+        await ensure_durable(js, stream, consumer_config(durable, subjects), start)
+        log.info("durable_created", stream=stream, durable=durable, start=start)
+        infos[durable] = await js.consumer_info(stream, durable)
+    covered = {p for name in infos if name in current for p in s.consumer_partitions(name) or ()}
+    for name in infos:
+        parts = s.consumer_partitions(name)
+        if name not in current and parts is not None and parts <= covered:
             with contextlib.suppress(NotFoundError):
-                await js.delete_consumer(stream, old)
-            log.warning("durable_retired", stream=stream, durable=old, from_sequence=start)
-
-
-def _result_durables() -> list[tuple[str, str]]:
-    return [
-        *(
-            (s.correlator_results_consumer(p), s.result_partition_filter(p))
-            for p in range(s.RESULT_PARTITIONS)
-        ),
-        (s.CORRELATOR_SINGLES_CONSUMER, s.SINGLE_RESULTS_FILTER),
-    ]
-
-
-def _command_durables() -> list[tuple[str, str]]:
-    return [
-        (s.CORRELATOR_PLATFORM_COMMANDS_CONSUMER, s.PLATFORM_COMMANDS_FILTER),
-        *(
-            (s.correlator_commands_consumer(p), s.routed_command_subject(p))
-            for p in range(s.RESULT_PARTITIONS)
-        ),
-    ]
+                await js.delete_consumer(stream, name)
+            log.info("durable_retired", stream=stream, durable=name)
 
 
 class ZoneViews:
@@ -196,6 +227,9 @@ class Role:
             if correlator is None:
                 return
             self.correlator = correlator
+            current = self._m.current_durables()
+            for durable, subjects in durables(self.scope):
+                await adopt(self._m.js, durable_stream(durable), durable, subjects, current)
             consumers = self._consumers(correlator)
             for consumer in consumers:
                 await consumer.start()
@@ -248,35 +282,40 @@ class Role:
         self, correlator: Correlator
     ) -> list[DurableConsumer[ResultMessage] | DurableConsumer[Command]]:
         m = self._m
-        out: list[DurableConsumer[ResultMessage] | DurableConsumer[Command]] = []
         if self.scope.platform:
-            out.append(DurableConsumer(
-                m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=s.CORRELATOR_SINGLES_CONSUMER,
-                filter_subject=s.SINGLE_RESULTS_FILTER, model=ResultMessage, handler=m.forward,
-            ))  # fmt: skip
-            out.append(DurableConsumer(
-                m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=s.CORRELATOR_PLATFORM_COMMANDS_CONSUMER,
-                filter_subject=s.PLATFORM_COMMANDS_FILTER, model=Command,
-                handler=lambda command: m.route(command, correlator),
-            ))  # fmt: skip
-        for p in sorted(self.scope.partitions):
+            [(singles, singles_subjects), (commands, commands_subjects)] = durables(self.scope)
 
-            async def apply(message: ResultMessage) -> None:
-                await correlator.apply_all(message.results)
+            async def route(command: Command) -> None:
+                await m.route(command, correlator)
 
-            async def apply_group(messages: list[ResultMessage]) -> list[str | None]:
-                return await correlator.apply_group([message.results for message in messages])
+            return [
+                DurableConsumer(
+                    m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=singles,
+                    filter_subjects=singles_subjects, model=ResultMessage, handler=m.forward,
+                ),
+                DurableConsumer(
+                    m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=commands,
+                    filter_subjects=commands_subjects, model=Command, handler=route,
+                ),
+            ]  # fmt: skip
+        [(results, results_subjects), (commands, commands_subjects)] = durables(self.scope)
 
-            out.append(DurableConsumer(
-                m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=s.correlator_results_consumer(p),
-                filter_subject=s.result_partition_filter(p), model=ResultMessage, handler=apply,
-                group=apply_group, group_max=m.settings.results_group,
-            ))  # fmt: skip
-            out.append(DurableConsumer(
-                m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=s.correlator_commands_consumer(p),
-                filter_subject=s.routed_command_subject(p), model=Command, handler=correlator.command,
-            ))  # fmt: skip
-        return out
+        async def apply(message: ResultMessage) -> None:
+            await correlator.apply_all(message.results)
+
+        async def apply_group(messages: list[ResultMessage]) -> list[str | None]:
+            return await correlator.apply_group([message.results for message in messages])
+
+        return [
+            DurableConsumer(
+                m.broker, SERVICE, stream=s.RESULTS_STREAM, durable=results, filter_subjects=results_subjects,
+                model=ResultMessage, handler=apply, group=apply_group, group_max=m.settings.results_group,
+            ),
+            DurableConsumer(
+                m.broker, SERVICE, stream=s.COMMANDS_STREAM, durable=commands,
+                filter_subjects=commands_subjects, model=Command, handler=correlator.command,
+            ),
+        ]  # fmt: skip
 
     async def _after_tick(self) -> None:
         """A shard: tell the platform role what it sees of its zones, when that changed."""
@@ -333,7 +372,8 @@ class Roles:
         self.on_change: Callable[[], None] | None = None
 
     async def start(self) -> None:
-        await prepare_durables(self.js)
+        self._systems = await CorrelatorStore(self.rt.db, self.js, await state_bucket(self.js)).systems()
+        await retire_v1_durables(self.js, role_scopes(self._systems))
         await self._member.acquire()
         self._members = KvCatalog(
             self.js,
@@ -362,13 +402,17 @@ class Roles:
         if self.on_change is not None:
             self.on_change()
 
+    def current_durables(self) -> set[str]:
+        """The durables of every role of the current shards."""
+        return {d for scope in role_scopes(self._systems).values() for d, _ in durables(scope)}
+
     def members(self) -> set[str]:
         entries = self._members.entries if self._members is not None else {}
         return {*entries, self.me}
 
     async def _manage(self) -> None:
         loop = asyncio.get_running_loop()
-        refreshed = -SYSTEMS_REFRESH
+        refreshed = loop.time()
         while not self._stop.is_set():
             try:
                 if loop.time() - refreshed >= SYSTEMS_REFRESH:

@@ -22,7 +22,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pydantic import Field
 
-from fao.runtime.rendezvous import owner
 from fao.prober.batches import Batch, Batcher
 from fao.prober.cadence import SharedCadence
 from fao.prober.checks.registry import CheckerRegistry
@@ -33,6 +32,7 @@ from fao.prober.scheduler import Scheduler
 from fao.prober.screenshots import ScreenshotKeeper
 from fao.prober.sink import BatchingSink
 from fao.runtime.inventory import MonitorCatalog
+from fao.runtime.rendezvous import owner
 from fao.runtime.service import Runtime, ServiceApp, new_broker
 from fao.runtime.settings import ServiceSettings
 from fao.schemas import PROBER_SKIPS, Monitor
