@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from prometheus_client import Gauge
 from pydantic import TypeAdapter
 
@@ -363,6 +364,7 @@ class Roles:
         self.running: dict[str, Role] = {}
         self._member = Lease(rt.js, f"correlator-member.{self.me}", self.holder, settings.lease_ttl)
         self._members: KvCatalog[bytes] | None = None
+        self._leases_kv: KeyValue | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -406,9 +408,23 @@ class Roles:
         """The durables of every role of the current shards."""
         return {d for scope in role_scopes(self._systems).values() for d, _ in durables(scope)}
 
-    def members(self) -> set[str]:
+    async def members(self) -> set[str]:
+        """This instance and every other whose key still lives. The catalog follows puts and
+        deletes, but a key that expires (``max_age``: the instance died) leaves no marker in the
+        leases bucket, so each key the catalog knows is read again: gone means dead."""
         entries = self._members.entries if self._members is not None else {}
-        return {*entries, self.me}
+        alive = {self.me}
+        kv = self._leases_kv or await leases_bucket(self.js, self.settings.lease_ttl)
+        self._leases_kv = kv
+        for member in entries:
+            if member == self.me:
+                continue
+            try:
+                await kv.get(s.correlator_member_key(member))
+            except KeyNotFoundError:
+                continue
+            alive.add(member)
+        return alive
 
     async def _manage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -430,7 +446,7 @@ class Roles:
     async def _assign(self) -> None:
         scopes = role_scopes(self._systems)
         self.zone_views.shards = {sc.shard for sc in scopes.values() if not sc.platform}
-        members = self.members()
+        members = await self.members()
         mine = {name for name in scopes if owner(name, members) == self.me}
         for name, role in list(self.running.items()):
             if name not in mine or role.scope != scopes[name] or role.task.done():
