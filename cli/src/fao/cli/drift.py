@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
 from fao.cli.applied_record import read_record
-from fao.cli.apply import SINGULAR, plan, read_current
+from fao.cli.apply import SINGULAR, gc_paused, plan, read_current
 from fao.cli.kv_sync import bucket_values
 from fao.cli.nats_errors import quiet
 from fao.runtime.inventory import MAINTENANCE, MONITORS, from_doc, maintenance_from_doc
@@ -268,6 +268,11 @@ async def check_drift(
     Raises ``ConfigError`` for invalid files (and ``UnreachableError`` when NATS or MongoDB cannot
     be read). The servers are read while the files are (in a worker thread); a bad file is still
     the error reported."""
+    with gc_paused():
+        return await _check_drift(mongo_url, mongo_db, nats_url, directory)
+
+
+async def _check_drift(mongo_url: str, mongo_db: str, nats_url: str, directory: Path | None) -> DriftReport:
     store = asyncio.create_task(_read_store(mongo_url, mongo_db))
     kv = asyncio.create_task(_read_kv(nats_url))
     try:
