@@ -360,26 +360,35 @@ def _restore_operation(key: str, before: Document | None) -> DeleteOne | Replace
 
 
 async def _undo(db: AsyncDatabase[Document], kv_undo: KvUndo, doc_undo: DocUndo, rebuilt: list[str]) -> None:
-    """Put back what a failed apply wrote, newest first (best effort: a chunk that cannot be put
-    back is retried one document at a time, and each failure reported)."""
+    """Put back what a failed apply wrote (best effort: a chunk that cannot be put back is retried
+    one document at a time, and each failure reported)."""
     for collection in rebuilt:
         try:
             await _unbuild(db, collection)
         except Exception as exc:  # reported; --check shows what is left
             log_undo_failure(collection, exc)
-    newest_first = list(reversed(doc_undo))
-    runs: list[tuple[str, list[tuple[str, Document | None]]]] = []
-    for collection, key, before in newest_first:  # consecutive writes to one collection go together
-        if not runs or runs[-1][0] != collection or len(runs[-1][1]) >= BULK_CHUNK:
-            runs.append((collection, []))
-        runs[-1][1].append((key, before))
-    for collection, entries in runs:
-        await _restore_documents(db, collection, entries)
+    # Each document is written once per apply, so each collection is put back in one go: the
+    # additions deleted with one ``delete_many`` (FerretDB decodes the collection once for it, and
+    # scans it for every single delete: 0.2-0.4 s each at 10,000 monitors, measured), the
+    # documents before put back ``BULK_CHUNK`` at a time.
+    by_collection: dict[str, list[tuple[str, Document | None]]] = {}
+    for collection, key, before in reversed(doc_undo):
+        by_collection.setdefault(collection, []).append((key, before))
+    for collection, entries in by_collection.items():
+        added = [key for key, before in entries if before is None]
+        if added:
+            try:
+                await delete_documents(db, collection, added)
+            except Exception:  # one by one then, to report each document that cannot be removed
+                await _restore_documents(db, collection, [(key, None) for key in added])
+        kept = [(key, before) for key, before in entries if before is not None]
+        for start in range(0, len(kept), BULK_CHUNK):
+            await _restore_documents(db, collection, kept[start : start + BULK_CHUNK])
     await restore(kv_undo, lambda key, exc: log_undo_failure(key, exc))
 
 
 async def _restore_documents(
-    db: AsyncDatabase[Document], collection: str, entries: list[tuple[str, Document | None]]
+    db: AsyncDatabase[Document], collection: str, entries: Sequence[tuple[str, Document | None]]
 ) -> None:
     try:
         await db[collection].bulk_write([_restore_operation(k, b) for k, b in entries], ordered=True)
