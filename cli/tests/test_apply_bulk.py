@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 import fao.cli.apply as apply_module
 from fao.cli.main import app
+from fao.runtime import audit
 from fao.runtime.store import Document
 
 MONITORS = 40
@@ -128,7 +129,7 @@ def test_a_failure_after_the_monitors_are_swapped_is_undone(
         assert monitors(stored, mongo_db_name) != before, "swapped by now"
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(apply_module.audit, "record", audit_fails)
+    monkeypatch.setattr(audit, "record", audit_fails)
     write_config(config, "90s")
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
