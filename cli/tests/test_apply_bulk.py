@@ -168,3 +168,23 @@ def test_a_failure_while_the_new_monitors_are_written_is_undone(
     assert (
         set(stored[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
     )
+
+
+def test_an_apply_stopped_between_the_two_renames_is_named_not_planned_as_all_new(
+    env: None, tmp_path: Path, stored: MongoClient[Document], mongo_db_name: str
+) -> None:
+    """Killed after ``monitors`` became ``monitors_previous`` and before ``monitors_next`` became
+    ``monitors``: planning against the missing collection would add every monitor (and lose those
+    kept without --prune); apply refuses, saying how to put it back."""
+    config = applied(tmp_path)
+    before = monitors(stored, mongo_db_name)
+    stored[mongo_db_name]["monitors"].rename("monitors_previous")
+    refused = fao("apply", "--yes", str(config))
+    assert refused.exit_code == 1
+    assert "db.monitors_previous.renameCollection('monitors')" in refused.output
+    assert "monitors" not in stored[mongo_db_name].list_collection_names()
+    stored[mongo_db_name]["monitors_previous"].rename("monitors")
+    again = fao("apply", "--yes", str(config))
+    assert again.exit_code == 0, again.output
+    assert "; 0 change(s)" in again.output
+    assert monitors(stored, mongo_db_name) == before

@@ -546,6 +546,13 @@ async def _rebuild(
     await db[_next(collection)].rename(collection)
 
 
+async def interrupted_swap(db: AsyncDatabase[Document], collection: str) -> bool:
+    """``collection`` is missing and ``<collection>_previous`` holds it: a process killed between
+    the two renames of ``_rebuild`` (planning against the missing collection would add it all)."""
+    names = set(await db.list_collection_names())
+    return collection not in names and _previous(collection) in names
+
+
 async def _unbuild(db: AsyncDatabase[Document], collection: str) -> None:
     """Undo ``_rebuild`` of ``collection`` wherever it stopped: the previous documents take their
     place again."""
@@ -705,6 +712,13 @@ async def prepare(directory: Path, mongo_url: str, mongo_db: str, *, rescan: boo
                         "remove them from the config; nothing was changed"
                     )
             current, recorded = await reading
+            if await interrupted_swap(db, MONITORS):
+                raise ApplyRefusedError(
+                    f"an apply stopped between the two renames of its rebuild: the monitors are in"
+                    f" `{_previous(MONITORS)}` and `{MONITORS}` is missing; rename it back (mongosh:"
+                    f" db.{_previous(MONITORS)}.renameCollection('{MONITORS}')) and apply again;"
+                    " nothing was changed"
+                )
             return plan(inventory, current, recorded=recorded)
     finally:
         if reading is not None:
