@@ -11,7 +11,7 @@ SRC := libs/schemas/src libs/runtime/src libs/testing/src services/prober/src se
 
 $(BIN)/fao: constraints.txt $(wildcard */*/pyproject.toml) cli/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop aiosmtpd hypothesis schemathesis playwright
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install -q -c constraints.txt $(PKGS) ruff mypy types-PyYAML uvloop aiosmtpd hypothesis schemathesis playwright pytest-xdist
 	touch $@
 
 install: $(BIN)/fao
@@ -37,8 +37,10 @@ system-deps:
 	# The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# Three workers (pytest-xdist), each running whole files, in the order fao.testing.plugin gives
+# (the long scenarios first): most tests wait on real timers, so this halves the time on 2 cores.
 pytest: install ferretdb system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 check: lint typecheck pytest
 

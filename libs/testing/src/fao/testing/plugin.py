@@ -7,6 +7,11 @@
   consumers) and bucket is deleted, so nothing leaks from one test into the next.
 - ``js``: a JetStream context on that server with every Fao stream and bucket created.
 - ``fake_line``: the fake LINE Messaging API server; the real line-bot-sdk talks to it.
+
+Order: files with a test that declares its own ``timeout`` mark (the long scenarios, minutes of
+real time) run first, the longest declared first; the rest keep their order. ``make pytest`` runs
+files in parallel (pytest-xdist, ``--dist loadfile``): the long ones start at once instead of
+holding up the end of the run.
 """
 
 from __future__ import annotations
@@ -30,6 +35,23 @@ from fao.runtime.launch import LocalServer, start_ferretdb, start_nats
 from fao.runtime.store import Document, connect
 from fao.schemas import subjects
 from fao.testing.fake_line import FakeLineServer
+
+
+def _declared_timeout(item: pytest.Item) -> float:
+    """Seconds of the test's ``timeout`` mark (pytest-timeout); 0 without one."""
+    marker = item.get_closest_marker("timeout")
+    if marker is None:
+        return 0.0
+    return float(marker.args[0] if marker.args else marker.kwargs.get("timeout", 0))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files by the longest ``timeout`` one of their tests declares, longest first. A stable sort:
+    files that declare none keep their order, and each file its tests' order."""
+    longest: dict[str, float] = {}
+    for item in items:
+        longest[item.location[0]] = max(longest.get(item.location[0], 0.0), _declared_timeout(item))
+    items.sort(key=lambda item: -longest[item.location[0]])
 
 
 def _server_url(
