@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +268,10 @@ def write_private(path: Path, text: str) -> None:
 
 
 def new_passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(24) for user in USERS}
+    """A random password for each user, starting with a letter: nats-server reads a
+    ``$FAO_NATS_<USER>_PASSWORD`` of ``deploy/nats.conf`` in its own syntax, and one starting with
+    "-" (1 in 64 of ``token_urlsafe``'s) is a bad number there: the server exits 1."""
+    return {user: secrets.choice(string.ascii_letters) + secrets.token_urlsafe(24) for user in USERS}
 
 
 def load_or_create_passwords(path: Path) -> dict[str, str]:
