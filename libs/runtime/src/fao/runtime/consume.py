@@ -115,6 +115,8 @@ GROUPS = Counter(
 GROUP_FETCH_TIMEOUT = 0.2
 
 GroupHandler = Callable[[list[M]], Awaitable[Sequence[str | None]]]
+# How long ``DurableConsumer.stop`` lets a message being handled finish.
+STOP_GRACE = 3.0
 
 
 def retry_delay(num_delivered: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -470,14 +472,17 @@ class DurableConsumer(Generic[M]):
             finally:
                 self._busy = False
 
-    async def stop(self) -> None:
-        """Stop pulling: a message being handled is settled first; a pull waiting for messages is
-        abandoned (what it would have got is delivered again to the durable's next holder)."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop pulling: a message being handled is settled first, for ``grace`` seconds at most
+        (then it is abandoned like a crash would: not acknowledged, so delivered again to the
+        durable's next holder); a pull waiting for messages is abandoned at once."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            if not self._busy:
-                task.cancel()
+            if self._busy:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), grace)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         pull, self._pull = self._pull, None

@@ -251,10 +251,10 @@ class Role:
             log.error("role_failed", role=self.name, error=f"{type(exc).__name__}: {exc}")
         finally:
             self._stop.set()
-            for consumer in consumers:  # first: a message being handled is settled
-                await consumer.stop()
-            for tick in ticks:
+            for tick in ticks:  # a tick cancelled mid-commit is finished from the journal
                 tick.cancel()
+            await asyncio.gather(*(consumer.stop() for consumer in consumers))
+            for tick in ticks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tick
             for lease in self._leases:
