@@ -30,7 +30,10 @@ async def fao(
         env = service_env(nats_url, mongo_url, mongo_db.name, line, FAO_PROBER_ID="p1")
         system = Fao(mongo_db, nats_url, line, target)
         try:
-            for name in ("correlator", "notifier", "reporter", "prober"):
+            # the prober first: results from the first moment the correlator runs (a correlator
+            # that waited for a slow-starting prober longer than a check's staleness said, rightly,
+            # "probers silent": seen under a loaded full run)
+            for name in ("prober", "correlator", "notifier", "reporter"):
                 system.services[name] = ServiceProcess(name, env, tmp_path)
                 await asyncio.to_thread(system.services[name].start)
             yield system

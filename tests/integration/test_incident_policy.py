@@ -215,7 +215,9 @@ async def test_outage_inside_maintenance_sends_nothing_and_one_outlasting_it_ale
 
         await eventually(resolved, 30, "the outage inside the window resolved")
         await sc.settle()
-        assert sc.line.pushes == [], sc.line.texts()
+        # mail's team only: web-home, never reported in this test, may rightly make the platform
+        # team hear "probers silent" when the test runs longer than its staleness (a loaded box)
+        assert sc.line.pushes_to(APPS) == [], sc.line.texts()
         [inside] = await sc.incidents({"system_id": "mail"})
         assert inside["muted"] == "maintenance"
         assert inside["maintenance"][0]["end"] is not None, "the excluded time is recorded"
@@ -223,11 +225,10 @@ async def test_outage_inside_maintenance_sends_nothing_and_one_outlasting_it_ale
         # A second outage that starts inside the window and outlasts it: one push at its end.
         window_end = now + timedelta(seconds=8)
         await outage(sc, "mail-smtp", max(1.0, (window_end - datetime.now(UTC)).total_seconds() + 3))
-        [pushed] = await sc.wait_pushes(1, 20)
-        assert pushed["to"] == APPS
+        await eventually(lambda: _has(sc, APPS), 20, "the outage outlasting the window pushed")
         assert datetime.now(UTC) >= window_end
         await sc.settle()
-        assert len(sc.line.pushes) == 1
+        assert len(sc.line.pushes_to(APPS)) == 1, sc.line.texts()
 
 
 async def test_one_zone_failing_is_not_an_outage_both_are_one(
