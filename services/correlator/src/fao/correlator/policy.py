@@ -845,7 +845,7 @@ def on_tick(world: World, now: datetime, systems: Iterable[str], zones: Iterable
     silent probers of ``zones``."""
     decision = _Decision(world, now)
     decision.reconcile_systems(systems)
-    for incident in world.incidents.open():
+    for incident in world.incidents.open() if world.zone_decisions else ():
         if incident.kind == "zone":
             decision.reconcile_zone(incident.zones[0], ())
     for zone in zones:
