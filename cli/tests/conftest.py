@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from pymongo import MongoClient
+
+from fao.runtime.store import Document
 
 
 @pytest.fixture
@@ -11,6 +16,21 @@ def env(nats_url: str, mongo_url: str, mongo_db_name: str, monkeypatch: pytest.M
     monkeypatch.setenv("FAO_NATS_URL", nats_url)
     monkeypatch.setenv("FAO_MONGO_URL", mongo_url)
     monkeypatch.setenv("FAO_MONGO_DB", mongo_db_name)
+
+
+@pytest.fixture
+def client(mongo_url: str) -> Iterator[MongoClient[Document]]:
+    """A synchronous client of the test's MongoDB (the CLI runs its own event loop)."""
+    client: MongoClient[Document] = MongoClient(mongo_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def stored_monitors(client: MongoClient[Document], db: str) -> dict[str, Document]:
+    """The monitor documents in MongoDB, by id."""
+    return {doc["_id"]: doc for doc in client[db]["monitors"].find({})}
 
 
 class WriteFailure:

@@ -6,10 +6,10 @@ seen, and the record always equals the collection after an apply. Real NATS and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli.tests.conftest import stored_monitors
 from pymongo import MongoClient
 from pymongo.errors import AutoReconnect
 from typer.testing import CliRunner, Result
@@ -48,15 +48,6 @@ def apply_ok(*args: str) -> Result:
 
 
 @pytest.fixture
-def stored(mongo_url: str) -> Iterator[MongoClient[Document]]:
-    client: MongoClient[Document] = MongoClient(mongo_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The collections apply reads document by document, in order."""
     seen: list[str] = []
@@ -81,14 +72,10 @@ def record(mongo_url: str, db: str) -> dict[str, Document] | None:
     return asyncio.run(read())
 
 
-def monitors(client: MongoClient[Document], db: str) -> dict[str, Document]:
-    return {doc["_id"]: doc for doc in client[db]["monitors"].find({})}
-
-
 def test_a_reapply_reads_the_record_not_every_monitor_and_the_record_is_the_collection(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     mongo_url: str,
     reads: list[str],
@@ -97,7 +84,7 @@ def test_a_reapply_reads_the_record_not_every_monitor_and_the_record_is_the_coll
     write_config(config, "60s")
     apply_ok(str(config))
     assert "monitors" in reads, "no record yet: every document is read"
-    assert record(mongo_url, mongo_db_name) == monitors(stored, mongo_db_name)
+    assert record(mongo_url, mongo_db_name) == stored_monitors(client, mongo_db_name)
 
     reads.clear()
     assert "; 0 change(s)" in apply_ok(str(config)).output
@@ -106,8 +93,8 @@ def test_a_reapply_reads_the_record_not_every_monitor_and_the_record_is_the_coll
     changed = apply_ok("--prune", str(config))
     assert "monitors: 0 to add, 10 to change, 2 to remove" in changed.output
     assert "monitors" not in reads
-    assert record(mongo_url, mongo_db_name) == monitors(stored, mongo_db_name)
-    assert {doc["interval"] for doc in monitors(stored, mongo_db_name).values()} == {90.0}
+    assert record(mongo_url, mongo_db_name) == stored_monitors(client, mongo_db_name)
+    assert {doc["interval"] for doc in stored_monitors(client, mongo_db_name).values()} == {90.0}
 
     reads.clear()
     apply_ok("--rescan", str(config))
@@ -117,7 +104,7 @@ def test_a_reapply_reads_the_record_not_every_monitor_and_the_record_is_the_coll
 def test_a_process_killed_before_the_record_is_written_leaves_it_distrusted(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -135,7 +122,7 @@ def test_a_process_killed_before_the_record_is_written_leaves_it_distrusted(
     with monkeypatch.context() as patched:
         patched.setattr(apply_module, "write_record", killed)
         apply_ok(str(config))
-    assert stored[mongo_db_name][RECORD].find_one({"_id": "monitors"}) == {
+    assert client[mongo_db_name][RECORD].find_one({"_id": "monitors"}) == {
         "_id": "monitors",
         "state": "writing",
     }
@@ -143,16 +130,16 @@ def test_a_process_killed_before_the_record_is_written_leaves_it_distrusted(
     write_config(config, "60s")
     back = apply_ok(str(config))
     assert "monitors: 0 to add, 12 to change" in back.output
-    assert {doc["interval"] for doc in monitors(stored, mongo_db_name).values()} == {60.0}
+    assert {doc["interval"] for doc in stored_monitors(client, mongo_db_name).values()} == {60.0}
 
 
 def test_a_monitor_inserted_or_deleted_by_hand_is_seen_by_the_next_apply(
-    env: None, tmp_path: Path, stored: MongoClient[Document], mongo_db_name: str, reads: list[str]
+    env: None, tmp_path: Path, client: MongoClient[Document], mongo_db_name: str, reads: list[str]
 ) -> None:
     config = tmp_path / "config"
     write_config(config, "60s")
     apply_ok(str(config))
-    collection = stored[mongo_db_name]["monitors"]
+    collection = client[mongo_db_name]["monitors"]
     first = collection.find_one({"_id": "m00"})
     assert first is not None
     collection.insert_one({**first, "_id": "rogue"})
@@ -161,17 +148,17 @@ def test_a_monitor_inserted_or_deleted_by_hand_is_seen_by_the_next_apply(
     assert "monitors" in reads, "the document count changed: the record is not trusted"
     assert "= monitor rogue (not in the files: kept; --prune removes it)" in kept.output
     assert "- monitor rogue" in apply_ok("--prune", str(config)).output
-    assert "rogue" not in monitors(stored, mongo_db_name)
+    assert "rogue" not in stored_monitors(client, mongo_db_name)
 
     collection.delete_one({"_id": "m03"})
     assert "+ monitor m03" in apply_ok(str(config)).output
-    assert "m03" in monitors(stored, mongo_db_name)
+    assert "m03" in stored_monitors(client, mongo_db_name)
 
 
 def test_a_damaged_record_is_not_trusted(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     mongo_url: str,
     reads: list[str],
@@ -179,18 +166,18 @@ def test_a_damaged_record_is_not_trusted(
     config = tmp_path / "config"
     write_config(config, "60s")
     apply_ok(str(config))
-    stored[mongo_db_name][RECORD].update_one({"_id": "monitors.0"}, {"$set": {"data": b"not the copy"}})
+    client[mongo_db_name][RECORD].update_one({"_id": "monitors.0"}, {"$set": {"data": b"not the copy"}})
     assert record(mongo_url, mongo_db_name) is None
     reads.clear()
     assert "; 0 change(s)" in apply_ok(str(config)).output
     assert "monitors" in reads
-    assert record(mongo_url, mongo_db_name) == monitors(stored, mongo_db_name), "written again"
+    assert record(mongo_url, mongo_db_name) == stored_monitors(client, mongo_db_name), "written again"
 
 
 def test_a_record_that_cannot_be_written_does_not_undo_the_apply(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -203,8 +190,8 @@ def test_a_record_that_cannot_be_written_does_not_undo_the_apply(
     monkeypatch.setattr(apply_module, "write_record", unreachable)
     result = apply_ok(str(config))
     assert "note: apply's record of the monitors was not written" in result.output
-    assert len(monitors(stored, mongo_db_name)) == MONITORS
-    assert stored[mongo_db_name][RECORD].find_one({"_id": "monitors"}) == {
+    assert len(stored_monitors(client, mongo_db_name)) == MONITORS
+    assert client[mongo_db_name][RECORD].find_one({"_id": "monitors"}) == {
         "_id": "monitors",
         "state": "writing",
     }

@@ -5,11 +5,10 @@ the swap is undone to exactly what was stored before. Real NATS and FerretDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli.tests.conftest import WriteFailure
+from cli.tests.conftest import WriteFailure, stored_monitors
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
@@ -51,23 +50,10 @@ def applied(tmp_path: Path) -> Path:
     return config
 
 
-@pytest.fixture
-def stored(mongo_url: str) -> Iterator[MongoClient[Document]]:
-    client: MongoClient[Document] = MongoClient(mongo_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def monitors(client: MongoClient[Document], db: str) -> dict[str, Document]:
-    return {doc["_id"]: doc for doc in client[db]["monitors"].find({})}
-
-
 def test_many_changes_are_written_in_bulk_and_match_the_files(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -84,11 +70,11 @@ def test_many_changes_are_written_in_bulk_and_match_the_files(
     result = fao("apply", "--yes", "--prune", str(config))
     assert result.exit_code == 0, result.output
     assert deletes == [("systems", 40)], "one delete of every changed and removed system"
-    docs = monitors(stored, mongo_db_name)
+    docs = stored_monitors(client, mongo_db_name)
     assert sorted(docs) == [f"m{n:02d}" for n in range(2, MONITORS + 1)]
     assert {doc["interval"] for doc in docs.values()} == {90.0}
     assert (
-        set(stored[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
+        set(client[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
     )
     again = fao("apply", "--yes", "--prune", str(config))
     assert again.exit_code == 0
@@ -98,35 +84,35 @@ def test_many_changes_are_written_in_bulk_and_match_the_files(
 def test_a_failure_after_the_bulk_delete_is_undone(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = applied(tmp_path)
-    before = monitors(stored, mongo_db_name)
+    before = stored_monitors(client, mongo_db_name)
     failure = WriteFailure(monkeypatch)
     write_config(config, "90s")  # all 40 changed: deleted at once, then inserted 50 at a time
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
     assert "what was written was undone" in result.output
     assert failure.calls == 1
-    assert monitors(stored, mongo_db_name) == before
+    assert stored_monitors(client, mongo_db_name) == before
 
 
 def test_a_failure_after_the_monitors_are_swapped_is_undone(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The new monitors collection has taken the old one's place when the audit entry fails: the
     old one is put back whole and nothing of the swap is left."""
     config = applied(tmp_path)
-    before = monitors(stored, mongo_db_name)
+    before = stored_monitors(client, mongo_db_name)
 
     async def audit_fails(*args: object) -> None:
-        assert monitors(stored, mongo_db_name) != before, "swapped by now"
+        assert stored_monitors(client, mongo_db_name) != before, "swapped by now"
         raise OSError("disk full (injected)")
 
     monkeypatch.setattr(audit, "record", audit_fails)
@@ -134,21 +120,21 @@ def test_a_failure_after_the_monitors_are_swapped_is_undone(
     result = fao("apply", "--yes", str(config))
     assert result.exit_code == 1
     assert "what was written was undone" in result.output
-    assert monitors(stored, mongo_db_name) == before
+    assert stored_monitors(client, mongo_db_name) == before
     assert (
-        set(stored[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
+        set(client[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
     )
 
 
 def test_a_failure_while_the_new_monitors_are_written_is_undone(
     env: None,
     tmp_path: Path,
-    stored: MongoClient[Document],
+    client: MongoClient[Document],
     mongo_db_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = applied(tmp_path)
-    before = monitors(stored, mongo_db_name)
+    before = stored_monitors(client, mongo_db_name)
     real_write = apply_module.write_documents
     written: list[str] = []
 
@@ -164,27 +150,27 @@ def test_a_failure_while_the_new_monitors_are_written_is_undone(
     assert result.exit_code == 1
     assert "what was written was undone" in result.output
     assert written[-1] == "monitors_next"
-    assert monitors(stored, mongo_db_name) == before
+    assert stored_monitors(client, mongo_db_name) == before
     assert (
-        set(stored[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
+        set(client[mongo_db_name].list_collection_names()) & {"monitors_next", "monitors_previous"} == set()
     )
 
 
 def test_an_apply_stopped_between_the_two_renames_is_named_not_planned_as_all_new(
-    env: None, tmp_path: Path, stored: MongoClient[Document], mongo_db_name: str
+    env: None, tmp_path: Path, client: MongoClient[Document], mongo_db_name: str
 ) -> None:
     """Killed after ``monitors`` became ``monitors_previous`` and before ``monitors_next`` became
     ``monitors``: planning against the missing collection would add every monitor (and lose those
     kept without --prune); apply refuses, saying how to put it back."""
     config = applied(tmp_path)
-    before = monitors(stored, mongo_db_name)
-    stored[mongo_db_name]["monitors"].rename("monitors_previous")
+    before = stored_monitors(client, mongo_db_name)
+    client[mongo_db_name]["monitors"].rename("monitors_previous")
     refused = fao("apply", "--yes", str(config))
     assert refused.exit_code == 1
     assert "db.monitors_previous.renameCollection('monitors')" in refused.output
-    assert "monitors" not in stored[mongo_db_name].list_collection_names()
-    stored[mongo_db_name]["monitors_previous"].rename("monitors")
+    assert "monitors" not in client[mongo_db_name].list_collection_names()
+    client[mongo_db_name]["monitors_previous"].rename("monitors")
     again = fao("apply", "--yes", str(config))
     assert again.exit_code == 0, again.output
     assert "; 0 change(s)" in again.output
-    assert monitors(stored, mongo_db_name) == before
+    assert stored_monitors(client, mongo_db_name) == before
