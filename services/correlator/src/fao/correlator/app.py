@@ -25,8 +25,10 @@ state has every decision-relevant fact; what is lost is detail (the newest sampl
 history, the last-result times), so a pending X-of-Y confirmation may count up to X-1 failures
 again. Every change of status, every incident change and every event is written before the ack.
 
-Only one correlator is active at a time (a KV lease, ``ServiceApp.singleton``): a second instance
-waits as a hot standby and takes over within seconds when the active one dies.
+Several correlators share the work (``fao.correlator.roles``): each ``Correlator`` decides one
+*shard* — the systems of results partitions closed under dependencies — or the platform role
+(zone problems, silent probers), as its ``Scope`` says; a shard is decided by one instance at a
+time (KV leases) and moves to another within about one lease TTL when its instance dies.
 """
 
 from __future__ import annotations
