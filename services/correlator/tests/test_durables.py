@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from fao.correlator.roles import adopt
+from fao.correlator.roles import adopt, retire_v1_durables, role_scopes
 from fao.runtime.consume import consumer_config, ensure_durable
 from fao.schemas import subjects as s
 
@@ -59,3 +59,30 @@ async def test_a_new_shard_with_no_durable_before_reads_from_the_beginning(js: J
     durable = s.correlator_results_consumer([3])
     await adopt(js, s.RESULTS_STREAM, durable, [s.result_partition_filter(3)], {durable})
     assert (await js.consumer_info(s.RESULTS_STREAM, durable)).num_pending == 1
+
+
+async def test_an_upgrade_moves_the_durables_of_the_release_before_to_the_current_shards(
+    js: JetStreamContext,
+) -> None:
+    """The release before read every result through one durable: the current shards' durables
+    start where it stopped (nothing it acknowledged comes again, nothing after is skipped), and it
+    is deleted."""
+    await ensure_durable(
+        js, s.RESULTS_STREAM, consumer_config(s.CORRELATOR_RESULTS_CONSUMER_V1, [s.RESULTS_SUBJECTS])
+    )
+    for partition in (1, 5, 1, 5):
+        await js.publish(s.result_batch_subject("default", partition), b"{}")
+    await js.publish(s.result_subject("web-home"), b"{}")
+    sub = await js.pull_subscribe_bind(s.CORRELATOR_RESULTS_CONSUMER_V1, s.RESULTS_STREAM)
+    for msg in await sub.fetch(2, timeout=5):
+        await msg.ack_sync()
+    await sub.unsubscribe()
+
+    await retire_v1_durables(js, role_scopes([]))
+    names = await _names(js)
+    assert s.CORRELATOR_RESULTS_CONSUMER_V1 not in names
+    one = await js.consumer_info(s.RESULTS_STREAM, s.correlator_results_consumer([1]))
+    five = await js.consumer_info(s.RESULTS_STREAM, s.correlator_results_consumer([5]))
+    singles = await js.consumer_info(s.RESULTS_STREAM, s.CORRELATOR_SINGLES_CONSUMER)
+    assert (one.num_pending, five.num_pending, singles.num_pending) == (1, 1, 1)
+    assert len([n for n in names if s.consumer_partitions(n) is not None]) == s.RESULT_PARTITIONS
