@@ -371,7 +371,6 @@ class Roles:
         self._systems: list[System] = []
         self._assigned = False
         self._progress = asyncio.Event()
-        self.on_change: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self._systems = await CorrelatorStore(self.rt.db, self.js, await state_bucket(self.js)).systems()
@@ -401,8 +400,6 @@ class Roles:
         self._progress.set()
         PARTITIONS.set(sum(len(r.scope.partitions) for r in self.running.values() if r.active))
         PLATFORM_ROLE.set(int(any(r.active and r.scope.platform for r in self.running.values())))
-        if self.on_change is not None:
-            self.on_change()
 
     def current_durables(self) -> set[str]:
         """The durables of every role of the current shards."""
@@ -431,6 +428,9 @@ class Roles:
         refreshed = loop.time()
         while not self._stop.is_set():
             try:
+                if self._member.lost.is_set():  # NATS was away longer than a TTL: register again
+                    self._member = Lease(self.js, self._member.name, self.holder, self.settings.lease_ttl)
+                    await self._member.acquire()
                 if loop.time() - refreshed >= SYSTEMS_REFRESH:
                     self._systems = await CorrelatorStore(
                         self.rt.db, self.js, await state_bucket(self.js)
