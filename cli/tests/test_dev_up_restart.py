@@ -8,7 +8,7 @@ import re
 import signal
 from pathlib import Path
 
-from cli.tests.test_dev_up import dev_up, healthy, site_inventory
+from cli.tests.test_dev_up import SERVICE_PORTS, dev_up, free_port_block, healthy, site_inventory
 
 from fao.cli.dev import DevConfig, describe_exit, restart_delay
 from fao.runtime.launch import free_port
@@ -27,7 +27,7 @@ def started_pids(lines: list[str], label: str) -> list[int]:
 
 
 def test_dev_up_restarts_a_service_that_dies(tmp_path: Path) -> None:
-    first_http = free_port()
+    first_http = free_port_block(SERVICE_PORTS)  # below the ephemeral range (a full run saw one taken)
     config = site_inventory(tmp_path, first_http)
     with dev_up(tmp_path, config, first_http, "--no-demo", "--demo-port", str(free_port())) as fao:
         fao.wait_for(lambda: healthy(first_http), 60, "the correlator's /healthz")
