@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fao.prober.membership import member_name
-from fao.runtime.rendezvous import owner
+from fao.runtime.rendezvous import member_name, owner
 
 MONITORS = [f"mon-{i}" for i in range(10_000)]
 

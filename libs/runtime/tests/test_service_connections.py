@@ -172,32 +172,43 @@ run(lambda: ServiceApp("t-wedged", settings, new_broker(settings), on_start=wedg
 """
 
 
-async def test_sigterm_stops_a_process_whose_event_loop_is_stuck_within_the_grace_period(
-    nats_url: str,
-) -> None:
-    grace = 2.0
-    env = {**os.environ, "FAO_NATS_URL": nats_url, "FAO_HTTP_PORT": "-1", "FAO_STOP_GRACE": str(grace)}
+@contextlib.asynccontextmanager
+async def script_until(
+    script: str, env: dict[str, str], marker: bytes
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[bytes]]]:
+    """Run ``script`` in a new Python process until a line of its output holds ``marker``; yield
+    the process and the lines so far. On leaving, the rest of its output is added to the lines (a
+    process still running is killed)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WEDGED_SCRIPT, env=env,
+        sys.executable, "-c", script, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[bytes] = []
     try:
         async with asyncio.timeout(20):
-            while b"wedging" not in (line := await proc.stdout.readline()):
+            while marker not in (line := await proc.stdout.readline()):
                 assert line, b"".join(lines).decode()
                 lines.append(line)
-        await asyncio.sleep(0.5)  # now stuck in time.sleep
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), grace + 5)
-        took = time.monotonic() - sent
+        yield proc, lines
         lines.extend((await proc.stdout.read()).splitlines())
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sigterm_stops_a_process_whose_event_loop_is_stuck_within_the_grace_period(
+    nats_url: str,
+) -> None:
+    grace = 2.0
+    env = {**os.environ, "FAO_NATS_URL": nats_url, "FAO_HTTP_PORT": "-1", "FAO_STOP_GRACE": str(grace)}
+    async with script_until(WEDGED_SCRIPT, env, b"wedging") as (proc, lines):
+        await asyncio.sleep(0.5)  # now stuck in time.sleep
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), grace + 5)
+        took = time.monotonic() - sent
     print(f"\nexited {took:.2f} s after SIGTERM with a stuck event loop (grace {grace} s)")
     events = [json.loads(line).get("event") for line in lines if line.startswith(b"{")]
     assert code == 1, b"\n".join(lines).decode()
@@ -274,17 +285,7 @@ async def test_a_service_paused_and_resumed_still_stops_on_sigterm(nats_url: str
     guard a siginfo with a garbage signal number; the guard thread died on it (ValueError) and the
     service no longer heard SIGTERM (fao dev up had to kill it after 15 s)."""
     env = {**os.environ, "FAO_NATS_URL": nats_url, "FAO_HTTP_PORT": "-1", "FAO_STOP_GRACE": "5"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", IDLE_SCRIPT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    try:
-        async with asyncio.timeout(20):
-            while b'"idle"' not in (line := await proc.stdout.readline()):
-                assert line, b"".join(lines).decode()
-                lines.append(line)
+    async with script_until(IDLE_SCRIPT, env, b'"idle"') as (proc, lines):
         for _ in range(3):
             proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(0.3)
@@ -292,11 +293,6 @@ async def test_a_service_paused_and_resumed_still_stops_on_sigterm(nats_url: str
             await asyncio.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
-        lines.extend((await proc.stdout.read()).splitlines())
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     output = b"\n".join(lines).decode()
     assert code == 0, output
     assert "Traceback" not in output

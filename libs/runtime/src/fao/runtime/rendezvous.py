@@ -11,7 +11,15 @@ no peers a member owns everything.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
+
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def member_name(member_id: str) -> str:
+    """A member's name in a KV key and in the rendezvous hash: its id with only ``[A-Za-z0-9_-]``."""
+    return _NOT_IN_KEY.sub("_", member_id) or "_"
 
 
 def weight(piece: str, member: str) -> int:

@@ -399,12 +399,12 @@ async def serve(
         js = broker.connection.jetstream()
         if settings.nats_manage_streams:
             await ensure_bus(js)
-        elif not await _first(verify_bus(js), stop):
+        elif not await until_stopped(verify_bus(js), stop):
             return  # stopped while waiting for the admin to create the streams
         if svc.singleton:
             # Its own connection: the lease is released after the broker (and its connection) stopped.
             connecting = asyncio.ensure_future(connect_nats(settings, f"{svc.name}-lease"))
-            if not await _first(connecting, stop):
+            if not await until_stopped(connecting, stop):
                 return
             lease_nc = connecting.result()
             health.connections.append(lease_nc)
@@ -414,7 +414,7 @@ async def serve(
             health.running = True  # a standby is doing what it should
             await start_ops()  # a standby is observable too
             log.info("standby", lease=svc.name, holder=lease.holder_id, ttl_s=lease.ttl)
-            if not await _first(lease.acquire(), stop):
+            if not await until_stopped(lease.acquire(), stop):
                 return  # stopped while standby
             log.info("active", lease=svc.name, holder=lease.holder_id)
             watchers.append(asyncio.create_task(_watch_lease(lease, fail), name="lease-watch"))
@@ -473,7 +473,7 @@ async def _start_up(
     done, _ = await asyncio.wait({task}, timeout=STARTUP_PATIENCE)
     if not done:
         await slow()
-    return await _first(task, stop)
+    return await until_stopped(task, stop)
 
 
 async def _watch_connections(
@@ -530,7 +530,7 @@ async def _step(name: str, work: Awaitable[object], deadline: float) -> None:
         log.warning("stop_step_failed", step=name, error=f"{type(exc).__name__}: {exc}")
 
 
-async def _first(work: Awaitable[object], stop: asyncio.Event) -> bool:
+async def until_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
     """Run ``work`` until it finishes (True) or ``stop`` is set first (False, ``work`` cancelled)."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())

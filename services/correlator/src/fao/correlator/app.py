@@ -139,8 +139,10 @@ class Correlator:
         clock: Clock = utc_now,
         scope: Scope | None = None,
         zone_views: Callable[[], dict[str, ZoneView]] | None = None,
+        systems: Callable[[], list[System]] | None = None,
     ) -> None:
         self.scope = scope or Scope()
+        self._systems_source = systems
         # The platform role (not whole): every shard's zone views merged (``on_zone_views``).
         self._zone_views = zone_views
         self._zone_clear: dict[str, datetime] = {}
@@ -222,7 +224,10 @@ class Correlator:
         return drifted
 
     async def refresh_systems(self) -> None:
-        systems = await self._store.systems()
+        """The systems (their dependencies) from the store — or, when several correlators of one
+        process share them (``fao.correlator.roles``), from the reading they share."""
+        source = self._systems_source
+        systems = source() if source is not None else await self._store.systems()
         if systems != self._systems:
             self._systems = systems
             self._graph = SystemGraph.build(systems)
@@ -679,7 +684,15 @@ def build(settings: CorrelatorSettings | None = None) -> ServiceApp:
         def make(
             store: CorrelatorStore, scope: Scope, zone_views: Callable[[], dict[str, ZoneView]] | None
         ) -> Correlator:
-            correlator = Correlator(broker, store, catalog, windows, scope=scope, zone_views=zone_views)
+            correlator = Correlator(
+                broker,
+                store,
+                catalog,
+                windows,
+                scope=scope,
+                zone_views=zone_views,
+                systems=lambda: roles.systems,
+            )
             correlators[:] = [c for c in correlators if c.scope != scope] + [correlator]
             return correlator
 

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -51,8 +50,8 @@ from fao.runtime.bus import state_bucket
 from fao.runtime.consume import DurableConsumer, consumer_config, ensure_durable
 from fao.runtime.inventory import KvCatalog
 from fao.runtime.lease import Lease, default_holder_id, leases_bucket
-from fao.runtime.rendezvous import owner
-from fao.runtime.service import Runtime
+from fao.runtime.rendezvous import member_name, owner
+from fao.runtime.service import Runtime, until_stopped
 from fao.schemas import PLATFORM_SYSTEM, Command, System
 from fao.schemas import subjects as s
 from fao.schemas.results import ResultBatch, ResultMessage
@@ -74,11 +73,6 @@ START_WAIT_TTLS = 2
 START_WAIT = 10.0
 PARTITIONS = Gauge("fao_correlator_partitions", "Results partitions whose systems this instance decides now")
 PLATFORM_ROLE = Gauge("fao_correlator_platform", "1 while this instance holds the platform role")
-_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def member_name(holder_id: str) -> str:
-    return _NOT_IN_KEY.sub("_", holder_id) or "_"
 
 
 def role_scopes(systems: list[System]) -> dict[str, Scope]:
@@ -222,7 +216,7 @@ class Role:
         ticks: list[asyncio.Task[None]] = []
         try:
             for lease in self._leases:
-                if not await _until_stopped(lease.acquire(), self._stop):
+                if not await until_stopped(lease.acquire(), self._stop):
                     return
             correlator = await self._recovered()
             if correlator is None:
@@ -334,21 +328,6 @@ class Role:
             raise
 
 
-async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
-    """Wait for ``work`` unless ``stop`` comes first (then it is cancelled): True when done."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if task.done():
-        task.result()
-        return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return False
-
-
 class Roles:
     """This instance's membership and the roles it runs (see the module docstring)."""
 
@@ -400,6 +379,11 @@ class Roles:
         self._progress.set()
         PARTITIONS.set(sum(len(r.scope.partitions) for r in self.running.values() if r.active))
         PLATFORM_ROLE.set(int(any(r.active and r.scope.platform for r in self.running.values())))
+
+    @property
+    def systems(self) -> list[System]:
+        """The systems as last read (every ``SYSTEMS_REFRESH`` seconds), for every role's correlator."""
+        return self._systems
 
     def current_durables(self) -> set[str]:
         """The durables of every role of the current shards."""

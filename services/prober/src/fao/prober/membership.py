@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
@@ -27,17 +26,11 @@ from nats.js.kv import KeyValue
 
 from fao.runtime.bus import PROBERS_TTL, probers_bucket
 from fao.runtime.inventory import KvCatalog
+from fao.runtime.rendezvous import member_name
 from fao.schemas.base import BusModel, Identifier, UtcDatetime
 from fao.schemas.subjects import PROBERS_BUCKET, prober_key
 
 log = structlog.get_logger()
-
-_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def member_name(prober_id: str) -> str:
-    """The prober's name in the bucket and in the rendezvous hash: its id, KV-key safe."""
-    return _NOT_IN_KEY.sub("_", prober_id) or "_"
 
 
 class ProberBeat(BusModel):
